@@ -1,0 +1,255 @@
+package actors
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/etcdsync/etcdsync/hwm"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// Merge is the merger's state machine: it merges snapshots with the
+// free-running watch into one eventually consistent stream of updates. It is
+// a plain struct with no goroutines, clocks or actor types; the Merger actor
+// feeds it with Step and sends what Step returns. Not safe for concurrent use.
+//
+// Semantics (those of the seed syncer, see DESIGN.md "Merge semantics"):
+// snapshot keys are stored in the tracker at the snapshot's index, watch
+// keys at their modifiedIndex, and a key is emitted only when its previous
+// mark is below the event's modifiedIndex. While a snapshot is read,
+// deletions are tracked so a stale snapshot value cannot resurrect a key the
+// watch deleted; when it ends, every key the snapshot did not refresh is
+// swept as deleted.
+type Merge struct {
+	marks  *hwm.Tracker
+	status messages.SyncStatus
+	// reported is the last status Step returned; 0 before Start.
+	reported messages.SyncStatus
+
+	minRequired       uint64 // a snapshot at or above this brings us in sync
+	highestCompleted  uint64 // index of the newest finished snapshot
+	snapshotRequested bool   // a request is out and its SnapshotFinished has not come
+	// synced: a snapshot at or above minRequired has finished. Kept apart
+	// from the indexes so that an etcd at index 0 still gets its snapshot.
+	synced bool
+	applied           uint64 // highest etcd index merged so far
+
+	// recentDels are the watch deletions seen while a snapshot was being
+	// read. A snapshot requested meanwhile may be read at an index below
+	// them, so they must be tracked again when it starts; the seed forgot
+	// them and could resurrect a deleted key.
+	recentDels []messages.WatcherDeletion
+
+	// carried holds the keys the host had from an earlier cluster, after a
+	// reset, until the first snapshot of the new cluster has shown which of
+	// them still exist.
+	carried map[string]struct{}
+
+	suppressed uint64 // updates not emitted because newer data was seen
+}
+
+// Output is what one Step asks its caller to do, in this order: deliver
+// Updates, then report Status (if not zero), then send Snapshot (if not nil)
+// to the snapshot reader.
+type Output struct {
+	Updates  []messages.Update
+	Status   messages.SyncStatus
+	Snapshot *messages.SnapshotRequest
+}
+
+// NewMerge returns a Merge for a host that has nothing yet.
+func NewMerge() *Merge {
+	return &Merge{marks: hwm.New(), status: messages.WaitForDatastore}
+}
+
+// Start returns the status the host must be told about when the merger
+// starts: WaitForDatastore the first time, nothing when a restarted merger
+// resumes a Merge that already reported.
+func (m *Merge) Start() Output {
+	var out Output
+	m.report(&out)
+	return out
+}
+
+// Status returns the current sync status.
+func (m *Merge) Status() messages.SyncStatus { return m.status }
+
+// Applied returns the highest etcd index merged so far. The cluster-ID
+// poller compares etcd's current index with it to spot a restored datastore.
+func (m *Merge) Applied() uint64 { return m.applied }
+
+// Suppressed returns how many watch or snapshot values were dropped because
+// the merger had already seen newer data for their key.
+func (m *Merge) Suppressed() uint64 { return m.suppressed }
+
+// Keys returns how many keys the host holds, once every pending Output has
+// been delivered.
+func (m *Merge) Keys() int { return m.marks.Len() + len(m.carried) }
+
+// Step merges one input (WatcherNeedsSnapshot, WatcherUpdate,
+// WatcherDeletion, SnapshotStarted, SnapshotBatch or SnapshotFinished) and
+// returns what must be emitted. It returns an error, and changes nothing, for
+// an input it does not know.
+func (m *Merge) Step(in any) (Output, error) {
+	var out Output
+	switch in := in.(type) {
+	case messages.WatcherNeedsSnapshot:
+		// Never settle for a snapshot below what has been applied: a
+		// datastore that went back in time can then never satisfy the
+		// request, which the snapshot reader detects.
+		m.minRequired = max(m.minRequired, in.MinIndex, m.applied)
+		m.synced = m.synced && m.highestCompleted >= m.minRequired
+	case messages.WatcherUpdate:
+		if m.afterSnapshot(in.ModifiedIndex) {
+			m.storeUpdate(&out, in.KV, in.ModifiedIndex)
+		}
+	case messages.WatcherDeletion:
+		if !m.afterSnapshot(in.ModifiedIndex) {
+			break
+		}
+		m.deleted(&out, m.marks.StoreDeletion(in.Key, in.ModifiedIndex), in.ModifiedIndex)
+		m.forgetCarriedUnder(&out, in.Key, in.ModifiedIndex)
+		if m.snapshotRequested {
+			m.recentDels = append(m.recentDels, in)
+		}
+	case messages.SnapshotStarted:
+		// Informational: the batches carry their index.
+	case messages.SnapshotBatch:
+		m.applied = max(m.applied, in.Index)
+		out.Updates = make([]messages.Update, 0, len(in.KVs))
+		for _, kv := range in.KVs {
+			m.storeUpdate(&out, kv, in.Index)
+		}
+	case messages.SnapshotFinished:
+		m.applied = max(m.applied, in.Index)
+		m.finishSnapshot(&out, in.Index)
+	default:
+		return Output{}, fmt.Errorf("merge: unexpected input %T", in)
+	}
+	if !m.synced && !m.snapshotRequested {
+		m.requestSnapshot(&out)
+	}
+	m.report(&out)
+	return out, nil
+}
+
+// ResetCluster prepares the Merge for a new etcd cluster whose index space
+// has nothing to do with the old one: the marks are dropped, but the keys the
+// host holds are carried, so that the first snapshot of the new cluster sends
+// each key it holds as updated (or new) and each carried key it lacks as
+// deleted. The status returns to WaitForDatastore.
+func (m *Merge) ResetCluster() {
+	carried := make(map[string]struct{}, m.Keys())
+	for k := range m.carried {
+		carried[k] = struct{}{}
+	}
+	for k := range m.marks.ToMap() {
+		carried[k] = struct{}{}
+	}
+	*m = Merge{
+		marks:    hwm.New(),
+		status:   messages.WaitForDatastore,
+		reported: m.reported,
+		carried:  carried,
+	}
+}
+
+// afterSnapshot reports whether a watch event at idx is news: one at or below
+// the newest finished snapshot is already in it. Applying it anyway, as the
+// seed did, can briefly resurrect a key that the snapshot's sweep deleted,
+// with a revision below the deletion's.
+func (m *Merge) afterSnapshot(idx uint64) bool {
+	if idx <= m.highestCompleted {
+		m.suppressed++
+		return false
+	}
+	m.applied = max(m.applied, idx)
+	return true
+}
+
+func (m *Merge) requestSnapshot(out *Output) {
+	m.snapshotRequested = true
+	m.marks.StartTrackingDeletions()
+	// Deletions at or below minRequired are in any snapshot that satisfies
+	// the request; later ones must keep refusing its older values.
+	kept := m.recentDels[:0]
+	for _, d := range m.recentDels {
+		if d.ModifiedIndex > m.minRequired {
+			// Their keys are already gone: this only re-tracks them.
+			m.marks.StoreDeletion(d.Key, d.ModifiedIndex)
+			kept = append(kept, d)
+		}
+	}
+	m.recentDels = kept
+	m.status = messages.Resync
+	out.Snapshot = &messages.SnapshotRequest{MinIndex: m.minRequired}
+}
+
+func (m *Merge) storeUpdate(out *Output, kv messages.KV, storeIdx uint64) {
+	old := m.marks.StoreUpdate(kv.Key, storeIdx)
+	if old >= kv.ModifiedIndex {
+		m.suppressed++
+		return
+	}
+	t := messages.UpdateTypeUpdated
+	if old == 0 {
+		t = messages.UpdateTypeNew
+		if _, ok := m.carried[kv.Key]; ok {
+			t = messages.UpdateTypeUpdated
+			delete(m.carried, kv.Key)
+		}
+	}
+	out.Updates = append(out.Updates, messages.Update{Key: kv.Key, Value: kv.Value, Revision: kv.ModifiedIndex, Type: t})
+}
+
+func (m *Merge) deleted(out *Output, keys []string, rev uint64) {
+	for _, k := range keys {
+		out.Updates = append(out.Updates, messages.Update{Key: k, Revision: rev, Type: messages.UpdateTypeDeleted})
+	}
+}
+
+func (m *Merge) finishSnapshot(out *Output, idx uint64) {
+	m.snapshotRequested = false
+	m.marks.StopTrackingDeletions()
+	m.deleted(out, m.marks.DeleteOldKeys(idx), idx)
+	if m.carried != nil {
+		// Carried keys the new cluster's snapshot did not hold are gone.
+		m.deleted(out, slices.Sorted(maps.Keys(m.carried)), idx)
+		m.carried = nil
+	}
+	m.highestCompleted = max(m.highestCompleted, idx)
+	if idx >= m.minRequired {
+		m.synced = true
+		m.status = messages.InSync
+		m.recentDels = nil
+	}
+	// Otherwise the watcher lost sync again while the snapshot was read;
+	// Step requests the next one.
+}
+
+// forgetCarriedUnder sends deletions for carried keys at or below key, which
+// the new cluster's watch has just deleted.
+func (m *Merge) forgetCarriedUnder(out *Output, key string, rev uint64) {
+	if len(m.carried) == 0 {
+		return
+	}
+	dir := strings.TrimSuffix(key, "/")
+	var gone []string
+	for k := range m.carried {
+		if dir == "" || k == dir || strings.HasPrefix(k, dir+"/") {
+			gone = append(gone, k)
+			delete(m.carried, k)
+		}
+	}
+	slices.Sort(gone)
+	m.deleted(out, gone, rev)
+}
+
+func (m *Merge) report(out *Output) {
+	if m.status != m.reported {
+		out.Status = m.status
+		m.reported = m.status
+	}
+}

@@ -1,0 +1,119 @@
+package messages
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors the actors fail with. The supervisor matches them with errors.Is and
+// turns the first two into the host's reset policy.
+var (
+	// ErrClusterIDChanged: etcd answered with a cluster ID other than the
+	// one seen before, so its index space is not the one we hold.
+	ErrClusterIDChanged = errors.New("etcdsync: etcd cluster ID changed")
+	// ErrIndexRegressed: etcd's index went below one we have applied under
+	// the same cluster ID, as when a data dir is restored from a backup.
+	ErrIndexRegressed = errors.New("etcdsync: etcd index went back in time")
+	// ErrLostSync: the watch can no longer deliver every event (etcd error
+	// 401 or 400, or too many transport errors in a row); the watcher fails
+	// and is restarted, which brings a resync.
+	ErrLostSync = errors.New("etcdsync: watcher lost sync with etcd")
+	// ErrPoisonBatch: the host's callback panicked on the same batch too many
+	// times in a row.
+	ErrPoisonBatch = errors.New("etcdsync: host callback keeps failing on one batch")
+)
+
+// KV is one key and value as read from etcd.
+type KV struct {
+	Key           string
+	Value         string
+	ModifiedIndex uint64
+}
+
+// WatcherNeedsSnapshot is sent by the watcher when it (re)starts watching
+// from MinIndex: only a snapshot at or above MinIndex, merged with the watch,
+// gives a complete view.
+type WatcherNeedsSnapshot struct {
+	MinIndex uint64
+	Cause    string // why the watch (re)started: "start", "lost-sync", ...
+}
+
+// WatcherUpdate is a key set, created, updated or compare-and-swapped.
+type WatcherUpdate struct {
+	KV
+}
+
+// WatcherDeletion is a key or directory deleted, compare-and-deleted or
+// expired.
+type WatcherDeletion struct {
+	Key           string
+	ModifiedIndex uint64
+}
+
+// SnapshotRequest asks the snapshot reader for a snapshot at or above
+// MinIndex.
+type SnapshotRequest struct {
+	MinIndex uint64
+}
+
+// SnapshotStarted precedes the batches of a snapshot read at Index.
+type SnapshotStarted struct {
+	Index uint64
+}
+
+// SnapshotBatch carries keys of a snapshot read at Index.
+type SnapshotBatch struct {
+	Index uint64
+	KVs   []KV
+}
+
+// SnapshotFinished ends a snapshot read at Index: every key it held has been
+// sent.
+type SnapshotFinished struct {
+	Index uint64
+}
+
+// ClusterIDSeen reports the cluster ID an etcd response carried and the
+// index it reported.
+type ClusterIDSeen struct {
+	ID    string
+	Index uint64
+}
+
+// Deliver is the merger's output for the consumer adapter: updates, then a
+// status change (zero: none).
+type Deliver struct {
+	Updates []Update
+	Status  SyncStatus
+}
+
+func (m WatcherNeedsSnapshot) String() string {
+	return fmt.Sprintf("watcher needs snapshot >= %d (%s)", m.MinIndex, m.Cause)
+}
+
+func (m WatcherUpdate) String() string {
+	return fmt.Sprintf("watch set %s@%d", m.Key, m.ModifiedIndex)
+}
+
+func (m WatcherDeletion) String() string {
+	return fmt.Sprintf("watch delete %s@%d", m.Key, m.ModifiedIndex)
+}
+
+func (m SnapshotRequest) String() string { return fmt.Sprintf("snapshot request >= %d", m.MinIndex) }
+func (m SnapshotStarted) String() string { return fmt.Sprintf("snapshot started @%d", m.Index) }
+func (m SnapshotFinished) String() string {
+	return fmt.Sprintf("snapshot finished @%d", m.Index)
+}
+
+func (m SnapshotBatch) String() string {
+	return fmt.Sprintf("snapshot batch @%d: %d keys", m.Index, len(m.KVs))
+}
+
+func (m ClusterIDSeen) String() string { return fmt.Sprintf("cluster ID %s @%d", m.ID, m.Index) }
+
+func (m Deliver) String() string {
+	if m.Status == 0 {
+		return fmt.Sprintf("deliver %d updates", len(m.Updates))
+	}
+	return fmt.Sprintf("deliver %d updates, then %s", len(m.Updates), m.Status)
+}

@@ -1,0 +1,97 @@
+package messages
+
+import "fmt"
+
+// UpdateType says what happened to a key.
+type UpdateType uint8
+
+// The zero UpdateType is invalid, so that a forgotten field fails loudly.
+const (
+	UpdateTypeNew     UpdateType = iota + 1 // the host did not have the key
+	UpdateTypeUpdated                       // the host had the key; the value may be unchanged
+	UpdateTypeDeleted                       // the host had the key; it is gone
+)
+
+func (t UpdateType) String() string {
+	switch t {
+	case UpdateTypeNew:
+		return "new"
+	case UpdateTypeUpdated:
+		return "updated"
+	case UpdateTypeDeleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("UpdateType(%d)", uint8(t))
+}
+
+// Update is one change to one key under the synced prefix.
+type Update struct {
+	Key   string // the etcd key, e.g. "/calico/v1/config/LogSeverityScreen"
+	Value string // the raw etcd value; empty for UpdateTypeDeleted
+	// Revision is the etcd index of the change: the key's modifiedIndex, or
+	// for a deletion found by a resync, the index of the snapshot that no
+	// longer held the key. Within one etcd cluster, a key's revisions only
+	// rise.
+	Revision uint64
+	Type     UpdateType
+}
+
+func (u Update) String() string {
+	if u.Type == UpdateTypeDeleted {
+		return fmt.Sprintf("%s %s@%d", u.Type, u.Key, u.Revision)
+	}
+	return fmt.Sprintf("%s %s@%d=%q", u.Type, u.Key, u.Revision, u.Value)
+}
+
+// SyncStatus says how far the host's view is from etcd's.
+type SyncStatus uint8
+
+// The zero SyncStatus is invalid.
+const (
+	// WaitForDatastore: etcd has not been reached yet.
+	WaitForDatastore SyncStatus = iota + 1
+	// Resync: a snapshot is being merged; the host's view is incomplete or
+	// holds keys etcd no longer has.
+	Resync
+	// InSync: every key etcd had when the latest snapshot was read has been
+	// delivered, and the watch is delivering every change since.
+	InSync
+)
+
+func (s SyncStatus) String() string {
+	switch s {
+	case WaitForDatastore:
+		return "wait-for-datastore"
+	case Resync:
+		return "resync"
+	case InSync:
+		return "in-sync"
+	}
+	return fmt.Sprintf("SyncStatus(%d)", uint8(s))
+}
+
+// Callbacks is what a host implements to receive the syncer's output.
+//
+// The syncer calls the methods from one goroutine at a time, never
+// concurrently, in the order the changes happened. Apply every Update in order
+// to an empty map: whenever the last status reported is InSync and etcd has
+// been quiet long enough for the watch to drain, the map equals etcd's keys and
+// values under the prefix. The syncer waits for each call to return, so a
+// slow callback delays every later one (updates meanwhile wait, coalesced per
+// key); a callback that panics has its batch delivered again, whole, and one
+// that panics on the same batch repeatedly stops the syncer with an error.
+type Callbacks interface {
+	// OnStatusUpdated reports a change of SyncStatus.
+	OnStatusUpdated(status SyncStatus)
+	// OnUpdates delivers a batch of updates, oldest first. The slice is the
+	// host's to keep.
+	OnUpdates(updates []Update)
+}
+
+// ParseFailedCallback is implemented by hosts that want to hear about keys
+// their decoder could not parse; such keys are left out of OnUpdates.
+type ParseFailedCallback interface {
+	// ParseFailed reports a key that could not be parsed, and its value
+	// (empty for a deletion).
+	ParseFailed(key, value string)
+}
