@@ -33,8 +33,8 @@ type Merge struct {
 	snapshotRequested bool   // a request is out and its SnapshotFinished has not come
 	// synced: a snapshot at or above minRequired has finished. Kept apart
 	// from the indexes so that an etcd at index 0 still gets its snapshot.
-	synced bool
-	applied           uint64 // highest etcd index merged so far
+	synced  bool
+	applied uint64 // highest etcd index merged so far
 
 	// recentDels are the watch deletions seen while a snapshot was being
 	// read. A snapshot requested meanwhile may be read at an index below

@@ -160,12 +160,12 @@ func runSchedule(t *testing.T, seed uint64) {
 		case c >= 7 && len(pending) > 0:
 			// Read at some index between the request and the head, as
 			// a follower at least as new as requested would serve it.
-			min := pending[0]
+			lo := pending[0]
 			pending = pending[1:]
-			if min > etcd.head() {
-				fail("snapshot requested at %d beyond head %d", min, etcd.head())
+			if lo > etcd.head() {
+				fail("snapshot requested at %d beyond head %d", lo, etcd.head())
 			}
-			at := min + uint64(r.IntN(int(etcd.head()-min)+1))
+			at := lo + uint64(r.IntN(int(etcd.head()-lo)+1))
 			kvs := slices.SortedFunc(maps.Values(etcd.states[at]), func(a, b m.KV) int { return strings.Compare(a.Key, b.Key) })
 			r.Shuffle(len(kvs), func(i, j int) { kvs[i], kvs[j] = kvs[j], kvs[i] })
 			reading = append(reading, m.SnapshotStarted{Index: at})
@@ -189,11 +189,11 @@ func runSchedule(t *testing.T, seed uint64) {
 			pending = append(pending, step(reading[0])...)
 			reading = reading[1:]
 		default:
-			min := pending[0]
+			lo := pending[0]
 			pending = pending[1:]
-			reading = append(reading, m.SnapshotStarted{Index: min})
-			reading = append(reading, m.SnapshotBatch{Index: min, KVs: slices.Collect(maps.Values(etcd.states[min]))})
-			reading = append(reading, m.SnapshotFinished{Index: min})
+			reading = append(reading, m.SnapshotStarted{Index: lo})
+			reading = append(reading, m.SnapshotBatch{Index: lo, KVs: slices.Collect(maps.Values(etcd.states[lo]))})
+			reading = append(reading, m.SnapshotFinished{Index: lo})
 		}
 	}
 	if status != m.InSync {
@@ -206,8 +206,6 @@ func runSchedule(t *testing.T, seed uint64) {
 		fail("merge counts %d keys, host has %d", merge.Keys(), len(view))
 	}
 }
-
-
 
 // TestMergeRandomSchedules checks the invariant over many seeded schedules.
 // ETCDSYNC_MERGE_SEED replays one (ETCDSYNC_MERGE_TRACE=1 logs its inputs);
