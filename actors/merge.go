@@ -33,8 +33,11 @@ type Merge struct {
 	snapshotRequested bool   // a request is out and its SnapshotFinished has not come
 	// synced: a snapshot at or above minRequired has finished. Kept apart
 	// from the indexes so that an etcd at index 0 still gets its snapshot.
-	synced  bool
-	applied uint64 // highest etcd index merged so far
+	synced bool
+	// watcherDown: the watcher lost sync and has not asked for a snapshot
+	// since; one now would be wasted, as its index is not known yet.
+	watcherDown bool
+	applied     uint64 // highest etcd index merged so far
 
 	// recentDels are the watch deletions seen while a snapshot was being
 	// read. A snapshot requested meanwhile may be read at an index below
@@ -88,8 +91,9 @@ func (m *Merge) Suppressed() uint64 { return m.suppressed }
 // been delivered.
 func (m *Merge) Keys() int { return m.marks.Len() + len(m.carried) }
 
-// Step merges one input (WatcherNeedsSnapshot, WatcherUpdate,
-// WatcherDeletion, SnapshotStarted, SnapshotBatch or SnapshotFinished) and
+// Step merges one input (WatcherNeedsSnapshot, WatcherLostSync,
+// WatcherUpdate, WatcherDeletion, SnapshotStarted, SnapshotBatch or
+// SnapshotFinished) and
 // returns what must be emitted. It returns an error, and changes nothing, for
 // an input it does not know.
 func (m *Merge) Step(in any) (Output, error) {
@@ -101,6 +105,10 @@ func (m *Merge) Step(in any) (Output, error) {
 		// request, which the snapshot reader detects.
 		m.minRequired = max(m.minRequired, in.MinIndex, m.applied)
 		m.synced = m.synced && m.highestCompleted >= m.minRequired
+		m.watcherDown = false
+	case messages.WatcherLostSync:
+		m.synced, m.watcherDown = false, true
+		m.status = messages.Resync
 	case messages.WatcherUpdate:
 		if m.afterSnapshot(in.ModifiedIndex) {
 			m.storeUpdate(&out, in.KV, in.ModifiedIndex)
@@ -128,7 +136,7 @@ func (m *Merge) Step(in any) (Output, error) {
 	default:
 		return Output{}, fmt.Errorf("merge: unexpected input %T", in)
 	}
-	if !m.synced && !m.snapshotRequested {
+	if !m.synced && !m.snapshotRequested && !m.watcherDown {
 		m.requestSnapshot(&out)
 	}
 	m.report(&out)
@@ -220,13 +228,13 @@ func (m *Merge) finishSnapshot(out *Output, idx uint64) {
 		m.carried = nil
 	}
 	m.highestCompleted = max(m.highestCompleted, idx)
-	if idx >= m.minRequired {
+	if idx >= m.minRequired && !m.watcherDown {
 		m.synced = true
 		m.status = messages.InSync
 		m.recentDels = nil
 	}
 	// Otherwise the watcher lost sync again while the snapshot was read;
-	// Step requests the next one.
+	// Step requests the next one once the watcher has said at which index.
 }
 
 // forgetCarriedUnder sends deletions for carried keys at or below key, which

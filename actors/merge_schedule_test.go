@@ -126,21 +126,32 @@ func runSchedule(t *testing.T, seed uint64) {
 	var pending []uint64 // snapshot requests not yet served
 	var reading []any    // the rest of the snapshot being delivered
 	pending = append(pending, step(m.WatcherNeedsSnapshot{MinIndex: etcd.head(), Cause: "start"})...)
+	watcherDown := false
+	// restartWatcher restarts the watch at the current head, as the watcher
+	// does after a failure.
+	restartWatcher := func() {
+		watcherDown = false
+		watchNext = etcd.head() + 1
+		pending = append(pending, step(m.WatcherNeedsSnapshot{MinIndex: etcd.head(), Cause: "watcher-restart"})...)
+	}
 
 	for round := 0; round < 300; round++ {
 		quiet := round >= 200 // no more writes or faults: let it drain
 		switch c := r.IntN(10); {
 		case c < 3 && !quiet:
 			etcd.write(r)
-		case c < 6 && watchNext <= etcd.head():
+		case c < 6 && !watcherDown && watchNext <= etcd.head():
 			if ev := etcd.events[watchNext-1]; ev != nil {
 				pending = append(pending, step(ev)...)
 			}
 			watchNext++
-		case c == 6 && !quiet && r.IntN(4) == 0:
-			// Lost sync: the watcher restarts at the current head.
-			watchNext = etcd.head() + 1
-			pending = append(pending, step(m.WatcherNeedsSnapshot{MinIndex: etcd.head(), Cause: "lost-sync"})...)
+		case c == 6 && !quiet && !watcherDown && r.IntN(4) == 0:
+			// Lost sync: the watcher fails; events are missed until it
+			// is restarted.
+			watcherDown = true
+			pending = append(pending, step(m.WatcherLostSync{})...)
+		case c == 6 && watcherDown:
+			restartWatcher()
 		case c == 6 && !quiet && r.IntN(40) == 0:
 			// The cluster is rebuilt: a new index space and new content.
 			// The supervisor stops the watcher and the reader (their
@@ -149,7 +160,7 @@ func runSchedule(t *testing.T, seed uint64) {
 			for range 1 + r.IntN(15) {
 				etcd.write(r)
 			}
-			watchNext, pending, reading = etcd.head()+1, nil, nil
+			watchNext, pending, reading, watcherDown = etcd.head()+1, nil, nil, false
 			clear(revs) // revisions only rise within one cluster
 			merge.ResetCluster()
 			take(merge.Start())
@@ -178,6 +189,9 @@ func runSchedule(t *testing.T, seed uint64) {
 		}
 	}
 	// Drain: the watch to the head, then any snapshot in flight.
+	if watcherDown {
+		restartWatcher()
+	}
 	for watchNext <= etcd.head() || len(reading) > 0 || len(pending) > 0 {
 		switch {
 		case watchNext <= etcd.head():

@@ -236,6 +236,27 @@ var _ = Describe("Merge", func() {
 		Expect(h.requests).To(Equal([]uint64{50}))
 	})
 
+	When("the watcher reports it lost sync", func() {
+		It("goes to resync at once and waits for the watcher's index before asking for a snapshot", func() {
+			h := inSync(10, kv("/a", "1", 5))
+			h.step(m.WatcherLostSync{})
+			Expect(h.statuses).To(Equal([]m.SyncStatus{m.Resync}))
+			Expect(h.requests).To(BeEmpty())
+			h.step(needs(40))
+			Expect(h.requests).To(Equal([]uint64{40}))
+		})
+
+		It("does not call a snapshot that finishes meanwhile in-sync", func() {
+			h := newHost()
+			h.step(needs(10), m.WatcherLostSync{}, snap(10, kv("/a", "1", 5)))
+			Expect(h.merge.Status()).To(Equal(m.Resync))
+			h.step(needs(12))
+			Expect(h.requests).To(Equal([]uint64{10, 12}))
+			h.step(snap(12, kv("/a", "1", 5)))
+			Expect(h.merge.Status()).To(Equal(m.InSync))
+		})
+	})
+
 	It("never asks for a snapshot below what it has applied", func() {
 		h := inSync(10)
 		h.step(set("/a", "1", 100), needs(50))

@@ -38,6 +38,12 @@ type WatcherNeedsSnapshot struct {
 	Cause    string // why the watch (re)started: "start", "lost-sync", ...
 }
 
+// WatcherLostSync is sent by the watcher just before it fails: events are
+// being missed from now on, until it restarts and asks for a snapshot.
+type WatcherLostSync struct {
+	Err error
+}
+
 // WatcherUpdate is a key set, created, updated or compare-and-swapped.
 type WatcherUpdate struct {
 	KV
@@ -90,6 +96,8 @@ type Deliver struct {
 func (m WatcherNeedsSnapshot) String() string {
 	return fmt.Sprintf("watcher needs snapshot >= %d (%s)", m.MinIndex, m.Cause)
 }
+
+func (m WatcherLostSync) String() string { return fmt.Sprintf("watcher lost sync: %v", m.Err) }
 
 func (m WatcherUpdate) String() string {
 	return fmt.Sprintf("watch set %s@%d", m.Key, m.ModifiedIndex)

@@ -84,7 +84,8 @@ type Callbacks interface {
 	// OnStatusUpdated reports a change of SyncStatus.
 	OnStatusUpdated(status SyncStatus)
 	// OnUpdates delivers a batch of updates, oldest first. The slice is the
-	// host's to keep.
+	// host's once the call returns; until then it must not be modified, as a
+	// batch whose call panicked is delivered again.
 	OnUpdates(updates []Update)
 }
 

@@ -1,0 +1,113 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/etcd/client/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// KeysAPI is the part of client.KeysAPI the actors call: a GET and a watch.
+// A client/v2 KeysAPI satisfies it, and so does e2e/etcdsim.
+type KeysAPI interface {
+	Get(ctx context.Context, key string, opts *client.GetOptions) (*client.Response, error)
+	Watcher(key string, opts *client.WatcherOptions) client.Watcher
+}
+
+// Delayer yields retry delays (supervisor.Backoff is one).
+type Delayer interface {
+	Next() time.Duration
+	Reset()
+}
+
+// Env is what every actor of one syncer shares: the etcd client, the
+// prefix, the clock, the logger, and the WaitGroup that every goroutine an
+// actor starts joins, so that Syncer.Stop can wait for all of them.
+type Env struct {
+	Keys   KeysAPI
+	Prefix string
+	Clock  clock.WithDelayedExecution
+	Logger *slog.Logger
+	// Goroutines counts every goroutine the actors start.
+	Goroutines *sync.WaitGroup
+	// NewBackoff returns a fresh retry backoff for transport errors.
+	NewBackoff func() Delayer
+	// Rand returns a uniform value in [0, n); it jitters the poll interval.
+	Rand func(n int64) int64
+	// Observer hears about what the actors do, for metrics.
+	Observer Observer
+}
+
+// NopObserver is an Observer that ignores everything.
+type NopObserver struct{}
+
+func (NopObserver) Resync(string)                   {}
+func (NopObserver) WatcherRestarted()               {}
+func (NopObserver) ClusterReset()                   {}
+func (NopObserver) SnapshotRead(time.Duration, int) {}
+func (NopObserver) WatchEvent(uint64)               {}
+func (NopObserver) Delivered([]messages.Update)     {}
+func (NopObserver) Merged(int, uint64, uint64)      {}
+func (NopObserver) EtcdIndex(uint64)                {}
+
+var _ Observer = NopObserver{}
+
+// Observer receives the events that metrics count. Its methods are called
+// from actor goroutines, concurrently; they must be quick and must not
+// block.
+type Observer interface {
+	// Resync reports a snapshot requested, and why.
+	Resync(cause string)
+	// WatcherRestarted reports a failed watcher restarted by its supervisor.
+	WatcherRestarted()
+	// ClusterReset reports an escalated cluster reset or index regression.
+	ClusterReset()
+	// SnapshotRead reports a snapshot merged: how long from request to
+	// finish, and how many keys it held.
+	SnapshotRead(d time.Duration, keys int)
+	// WatchEvent reports an event received on the watch.
+	WatchEvent(index uint64)
+	// Delivered reports updates delivered to the host.
+	Delivered(updates []messages.Update)
+	// Merged reports the merger's state after each input: keys the host
+	// holds, the highest index applied, and values suppressed so far.
+	Merged(keys int, applied uint64, suppressed uint64)
+	// EtcdIndex reports etcd's current index as last seen.
+	EtcdIndex(index uint64)
+}
+
+// sender returns a function that posts messages to pid from any goroutine.
+// Goroutines capture it, never the actor.Context.
+func sender(c actor.Context) func(msg any) {
+	root, self := c.ActorSystem().Root, c.Self()
+	return func(msg any) { root.Send(self, msg) }
+}
+
+// sleep waits for d on the env's clock, or until ctx is done; it reports
+// whether the wait ran its course.
+func (env *Env) sleep(ctx context.Context, d time.Duration) bool {
+	t := env.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// keyNotFoundIndex returns the index an etcd "key not found" error carries.
+func keyNotFoundIndex(err error) (uint64, bool) {
+	var e client.Error
+	if errors.As(err, &e) && e.Code == client.ErrorCodeKeyNotFound {
+		return e.Index, true
+	}
+	return 0, false
+}

@@ -1,0 +1,213 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// SnapshotConfig configures a SnapshotReader.
+type SnapshotConfig struct {
+	Poller *actor.PID // receives ClusterIDSeen
+	// BatchSize is the most keys one SnapshotBatch carries.
+	BatchSize int
+	// StaleRetry is how long to wait before re-reading a snapshot that came
+	// back below the requested index (a lagging follower).
+	StaleRetry time.Duration
+	// StaleTimeout is how long reads may stay below the requested index,
+	// with the cluster ID unchanged, before the reader concludes that etcd
+	// went back in time and fails with messages.ErrIndexRegressed.
+	StaleTimeout time.Duration
+}
+
+// snapshotShared is what outlives one incarnation of the reader: the
+// request being served, so that a restarted reader serves it again.
+type snapshotShared struct {
+	gens      atomic.Uint64
+	requester *actor.PID
+	request   *messages.SnapshotRequest
+}
+
+// NewSnapshotReaderProps returns the props of a SnapshotReader. On each
+// messages.SnapshotRequest it reads a recursive, non-quorum snapshot of the
+// prefix, re-reading while the answer is below the requested index, and
+// sends the requester SnapshotStarted, SnapshotBatch messages and
+// SnapshotFinished. A prefix that does not exist yet is an empty snapshot at
+// the index etcd's "key not found" carries. Transport errors are retried
+// with backoff; a datastore that stays behind the request is
+// messages.ErrIndexRegressed.
+func NewSnapshotReaderProps(env *Env, cfg SnapshotConfig) *actor.Props {
+	shared := &snapshotShared{}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &SnapshotReader{env: env, cfg: cfg, shared: shared}
+	})
+}
+
+// SnapshotReader is the snapshot reader actor; see NewSnapshotReaderProps.
+type SnapshotReader struct {
+	env    *Env
+	cfg    SnapshotConfig
+	shared *snapshotShared
+	gen    uint64
+	cancel context.CancelFunc
+	lastID string
+}
+
+// Messages from the read goroutine, tagged with the read's generation.
+type (
+	snapshotOut struct { // SnapshotStarted, SnapshotBatch or SnapshotFinished
+		gen uint64
+		msg any
+	}
+	snapshotSeen struct {
+		gen       uint64
+		clusterID string
+	}
+	snapshotTrouble struct {
+		gen uint64
+		err error
+	}
+	snapshotFailed struct {
+		gen uint64
+		err error
+	}
+)
+
+// Receive implements actor.Actor.
+func (s *SnapshotReader) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		if s.shared.request != nil {
+			s.start(c) // a restart interrupted a read: serve it again
+		}
+	case *actor.Stopping, *actor.Restarting:
+		s.stop()
+	case messages.SnapshotRequest:
+		s.shared.requester, s.shared.request = c.Sender(), &m
+		s.start(c)
+	case snapshotOut:
+		if m.gen != s.gen {
+			return
+		}
+		if _, done := m.msg.(messages.SnapshotFinished); done {
+			s.shared.request = nil
+		}
+		c.Send(s.shared.requester, m.msg)
+	case snapshotSeen:
+		if m.gen == s.gen && m.clusterID != s.lastID && s.cfg.Poller != nil {
+			s.lastID = m.clusterID
+			c.Send(s.cfg.Poller, messages.ClusterIDSeen{ID: m.clusterID})
+		}
+	case snapshotTrouble:
+		if m.gen == s.gen {
+			s.env.Logger.Warn("snapshot read failed; retrying", "err", m.err)
+		}
+	case snapshotFailed:
+		if m.gen == s.gen {
+			panic(m.err)
+		}
+	}
+}
+
+func (s *SnapshotReader) start(c actor.Context) {
+	s.stop()
+	s.gen = s.shared.gens.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	send, gen, minIdx := sender(c), s.gen, s.shared.request.MinIndex
+	s.env.Goroutines.Go(func() { s.read(ctx, send, gen, minIdx) })
+}
+
+func (s *SnapshotReader) stop() {
+	if s.cancel != nil {
+		s.cancel()
+		s.cancel = nil
+	}
+}
+
+// read is the goroutine of one request: read until a snapshot at or above
+// minIdx arrives, then stream it.
+func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx uint64) {
+	retry := s.env.NewBackoff()
+	var staleSince time.Time
+	var staleID string
+	for {
+		resp, err := s.env.Keys.Get(ctx, s.env.Prefix, &client.GetOptions{Recursive: true})
+		if ctx.Err() != nil {
+			return
+		}
+		var idx uint64
+		var root *client.Node
+		var id string
+		switch notFoundIdx, notFound := keyNotFoundIndex(err); {
+		case err == nil:
+			idx, root, id = resp.Index, resp.Node, resp.ClusterID
+		case notFound:
+			idx = notFoundIdx // the prefix does not exist yet: empty
+		default:
+			send(snapshotTrouble{gen, err})
+			if !s.env.sleep(ctx, retry.Next()) {
+				return
+			}
+			continue
+		}
+		retry.Reset()
+		if id != "" {
+			send(snapshotSeen{gen, id})
+		}
+		if idx >= minIdx {
+			s.stream(send, gen, idx, root)
+			return
+		}
+		// A follower behind the leader catches up within moments; a
+		// datastore restored from a backup never does.
+		now := s.env.Clock.Now()
+		if staleSince.IsZero() || (id != "" && id != staleID) {
+			staleSince, staleID = now, id
+		}
+		if now.Sub(staleSince) >= s.cfg.StaleTimeout {
+			send(snapshotFailed{gen, fmt.Errorf("%w: snapshots stayed at index %d, below the %d already applied, for %v",
+				messages.ErrIndexRegressed, idx, minIdx, s.cfg.StaleTimeout)})
+			return
+		}
+		if !s.env.sleep(ctx, s.cfg.StaleRetry) {
+			return
+		}
+	}
+}
+
+// stream sends the snapshot as SnapshotStarted, batches, SnapshotFinished.
+func (s *SnapshotReader) stream(send func(any), gen, idx uint64, root *client.Node) {
+	send(snapshotOut{gen, messages.SnapshotStarted{Index: idx}})
+	size := max(1, s.cfg.BatchSize)
+	batch := make([]messages.KV, 0, size)
+	var walk func(n *client.Node)
+	walk = func(n *client.Node) {
+		if !n.Dir {
+			batch = append(batch, messages.KV{Key: n.Key, Value: n.Value, ModifiedIndex: n.ModifiedIndex})
+			if len(batch) == size {
+				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
+				batch = make([]messages.KV, 0, size)
+			}
+			return
+		}
+		for _, child := range n.Nodes {
+			walk(child)
+		}
+	}
+	if root != nil {
+		walk(root)
+	}
+	if len(batch) > 0 {
+		send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
+	}
+	send(snapshotOut{gen, messages.SnapshotFinished{Index: idx}})
+}
+
+var _ actor.Actor = (*SnapshotReader)(nil)

@@ -1,0 +1,108 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// WatchVerdict is what the watcher does after a watch error.
+type WatchVerdict uint8
+
+const (
+	// WatchRetry: keep the watch's position and ask again after a delay.
+	WatchRetry WatchVerdict = iota + 1
+	// WatchLostSync: the position is lost; the watcher fails, is restarted,
+	// and a resync follows.
+	WatchLostSync
+	// WatchStopped: the watch was cancelled because the actor is stopping.
+	WatchStopped
+)
+
+func (v WatchVerdict) String() string {
+	switch v {
+	case WatchRetry:
+		return "retry"
+	case WatchLostSync:
+		return "lost-sync"
+	case WatchStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("WatchVerdict(%d)", uint8(v))
+}
+
+// ClassifyWatchError says what a watch error means, on its own: etcd's 401
+// (the event index fell out of the 1000-event window) and 400 (etcd dropped
+// the watcher) lose the position; cancellation is a stop; anything else —
+// a dead member, a leader election, a timeout — is worth retrying from the
+// same position. client/v2 wraps per-endpoint errors in a ClusterError, so
+// its members are looked at too.
+func ClassifyWatchError(err error) WatchVerdict {
+	if errors.Is(err, context.Canceled) {
+		return WatchStopped
+	}
+	errs := []error{err}
+	var ce *client.ClusterError
+	if errors.As(err, &ce) {
+		errs = append(errs, ce.Errors...)
+	}
+	for _, e := range errs {
+		var etcdErr client.Error
+		if errors.As(e, &etcdErr) &&
+			(etcdErr.Code == client.ErrorCodeEventIndexCleared || etcdErr.Code == client.ErrorCodeWatcherCleared) {
+			return WatchLostSync
+		}
+	}
+	return WatchRetry
+}
+
+// WatchErrors counts consecutive retryable watch errors and gives up after
+// Limit of them: a watch that cannot reach etcd that long has probably
+// fallen out of the event window anyway. Not safe for concurrent use.
+type WatchErrors struct {
+	Limit       int
+	consecutive int
+}
+
+// Observe classifies err, counting it against the limit.
+func (w *WatchErrors) Observe(err error) WatchVerdict {
+	v := ClassifyWatchError(err)
+	if v != WatchRetry {
+		return v
+	}
+	w.consecutive++
+	if w.consecutive >= w.Limit {
+		return WatchLostSync
+	}
+	return WatchRetry
+}
+
+// Succeeded resets the count after an event was received.
+func (w *WatchErrors) Succeeded() { w.consecutive = 0 }
+
+// Consecutive returns the retryable errors counted since the last success.
+func (w *WatchErrors) Consecutive() int { return w.consecutive }
+
+// EventFromResponse turns a watch response into the merger's input: a
+// WatcherUpdate, a WatcherDeletion, or nil for an event the merge ignores
+// (a directory created). An action it does not know is an error.
+func EventFromResponse(resp *client.Response) (any, error) {
+	if resp == nil || resp.Node == nil {
+		return nil, errors.New("watch response without a node")
+	}
+	n := resp.Node
+	switch resp.Action {
+	case "set", "compareAndSwap", "update", "create":
+		if n.Dir {
+			return nil, nil
+		}
+		return messages.WatcherUpdate{KV: messages.KV{Key: n.Key, Value: n.Value, ModifiedIndex: n.ModifiedIndex}}, nil
+	case "delete", "compareAndDelete", "expire":
+		return messages.WatcherDeletion{Key: n.Key, ModifiedIndex: n.ModifiedIndex}, nil
+	}
+	return nil, fmt.Errorf("watch event with unknown action %q on %s@%d", resp.Action, n.Key, n.ModifiedIndex)
+}

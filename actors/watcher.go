@@ -1,0 +1,200 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// WatcherConfig configures a Watcher.
+type WatcherConfig struct {
+	Merger *actor.PID // receives WatcherNeedsSnapshot, WatcherUpdate, WatcherDeletion
+	Poller *actor.PID // receives ClusterIDSeen
+	// ErrorLimit is how many retryable errors in a row make the watcher
+	// give up and fail.
+	ErrorLimit int
+}
+
+// watcherShared is what outlives one incarnation of the watcher.
+type watcherShared struct {
+	gens   atomic.Uint64
+	starts atomic.Uint64
+}
+
+// NewWatcherProps returns the props of a Watcher: the free-running recursive
+// watch of the prefix. On every (re)start it reads etcd's current index,
+// tells the merger it needs a snapshot at that index, and watches from it
+// without waiting for the snapshot. It fails (panics with an error wrapping
+// messages.ErrLostSync) when the watch loses its position; its supervisor
+// restarts it.
+func NewWatcherProps(env *Env, cfg WatcherConfig) *actor.Props {
+	shared := &watcherShared{}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &Watcher{env: env, cfg: cfg, shared: shared}
+	})
+}
+
+// Watcher is the watcher actor; see NewWatcherProps.
+type Watcher struct {
+	env    *Env
+	cfg    WatcherConfig
+	shared *watcherShared
+	gen    uint64
+	cause  string // why this incarnation watches: "start" or "watcher-restart"
+	cancel context.CancelFunc
+	lastID string // cluster ID last reported to the poller
+}
+
+// Messages from the watch goroutine to its actor, tagged with the
+// incarnation that started it.
+type (
+	watchStarted struct {
+		gen       uint64
+		index     uint64
+		clusterID string
+	}
+	watchEvent struct {
+		gen  uint64
+		resp *client.Response
+	}
+	watchTrouble struct { // a retryable error; the goroutine retries
+		gen uint64
+		err error
+	}
+	watchFailed struct {
+		gen uint64
+		err error
+	}
+)
+
+// Receive implements actor.Actor.
+func (w *Watcher) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		w.gen = w.shared.gens.Add(1)
+		ctx, cancel := context.WithCancel(context.Background())
+		w.cancel = cancel
+		w.cause = "start"
+		if w.shared.starts.Add(1) > 1 {
+			w.cause = "watcher-restart"
+		}
+		send, gen := sender(c), w.gen
+		w.env.Goroutines.Go(func() { w.run(ctx, send, gen) })
+	case *actor.Stopping, *actor.Restarting:
+		if w.cancel != nil {
+			w.cancel()
+		}
+	case watchStarted:
+		if m.gen == w.gen {
+			w.reportClusterID(c, m.clusterID)
+			w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
+			c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
+		}
+	case watchEvent:
+		if m.gen == w.gen {
+			w.handleEvent(c, m.resp)
+		}
+	case watchTrouble:
+		if m.gen == w.gen {
+			w.env.Logger.Warn("watch error; retrying from the same index", "err", m.err)
+		}
+	case watchFailed:
+		if m.gen == w.gen {
+			w.fail(c, m.err)
+		}
+	}
+}
+
+func (w *Watcher) handleEvent(c actor.Context, resp *client.Response) {
+	w.reportClusterID(c, resp.ClusterID)
+	ev, err := EventFromResponse(resp)
+	if err != nil {
+		w.fail(c, err) // we cannot tell what changed: only a resync can
+	}
+	if resp.Node != nil {
+		w.env.Observer.WatchEvent(resp.Node.ModifiedIndex)
+	}
+	if ev != nil {
+		c.Send(w.cfg.Merger, ev)
+	}
+}
+
+// fail tells the merger that events are being missed, then fails the
+// watcher so that its supervisor restarts it.
+func (w *Watcher) fail(c actor.Context, err error) {
+	err = fmt.Errorf("%w: %w", messages.ErrLostSync, err)
+	c.Send(w.cfg.Merger, messages.WatcherLostSync{Err: err})
+	panic(err)
+}
+
+// reportClusterID tells the poller about a cluster ID it has not been told
+// about by this incarnation.
+func (w *Watcher) reportClusterID(c actor.Context, id string) {
+	if id != "" && id != w.lastID && w.cfg.Poller != nil {
+		w.lastID = id
+		c.Send(w.cfg.Poller, messages.ClusterIDSeen{ID: id})
+	}
+}
+
+// run is the watch goroutine of incarnation gen: read the index, announce
+// it, then watch from it until cancelled or lost.
+func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
+	idx, id, err := w.currentIndex(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		send(watchFailed{gen, fmt.Errorf("reading etcd's current index: %w", err)})
+		return
+	}
+	w.env.Observer.EtcdIndex(idx)
+	send(watchStarted{gen, idx, id})
+
+	watch := w.env.Keys.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
+	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit)}
+	retry := w.env.NewBackoff()
+	for {
+		resp, err := watch.Next(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			errs.Succeeded()
+			retry.Reset()
+			send(watchEvent{gen, resp})
+			continue
+		}
+		switch errs.Observe(err) {
+		case WatchStopped:
+			return
+		case WatchLostSync:
+			send(watchFailed{gen, err})
+			return
+		}
+		send(watchTrouble{gen, err})
+		if !w.env.sleep(ctx, retry.Next()) {
+			return
+		}
+	}
+}
+
+// currentIndex reads etcd's index, and the cluster ID when the answer has
+// one, with a GET of the prefix's Ready key; a missing key answers with the
+// index too, so neither the key nor the prefix need exist.
+func (w *Watcher) currentIndex(ctx context.Context) (uint64, string, error) {
+	resp, err := w.env.Keys.Get(ctx, w.env.Prefix+"/Ready", &client.GetOptions{})
+	if err == nil {
+		return resp.Index, resp.ClusterID, nil
+	}
+	if idx, ok := keyNotFoundIndex(err); ok {
+		return idx, "", nil
+	}
+	return 0, "", err
+}
+
+var _ actor.Actor = (*Watcher)(nil)
