@@ -1,0 +1,240 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/etcd/client/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/etcdsync/etcdsync/actors"
+)
+
+// ResetPolicy says what the syncer does when etcd turns out to be another
+// cluster (its cluster ID changed) or to have gone back in time (its index
+// fell below one already applied).
+type ResetPolicy uint8
+
+const (
+	// ResyncOnReset (the default) rebuilds the actors against the new
+	// datastore with a clean index space, keeping the host's key set: the
+	// next snapshot sends every key it holds as updated (or new) and every
+	// key it lacks as deleted.
+	ResyncOnReset ResetPolicy = iota
+	// StopOnReset stops the syncer and reports the error through Err and
+	// Done; the host decides what to do.
+	StopOnReset
+)
+
+func (p ResetPolicy) String() string {
+	switch p {
+	case ResyncOnReset:
+		return "resync"
+	case StopOnReset:
+		return "stop"
+	}
+	return fmt.Sprintf("ResetPolicy(%d)", uint8(p))
+}
+
+// Config configures a syncer. The zero value of every field but the etcd
+// connection (Endpoints or KeysAPI) has a documented default. A Config must
+// not be modified after Start.
+type Config struct {
+	// Endpoints are etcd client URLs, e.g. "http://127.0.0.1:2379".
+	// Ignored when KeysAPI is set.
+	Endpoints []string
+	// Transport carries requests to Endpoints; default client.DefaultTransport.
+	// Set it for TLS.
+	Transport client.CancelableTransport
+	// Username and Password are etcd v2 basic-auth credentials.
+	Username, Password string
+	// KeysAPI, when set, is used instead of a client built from Endpoints
+	// (e2e/etcdsim's simulated etcd, or a client the host built).
+	KeysAPI actors.KeysAPI
+
+	// Prefix is the key prefix to sync; default "/calico/v1".
+	Prefix string
+	// Logger receives the syncer's logs; default slog.Default().
+	Logger *slog.Logger
+
+	// OnClusterReset is the policy for a rebuilt or restored etcd.
+	OnClusterReset ResetPolicy
+	// ClusterIDPollInterval is the mean interval of the cluster-ID poll
+	// (±10 % jitter); default 10 s.
+	ClusterIDPollInterval time.Duration
+	// StaleSnapshotTimeout is how long snapshot reads may stay below the
+	// required index, with the cluster ID unchanged, before etcd is
+	// considered restored from a backup; default 30 s.
+	StaleSnapshotTimeout time.Duration
+	// StaleReadRetry is the pause before re-reading a snapshot that came
+	// back below the required index (a lagging follower); default 100 ms.
+	StaleReadRetry time.Duration
+	// WatchErrorLimit is how many transport errors in a row make the
+	// watcher give up its position; default 5.
+	WatchErrorLimit int
+	// MaxDeliveryAttempts is how many times one batch may make a host
+	// callback panic before the syncer stops with ErrPoisonBatch; default 3.
+	MaxDeliveryAttempts int
+	// SnapshotBatchSize is the most keys one snapshot batch carries to the
+	// merger; default 1000.
+	SnapshotBatchSize int
+	// Backoff bounds the watcher's restart delays and the retries of
+	// transport errors; zero fields take DESIGN.md's defaults (0.8 s doubling
+	// to 30 s, reset after 2 min).
+	Backoff BackoffConfig
+
+	// HostPID, when set, receives every messages.Deliver instead of the
+	// callbacks passed to Start being called.
+	HostPID *actor.PID
+	// Observer hears what the actors do, for metrics; default none.
+	Observer actors.Observer
+
+	// Clock drives every timer; default the real clock. Tests pass a fake.
+	Clock clock.WithDelayedExecution
+	// Rand returns a uniform value in [0, n) and jitters every delay;
+	// default math/rand/v2.
+	Rand func(n int64) int64
+}
+
+// BackoffConfig bounds a Backoff; zero fields take the defaults.
+type BackoffConfig struct {
+	Initial, Max, ResetAfter time.Duration
+}
+
+// LoopbackConfig returns a Config for a syncer talking to an etcd on the same
+// machine, as specs do: short retry and poll intervals, so that faults are
+// recovered from in well under a second.
+func LoopbackConfig(endpoints ...string) Config {
+	return Config{
+		Endpoints:             endpoints,
+		ClusterIDPollInterval: 200 * time.Millisecond,
+		StaleSnapshotTimeout:  2 * time.Second,
+		StaleReadRetry:        20 * time.Millisecond,
+		Backoff:               BackoffConfig{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond, ResetAfter: 5 * time.Second},
+	}
+}
+
+// ConfigError is an invalid Config; Field names the field.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "etcdsync: config: " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// withDefaults returns cfg validated and with every default filled in.
+func (cfg Config) withDefaults() (Config, error) {
+	bad := func(field, format string, args ...any) (Config, error) {
+		return Config{}, &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if cfg.KeysAPI == nil {
+		if len(cfg.Endpoints) == 0 {
+			return bad("Endpoints", "no etcd endpoint given (and no KeysAPI)")
+		}
+		for i, ep := range cfg.Endpoints {
+			u, err := url.Parse(ep)
+			if err != nil {
+				return bad(fmt.Sprintf("Endpoints[%d]", i), "%q is not a URL: %w", ep, err)
+			}
+			if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return bad(fmt.Sprintf("Endpoints[%d]", i), "%q is not an http(s)://host:port URL", ep)
+			}
+		}
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/calico/v1"
+	}
+	if !strings.HasPrefix(cfg.Prefix, "/") {
+		return bad("Prefix", "%q does not start with /", cfg.Prefix)
+	}
+	cfg.Prefix = strings.TrimSuffix(cfg.Prefix, "/")
+	if cfg.Prefix == "" {
+		return bad("Prefix", "syncing the whole keyspace (/) is not supported; name a directory")
+	}
+	if cfg.OnClusterReset > StopOnReset {
+		return bad("OnClusterReset", "unknown policy %d", cfg.OnClusterReset)
+	}
+	durations := []struct {
+		field string
+		d     *time.Duration
+		def   time.Duration
+	}{
+		{"ClusterIDPollInterval", &cfg.ClusterIDPollInterval, 10 * time.Second},
+		{"StaleSnapshotTimeout", &cfg.StaleSnapshotTimeout, 30 * time.Second},
+		{"StaleReadRetry", &cfg.StaleReadRetry, 100 * time.Millisecond},
+		{"Backoff.Initial", &cfg.Backoff.Initial, 800 * time.Millisecond},
+		{"Backoff.Max", &cfg.Backoff.Max, 30 * time.Second},
+		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, 2 * time.Minute},
+	}
+	for _, d := range durations {
+		if *d.d < 0 {
+			return bad(d.field, "negative duration %v", *d.d)
+		}
+		if *d.d == 0 {
+			*d.d = d.def
+		}
+	}
+	if cfg.Backoff.Max < cfg.Backoff.Initial {
+		return bad("Backoff.Max", "%v is below Backoff.Initial %v", cfg.Backoff.Max, cfg.Backoff.Initial)
+	}
+	counts := []struct {
+		field string
+		n     *int
+		def   int
+	}{
+		{"WatchErrorLimit", &cfg.WatchErrorLimit, 5},
+		{"MaxDeliveryAttempts", &cfg.MaxDeliveryAttempts, 3},
+		{"SnapshotBatchSize", &cfg.SnapshotBatchSize, 1000},
+	}
+	for _, c := range counts {
+		if *c.n < 0 {
+			return bad(c.field, "negative count %d", *c.n)
+		}
+		if *c.n == 0 {
+			*c.n = c.def
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = actors.NopObserver{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Int64N
+	}
+	return cfg, nil
+}
+
+// keysAPI returns the configured KeysAPI, or a client/v2 one for Endpoints.
+func (cfg Config) keysAPI() (actors.KeysAPI, error) {
+	if cfg.KeysAPI != nil {
+		return cfg.KeysAPI, nil
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		transport = client.DefaultTransport
+	}
+	c, err := client.New(client.Config{
+		Endpoints: cfg.Endpoints,
+		Transport: transport,
+		Username:  cfg.Username,
+		Password:  cfg.Password,
+	})
+	if err != nil {
+		return nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
+	}
+	return client.NewKeysAPI(c), nil
+}
+
+var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")

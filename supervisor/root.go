@@ -1,0 +1,224 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"k8s.io/utils/clock"
+
+	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// restartStorm: a child (other than the watcher, which backs off) failing
+// this often within stormWindow is a bug that restarting will not fix.
+const (
+	restartStorm = 10
+	stormWindow  = time.Minute
+)
+
+// root is the syncer's root actor. It spawns the children and is their
+// supervisor (it implements actor.SupervisorStrategy): it restarts the
+// watcher after a backoff, restarts the others at once, turns a cluster
+// reset into the configured policy, and stops the syncer on a poison batch.
+type root struct {
+	cfg    Config
+	env    *actors.Env
+	syncer *Syncer
+
+	merge   *actors.Merge  // outlives the merger's restarts and resets
+	applied atomic.Uint64  // the merger's highest applied index, for the poller
+	status  *atomic.Uint32 // last status the host was told
+
+	consumer, poller, snapshot, merger, watcher *actor.PID
+	// pipeline, once spawned, is every child but the consumer, which keeps
+	// delivering across a cluster reset.
+	resetting map[string]bool // pipeline children not yet terminated, during a reset
+
+	backoff      *Backoff
+	restartTimer clock.Timer
+	restartGen   uint64 // restarts scheduled; a timer of an older one is void
+	failures     map[string]*failureCount
+	self         *actor.PID
+	sup          actor.Supervisor // the root's own context, for RestartChildren
+}
+
+type failureCount struct {
+	n     int
+	since time.Time
+}
+
+type (
+	restartWatcher struct{ gen uint64 }
+	failWith       struct{ err error }
+)
+
+// Receive implements actor.Actor.
+func (r *root) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		r.self = c.Self()
+		r.consumer = r.spawn(c, "consumer", actors.NewConsumerProps(r.env, actors.ConsumerConfig{
+			Callbacks:   r.syncer.callbacks,
+			HostPID:     r.cfg.HostPID,
+			MaxAttempts: r.cfg.MaxDeliveryAttempts,
+			Status:      r.status,
+		}))
+		r.spawnPipeline(c)
+	case *actor.Stopping:
+		if r.restartTimer != nil {
+			r.restartTimer.Stop()
+		}
+	case *actor.Stopped:
+		r.syncer.finish()
+	case *actor.Terminated:
+		if r.resetting != nil && r.resetting[m.Who.Id] {
+			delete(r.resetting, m.Who.Id)
+			if len(r.resetting) == 0 {
+				r.resetting = nil
+				r.merge.ResetCluster()
+				r.applied.Store(0)
+				r.cfg.Logger.Info("actors stopped; resyncing from the new cluster")
+				r.spawnPipeline(c)
+			}
+		}
+	case restartWatcher:
+		if m.gen == r.restartGen && r.resetting == nil {
+			r.sup.RestartChildren(r.watcher)
+		}
+	case failWith:
+		r.syncer.setErr(m.err)
+		c.Stop(c.Self())
+	}
+}
+
+func (r *root) spawn(c actor.Context, name string, props *actor.Props) *actor.PID {
+	pid, err := c.SpawnNamed(props, name)
+	if err != nil {
+		// Names are unique below this root and freed before reuse, so
+		// this is a bug, and the root's supervisor will say so.
+		panic(fmt.Errorf("spawning %s: %w", name, err))
+	}
+	return pid
+}
+
+// spawnPipeline spawns every child but the consumer, each depending only on
+// those spawned before it.
+func (r *root) spawnPipeline(c actor.Context) {
+	r.poller = r.spawn(c, "clusterid", actors.NewClusterIDPollerProps(r.env, actors.PollerConfig{
+		Interval: r.cfg.ClusterIDPollInterval,
+		Applied:  r.applied.Load,
+	}))
+	r.snapshot = r.spawn(c, "snapshot", actors.NewSnapshotReaderProps(r.env, actors.SnapshotConfig{
+		Poller:       r.poller,
+		BatchSize:    r.cfg.SnapshotBatchSize,
+		StaleRetry:   r.cfg.StaleReadRetry,
+		StaleTimeout: r.cfg.StaleSnapshotTimeout,
+	}))
+	r.merger = r.spawn(c, "merger", actors.NewMergerProps(r.env, actors.MergerConfig{
+		Merge:    r.merge,
+		Snapshot: r.snapshot,
+		Consumer: r.consumer,
+		Applied:  &r.applied,
+	}))
+	r.watcher = r.spawn(c, "watcher", actors.NewWatcherProps(r.env, actors.WatcherConfig{
+		Merger:     r.merger,
+		Poller:     r.poller,
+		ErrorLimit: r.cfg.WatchErrorLimit,
+	}))
+}
+
+// HandleFailure implements actor.SupervisorStrategy. It runs on the root's
+// goroutine, like Receive.
+func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
+	_ *actor.RestartStatistics, reason any, _ any) {
+	r.sup = sup
+	err, ok := reason.(error)
+	if !ok {
+		err = fmt.Errorf("%v", reason)
+	}
+	publish := func(d actor.Directive) {
+		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: d})
+	}
+	log := r.cfg.Logger.With("child", child.Id, "err", err)
+	switch {
+	case r.resetting != nil && child.Id != r.consumer.Id:
+		// Already being stopped for a reset.
+		publish(actor.StopDirective)
+	case errors.Is(err, messages.ErrClusterIDChanged), errors.Is(err, messages.ErrIndexRegressed):
+		r.env.Observer.ClusterReset()
+		if r.cfg.OnClusterReset == StopOnReset {
+			log.Error("etcd was rebuilt or restored; stopping, as configured")
+			publish(actor.StopDirective)
+			r.fail(err)
+			return
+		}
+		log.Warn("etcd was rebuilt or restored; restarting the actors against it, keeping the host's keys")
+		publish(actor.RestartDirective)
+		r.startReset(sup)
+	case errors.Is(err, messages.ErrPoisonBatch):
+		log.Error("stopping: the host callback keeps failing on one batch")
+		publish(actor.StopDirective)
+		r.fail(err)
+	case child.Id == r.watcher.Id:
+		delay := r.backoff.Next()
+		log.Warn("watcher failed; restarting it", "after", delay)
+		r.env.Observer.WatcherRestarted()
+		publish(actor.RestartDirective)
+		r.restartGen++
+		send, gen := r.sendSelf(system), r.restartGen
+		r.restartTimer = r.cfg.Clock.AfterFunc(delay, func() { send(restartWatcher{gen}) })
+	default:
+		if r.storm(child.Id) {
+			log.Error("child keeps failing; stopping the syncer")
+			publish(actor.StopDirective)
+			r.fail(fmt.Errorf("etcdsync: %s failed %d times within %v: %w", child.Id, restartStorm, stormWindow, err))
+			return
+		}
+		log.Warn("child failed; restarting it")
+		publish(actor.RestartDirective)
+		sup.RestartChildren(child)
+	}
+}
+
+// startReset stops every pipeline child; once all have terminated, Receive
+// resets the merge and spawns them again.
+func (r *root) startReset(sup actor.Supervisor) {
+	r.restartGen++ // void any pending watcher restart
+	r.resetting = map[string]bool{}
+	pids := []*actor.PID{r.watcher, r.merger, r.snapshot, r.poller}
+	for _, pid := range pids {
+		r.resetting[pid.Id] = true
+	}
+	sup.StopChildren(pids...)
+}
+
+// storm counts a failure of child and reports whether it is one too many.
+func (r *root) storm(child string) bool {
+	now := r.cfg.Clock.Now()
+	f := r.failures[child]
+	if f == nil || now.Sub(f.since) > stormWindow {
+		f = &failureCount{since: now}
+		r.failures[child] = f
+	}
+	f.n++
+	return f.n >= restartStorm
+}
+
+// fail stops the syncer with err as the host's error.
+func (r *root) fail(err error) {
+	r.sendSelf(r.syncer.system)(failWith{err})
+}
+
+func (r *root) sendSelf(system *actor.ActorSystem) func(any) {
+	rootCtx, self := system.Root, r.self
+	return func(msg any) { rootCtx.Send(self, msg) }
+}
+
+var (
+	_ actor.Actor              = (*root)(nil)
+	_ actor.SupervisorStrategy = (*root)(nil)
+)

@@ -1,0 +1,151 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// Syncer is a running syncer: a tree of actors keeping a host's view of an
+// etcd v2 prefix eventually consistent with etcd.
+//
+// Contract: the host's callbacks are called one at a time, never
+// concurrently, in order. Apply every update in order to an empty map;
+// whenever the last status delivered is messages.InSync and etcd has been
+// quiet long enough for the watch to drain, the map equals etcd's keys and
+// values under the prefix. Within one etcd cluster a key's revisions only
+// rise; a deletion is only sent for a key the host has; nothing is delivered
+// after Stop returns. Eventually one of three things holds: the map is
+// in sync with a later state of etcd, the syncer was stopped, or it stopped
+// itself with an error (Err), which happens only for a poison batch, a
+// restart storm, or a cluster reset under StopOnReset.
+//
+// Its methods are safe for concurrent use.
+type Syncer struct {
+	system    *actor.ActorSystem
+	pid       *actor.PID
+	callbacks messages.Callbacks
+	env       *actors.Env
+	status    atomic.Uint32
+
+	errOnce sync.Once
+	err     error
+	done    chan struct{}
+	stopped sync.Once
+}
+
+// NewSystem returns an actor system that logs through logger, for hosts
+// that have none of their own.
+func NewSystem(logger *slog.Logger) *actor.ActorSystem {
+	return actor.NewActorSystem(actor.WithLoggerFactory(func(system *actor.ActorSystem) *slog.Logger {
+		return logger.With("lib", "protoactor", "system", system.ID)
+	}))
+}
+
+// Start validates cfg and starts a syncer in system that delivers to
+// callbacks (which may be nil when cfg.HostPID is set). A bad cfg is a
+// *ConfigError naming the field. The caller must eventually call Stop.
+func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) (*Syncer, error) {
+	if system == nil {
+		return nil, &ConfigError{Field: "system", Err: fmt.Errorf("nil actor system")}
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if callbacks == nil && cfg.HostPID == nil {
+		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
+	}
+	keys, err := cfg.keysAPI()
+	if err != nil {
+		return nil, err
+	}
+	s := &Syncer{system: system, callbacks: callbacks, done: make(chan struct{})}
+	s.env = &actors.Env{
+		Keys:       keys,
+		Prefix:     cfg.Prefix,
+		Clock:      cfg.Clock,
+		Logger:     cfg.Logger,
+		Goroutines: &sync.WaitGroup{},
+		NewBackoff: func() actors.Delayer {
+			return &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter,
+				Clock: cfg.Clock, Rand: cfg.Rand}
+		},
+		Rand:     cfg.Rand,
+		Observer: cfg.Observer,
+	}
+	r := &root{
+		cfg:      cfg,
+		env:      s.env,
+		syncer:   s,
+		merge:    actors.NewMerge(),
+		status:   &s.status,
+		backoff:  &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter, Clock: cfg.Clock, Rand: cfg.Rand},
+		failures: map[string]*failureCount{},
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return r })
+	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
+	cfg.Logger.Info("syncer started", "prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String())
+	return s, nil
+}
+
+// Status returns the last status delivered to the host (WaitForDatastore
+// before any).
+func (s *Syncer) Status() messages.SyncStatus {
+	if st := messages.SyncStatus(s.status.Load()); st != 0 {
+		return st
+	}
+	return messages.WaitForDatastore
+}
+
+// Done is closed once the syncer has stopped, by Stop or by itself.
+func (s *Syncer) Done() <-chan struct{} { return s.done }
+
+// Err returns why the syncer stopped itself, once Done is closed: nil after
+// Stop, else an error matching messages.ErrPoisonBatch,
+// messages.ErrClusterIDChanged or messages.ErrIndexRegressed (errors.Is), or
+// a restart-storm error.
+func (s *Syncer) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Stop stops every actor and goroutine the syncer started and waits for
+// them, or for ctx. No callback runs after it returns nil. It is safe to call
+// more than once, and after the syncer stopped itself.
+func (s *Syncer) Stop(ctx context.Context) error {
+	s.system.Root.Stop(s.pid)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return fmt.Errorf("etcdsync: stopping the syncer: %w", ctx.Err())
+	}
+	idle := make(chan struct{})
+	go func() { s.env.Goroutines.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("etcdsync: waiting for the syncer's etcd calls to end: %w", ctx.Err())
+	}
+}
+
+func (s *Syncer) setErr(err error) {
+	s.errOnce.Do(func() { s.err = err })
+}
+
+// finish runs when the root actor has stopped, all children first.
+func (s *Syncer) finish() {
+	s.stopped.Do(func() { close(s.done) })
+}
