@@ -52,7 +52,7 @@ var _ = Describe("Backoff", func() {
 		}
 		clk.Step(2*time.Minute - time.Second)
 		b.Next()
-		Expect(time.Duration(draws[len(draws)-1])).To(Equal(25600 * time.Millisecond), "the sixth failure in a row")
+		Expect(time.Duration(draws[len(draws)-1])).To(Equal(25600*time.Millisecond), "the sixth failure in a row")
 		clk.Step(2 * time.Minute)
 		b.Next()
 		Expect(time.Duration(draws[len(draws)-1])).To(Equal(800 * time.Millisecond))
