@@ -108,7 +108,9 @@ func (m *Merge) Step(in any) (Output, error) {
 		m.watcherDown = false
 	case messages.WatcherLostSync:
 		m.synced, m.watcherDown = false, true
-		m.status = messages.Resync
+		if m.status == messages.InSync {
+			m.status = messages.Resync
+		} // a watcher that never reached etcd leaves wait-for-datastore as it is
 	case messages.WatcherUpdate:
 		if m.afterSnapshot(in.ModifiedIndex) {
 			m.storeUpdate(&out, in.KV, in.ModifiedIndex)

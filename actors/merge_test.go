@@ -246,6 +246,12 @@ var _ = Describe("Merge", func() {
 			Expect(h.requests).To(Equal([]uint64{40}))
 		})
 
+		It("keeps wait-for-datastore when etcd was never reached", func() {
+			h := newHost()
+			h.step(m.WatcherLostSync{})
+			Expect(h.statuses).To(Equal([]m.SyncStatus{m.WaitForDatastore}))
+		})
+
 		It("does not call a snapshot that finishes meanwhile in-sync", func() {
 			h := newHost()
 			h.step(needs(10), m.WatcherLostSync{}, snap(10, kv("/a", "1", 5)))

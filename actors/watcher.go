@@ -158,6 +158,7 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 	watch := w.env.Keys.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
 	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit)}
 	retry := w.env.NewBackoff()
+	seen := idx // the highest index this watch has been told of
 	for {
 		resp, err := watch.Next(ctx)
 		if ctx.Err() != nil {
@@ -166,6 +167,9 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 		if err == nil {
 			errs.Succeeded()
 			retry.Reset()
+			if resp.Node != nil {
+				seen = max(seen, resp.Node.ModifiedIndex)
+			}
 			send(watchEvent{gen, resp})
 			continue
 		}
@@ -180,14 +184,24 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 		if !w.env.sleep(ctx, retry.Next()) {
 			return
 		}
+		// The connection broke: etcd may have restarted from a backup,
+		// and a watch waiting beyond the restored head would wait in
+		// silence. A quorum read tells.
+		if now, _, err := w.currentIndex(ctx); err == nil && now < seen {
+			send(watchFailed{gen, fmt.Errorf("%w: etcd is at index %d after a reconnect; this watch had seen %d",
+				messages.ErrIndexRegressed, now, seen)})
+			return
+		}
 	}
 }
 
 // currentIndex reads etcd's index, and the cluster ID when the answer has
 // one, with a GET of the prefix's Ready key; a missing key answers with the
-// index too, so neither the key nor the prefix need exist.
+// index too, so neither the key nor the prefix need exist. The read is a
+// quorum read: a lagging follower's index would start the watch far behind,
+// maybe outside the event window (the seed read it from any member).
 func (w *Watcher) currentIndex(ctx context.Context) (uint64, string, error) {
-	resp, err := w.env.Keys.Get(ctx, w.env.Prefix+"/Ready", &client.GetOptions{})
+	resp, err := w.env.Keys.Get(ctx, w.env.Prefix+"/Ready", &client.GetOptions{Quorum: true})
 	if err == nil {
 		return resp.Index, resp.ClusterID, nil
 	}

@@ -80,6 +80,10 @@ func (s SyncStatus) String() string {
 // slow callback delays every later one (updates meanwhile wait, coalesced per
 // key); a callback that panics has its batch delivered again, whole, and one
 // that panics on the same batch repeatedly stops the syncer with an error.
+//
+// A key's revisions only rise within one etcd cluster. When the syncer is
+// rebuilt against a reset or restored etcd, it reports WaitForDatastore
+// again before anything from the new cluster: revisions start over there.
 type Callbacks interface {
 	// OnStatusUpdated reports a change of SyncStatus.
 	OnStatusUpdated(status SyncStatus)

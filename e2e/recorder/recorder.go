@@ -4,6 +4,10 @@
 // generation, "new" only for a key the host lacks, "updated" and "deleted"
 // only for one it has, no calls after the syncer stopped).
 //
+// A WaitForDatastore status after the first marks a new cluster generation
+// (the syncer was rebuilt against a reset or restored etcd): revisions start
+// over there.
+//
 // It is safe for concurrent use: the syncer calls it from its consumer
 // actor while the spec reads it.
 package recorder
@@ -42,6 +46,9 @@ func (r *Recorder) OnStatusUpdated(s messages.SyncStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.checkOpen()
+	if s == messages.WaitForDatastore && len(r.statuses) > 0 {
+		clear(r.revs) // a new cluster generation: revisions start over
+	}
 	r.statuses = append(r.statuses, s)
 }
 
@@ -84,14 +91,6 @@ func (r *Recorder) violate(format string, args ...any) {
 	if r.violation == nil {
 		r.violation = fmt.Errorf(format, args...)
 	}
-}
-
-// NewClusterGeneration forgets the revisions seen: they only rise within one
-// etcd cluster.
-func (r *Recorder) NewClusterGeneration() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	clear(r.revs)
 }
 
 // Close records that the syncer has stopped: any later call is a violation.

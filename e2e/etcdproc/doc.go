@@ -1,0 +1,47 @@
+// Package etcdproc starts and stops real etcd processes for specs.
+//
+// It runs the bin/etcd built by `make etcd` (etcd 3.5 with --enable-v2) on
+// free loopback ports, one data directory per member, so that the e2e
+// suites can check the syncer and the simulated etcd (package etcdsim)
+// against the real thing: member kills and restarts (Kill, StopMember,
+// Restart), leader changes (Leader tells who leads), whole-cluster
+// rebuilds (Rebuild: a new cluster ID, the index starting over) and
+// restores (Backup copies every member's data directory, Restore puts the
+// copies back: the same cluster ID, the index going back in time).
+//
+// Facts about etcd 3.5 these operations show, which specs may rely on:
+// a fresh one-member cluster is at v2 index 3 (three members: 7); every
+// member (re)start takes one v2 index (the member publishes its
+// attributes); a graceful
+// stop waits seconds for open watch requests, then breaks them (client/v2
+// reports "unexpected EOF"), while a kill breaks them at once.
+//
+// # Usage
+//
+//	c, err := etcdproc.StartCluster(3, etcdproc.Options{Output: GinkgoWriter})
+//	Expect(err).NotTo(HaveOccurred())
+//	DeferCleanup(c.Stop)
+//	cl, err := client.New(client.Config{Endpoints: c.Endpoints()})
+//	Expect(err).NotTo(HaveOccurred())
+//	kapi := client.NewKeysAPI(cl) // go.etcd.io/etcd/client/v2
+//	...
+//	Expect(c.Kill(1)).To(Succeed())
+//	Expect(c.Restart(1)).To(Succeed())
+//
+// # The caller's duties
+//
+//  1. Call Stop when done (DeferCleanup(c.Stop)); it is safe to call more
+//     than once. Every process is also started with Pdeathsig=SIGKILL, so
+//     no etcd outlives the test process even if Stop is never reached.
+//  2. Give every cluster its own Options.Dir or leave it empty (a fresh
+//     temporary directory, removed by Stop).
+//  3. Run specs that kill, restart, rebuild or restore a cluster shared by
+//     other specs as Serial: the cluster is unavailable while they run.
+//
+// A Cluster's methods may be called from any goroutine, but they are
+// serialised: a Restart waits for a concurrent Kill to finish.
+//
+// The binary is the one named by the ETCDSYNC_ETCD_BIN environment
+// variable, else bin/etcd in the module root (the nearest directory above
+// the working directory that holds go.mod).
+package etcdproc

@@ -1,0 +1,190 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/recorder"
+	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/supervisor"
+)
+
+// schedules returns how many random schedules to run and the seed of the
+// first: ETCDSYNC_SCHEDULES (default 200; `make soak` runs thousands) and
+// ETCDSYNC_SCHEDULE_SEED (default random) set them.
+func schedules() (n int, base uint64) {
+	n, base = 200, rand.Uint64()>>1
+	if s := os.Getenv("ETCDSYNC_SCHEDULES"); s != "" {
+		v, err := strconv.Atoi(s)
+		Expect(err).NotTo(HaveOccurred(), "ETCDSYNC_SCHEDULES")
+		n = v
+	}
+	if s := os.Getenv("ETCDSYNC_SCHEDULE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		Expect(err).NotTo(HaveOccurred(), "ETCDSYNC_SCHEDULE_SEED")
+		base = v
+	}
+	return n, base
+}
+
+var _ = Describe("Random schedules on a simulated etcd", Label("schedule"), func() {
+	It("keeps the invariant after every quiet period", func(ctx SpecContext) {
+		n, base := schedules()
+		By(fmt.Sprintf("running %d schedules from seed %d", n, base))
+		for i := range uint64(n) {
+			seed := base + i
+			runSchedule(ctx, seed)
+			if CurrentSpecReport().Failed() {
+				return
+			}
+		}
+	}, NodeTimeout(30*time.Minute))
+})
+
+// runSchedule runs one seeded schedule: a few rounds of random writes and
+// faults, each followed by a quiet period after which the host's map must
+// equal etcd's. A failure names the seed; ETCDSYNC_SCHEDULE_SEED=<seed>
+// ETCDSYNC_SCHEDULES=1 replays it.
+func runSchedule(ctx context.Context, seed uint64) {
+	GinkgoHelper()
+	r := rand.New(rand.NewPCG(seed, 0))
+	why := func() string {
+		return fmt.Sprintf("schedule seed %d (replay: ETCDSYNC_SCHEDULE_SEED=%d ETCDSYNC_SCHEDULES=1 go test ./e2e -ginkgo.label-filter=schedule)", seed, seed)
+	}
+	sim := etcdsim.NewWithConfig(etcdsim.Config{Seed: seed, ClusterID: fmt.Sprintf("%016x", seed)})
+	keys := sim // the writers' client
+	randomKey := func() string {
+		return fmt.Sprintf("%s/d%d/s%d/k%d", prefix, r.IntN(3), r.IntN(3), r.IntN(6))
+	}
+	randomDir := func() string {
+		if r.IntN(2) == 0 {
+			return fmt.Sprintf("%s/d%d", prefix, r.IntN(3))
+		}
+		return fmt.Sprintf("%s/d%d/s%d", prefix, r.IntN(3), r.IntN(3))
+	}
+	write := func() {
+		switch k := randomKey(); r.IntN(10) {
+		case 0, 1:
+			_, _ = keys.Delete(ctx, k, nil) // may not exist: etcd says 100
+		case 2:
+			_, _ = keys.Delete(ctx, randomDir(), &client.DeleteOptions{Recursive: true, Dir: true})
+		case 3:
+			_, _ = keys.Set(ctx, k, fmt.Sprint(r.IntN(100)), &client.SetOptions{TTL: time.Duration(1+r.IntN(3)) * time.Second})
+		case 4:
+			if resp, err := keys.Get(ctx, k, nil); err == nil {
+				_, _ = keys.Set(ctx, k, "cas", &client.SetOptions{PrevIndex: resp.Node.ModifiedIndex})
+			}
+		default:
+			_, _ = keys.Set(ctx, k, fmt.Sprint(r.IntN(100)), nil)
+		}
+	}
+	for range r.IntN(30) {
+		write()
+	}
+
+	cfg := supervisor.LoopbackConfig()
+	cfg.KeysAPI = sim
+	cfg.Logger = logger
+	cfg.WatchErrorLimit = 1 + r.IntN(3)
+	cfg.SnapshotBatchSize = 1 + r.IntN(20)
+	rec := recorder.New()
+	s, err := supervisor.Start(system, cfg, rec)
+	Expect(err).NotTo(HaveOccurred(), why())
+	defer func() {
+		Expect(s.Stop(ctx)).To(Succeed(), why())
+		rec.Close()
+		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
+	}()
+
+	var backup *etcdsim.Backup
+	var backupID string // the cluster the backup was taken of
+	for round := range 3 {
+		for range 5 + r.IntN(30) {
+			f := r.IntN(40)
+			if f < 10 {
+				GinkgoWriter.Printf("schedule %d round %d: fault %d at index %d\n", seed, round, f, sim.Index())
+			}
+			switch {
+			case f == 0:
+				sim.CutWatches()
+			case f == 1:
+				sim.Disconnect(etcdsim.OpWatch)
+			case f == 2:
+				sim.Disconnect()
+			case f == 3:
+				sim.Reconnect()
+			case f == 4:
+				sim.FreezeFollower()
+			case f == 5:
+				sim.ReleaseFollower()
+			case f == 6:
+				// Overflow the window behind a held watch.
+				sim.HoldWatches()
+				for range 1000 + r.IntN(200) {
+					_, _ = keys.Set(ctx, randomKey(), "burst", nil)
+				}
+				sim.ReleaseWatches()
+			case f == 7:
+				sim.Advance(time.Duration(r.IntN(4)) * time.Second)
+			case f == 8 && r.IntN(3) == 0:
+				sim.Reset("", nil)
+				for range r.IntN(20) {
+					write()
+				}
+			case f == 9 && backup == nil:
+				backup, backupID = sim.Backup(), sim.ClusterID()
+			default:
+				write()
+			}
+		}
+		// Quiet: no more faults, and the watch may drain.
+		sim.Reconnect()
+		sim.ReleaseFollower()
+		sim.ReleaseWatches()
+		Eventually(rec.InSyncMap).WithContext(ctx).WithTimeout(20*time.Second).
+			Should(Equal(sim.Map(prefix)), "round %d of %s", round, why())
+		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
+
+		// A restore from backup is detectable only while etcd's index is
+		// below what the syncer applied, so it happens here, in sync, and
+		// the next writes wait until the syncer has seen it.
+		if backup != nil && backupID == sim.ClusterID() && r.IntN(2) == 0 {
+			// A marker the host must see proves the syncer has applied
+			// etcd's head. Written twice, so that the head is at least
+			// two above the backup: the restart after the restore takes
+			// one index itself, and a gap it fills cannot be seen.
+			marker := fmt.Sprintf("restore-%d", round)
+			for range 2 {
+				_, err := keys.Set(ctx, prefix+"/marker", marker, nil)
+				Expect(err).NotTo(HaveOccurred())
+			}
+			Eventually(rec.Map).WithContext(ctx).WithTimeout(10*time.Second).Should(HaveKeyWithValue(prefix+"/marker", marker), why())
+			resets := countResets(rec)
+			sim.Restore(backup)
+			sim.Restart() // as a real restore does: watches cut, one more index
+			backup = nil
+			Eventually(countResets).WithContext(ctx).WithTimeout(10*time.Second).WithArguments(rec).
+				Should(BeNumerically(">", resets), "restore in %s", why())
+		}
+	}
+}
+
+// countResets counts the cluster generations the host has been told of.
+func countResets(rec *recorder.Recorder) int {
+	n := 0
+	for _, s := range rec.Statuses() {
+		if s == messages.WaitForDatastore {
+			n++
+		}
+	}
+	return n
+}

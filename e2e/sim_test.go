@@ -1,0 +1,292 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.etcd.io/etcd/client/v2"
+	"go.uber.org/goleak"
+
+	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/supervisor"
+)
+
+const prefix = "/calico/v1"
+
+// One spec per recovery path, each on a simulated etcd, each ending with
+// DESIGN.md's invariant: in-sync, the host's map equals etcd's.
+var _ = Describe("Syncer on a simulated etcd", func() {
+	var (
+		sim *etcdsim.Server
+		cfg supervisor.Config
+		ctx = context.Background()
+	)
+
+	set := func(k, v string) {
+		GinkgoHelper()
+		_, err := sim.Set(ctx, prefix+k, v, nil)
+		Expect(err).NotTo(HaveOccurred())
+	}
+	inSyncWithEtcd := func(g Gomega, rec interface{ InSyncMap() map[string]string }) {
+		g.Expect(rec.InSyncMap()).To(Equal(sim.Map(prefix)))
+	}
+
+	BeforeEach(func() {
+		sim = etcdsim.NewWithConfig(etcdsim.Config{ClusterID: "c0ffee0000000001"})
+		cfg = supervisor.LoopbackConfig()
+		cfg.KeysAPI = sim
+		DeferCleanup(sim.ReleaseWatches)
+		DeferCleanup(sim.ReleaseFollower)
+		DeferCleanup(sim.Reconnect)
+	})
+
+	It("reaches in-sync on an etcd that has never heard of the prefix", func(ctx SpecContext) {
+		_, rec := startSyncer(cfg)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{}))
+		Expect(rec.Statuses()).To(Equal([]messages.SyncStatus{messages.WaitForDatastore, messages.Resync, messages.InSync}))
+	}, SpecTimeout(10*time.Second))
+
+	It("delivers a first snapshot in batches", func(ctx SpecContext) {
+		kv := map[string]string{}
+		for i := range 2500 {
+			kv[fmt.Sprintf("%s/host/h%d/k%d", prefix, i%10, i)] = fmt.Sprint(i)
+		}
+		sim.Load(kv)
+		cfg.SnapshotBatchSize = 1000
+		_, rec := startSyncer(cfg)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(kv))
+		calls, updates := rec.Calls()
+		Expect(updates).To(Equal(2500))
+		Expect(calls).To(Equal(3), "2500 keys in batches of 1000")
+	}, SpecTimeout(10*time.Second))
+
+	It("follows sets, deletes, directory deletes, compare-and-swaps and TTL expiries while in sync", func(ctx SpecContext) {
+		set("/a", "1")
+		_, rec := startSyncer(cfg)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+
+		set("/d/x", "2")
+		set("/d/y", "3")
+		set("/a", "1b")
+		_, err := sim.Set(ctx, prefix+"/a", "1c", &client.SetOptions{PrevValue: "1b"})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = sim.Set(ctx, prefix+"/ttl", "soon gone", &client.SetOptions{TTL: 5 * time.Second})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(rec.Map).WithContext(ctx).Should(Equal(sim.Map(prefix)))
+
+		_, err = sim.Delete(ctx, prefix+"/d", &client.DeleteOptions{Recursive: true})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = sim.Delete(ctx, prefix+"/a", &client.DeleteOptions{PrevValue: "1c"})
+		Expect(err).NotTo(HaveOccurred())
+		sim.Advance(6 * time.Second)
+		Expect(sim.Map(prefix)).To(BeEmpty())
+		Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+	}, SpecTimeout(10*time.Second))
+
+	When("the watch falls out of the 1000-event window", func() {
+		It("restarts the watcher, resyncs, and converges", func(ctx SpecContext) {
+			events := watchSupervision()
+			set("/a", "1")
+			s, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+			Eventually(sim.WatchesInFlight).WithContext(ctx).Should(Equal(1))
+
+			sim.HoldWatches()
+			for i := range 1100 {
+				set(fmt.Sprintf("/burst/%d", i%300), fmt.Sprint(i))
+			}
+			_, err := sim.Delete(ctx, prefix+"/a", nil)
+			Expect(err).NotTo(HaveOccurred())
+			sim.ReleaseWatches()
+
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(events.Restarts("watcher")).To(Equal(1))
+			Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync,
+				messages.Resync, messages.InSync))
+			Expect(s.Status()).To(Equal(messages.InSync))
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("a stale follower serves the snapshot", func() {
+		It("re-reads until the snapshot reaches the watch's index", func(ctx SpecContext) {
+			set("/a", "old")
+			sim.FreezeFollower()
+			set("/a", "new")
+			set("/b", "2")
+			_, rec := startSyncer(cfg)
+			Eventually(sim.Calls).WithContext(ctx).WithArguments(etcdsim.OpGet).Should(BeNumerically(">=", 5))
+			Expect(rec.Status()).To(Equal(messages.Resync))
+			Expect(rec.Map()).To(BeEmpty(), "nothing from a snapshot below the required index")
+
+			sim.ReleaseFollower()
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(rec.Map()).To(Equal(map[string]string{prefix + "/a": "new", prefix + "/b": "2"}))
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("etcd cannot be reached", func() {
+		It("waits for it with backoff, not in a tight loop, then syncs", func(ctx SpecContext) {
+			set("/a", "1")
+			sim.Disconnect()
+			cfg.Backoff = supervisor.BackoffConfig{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+			_, rec := startSyncer(cfg)
+			Eventually(rec.Status).WithContext(ctx).Should(Equal(messages.WaitForDatastore))
+			start := time.Now()
+			Consistently(rec.Status).WithContext(ctx).WithTimeout(time.Second).Should(Equal(messages.WaitForDatastore))
+			// A tight loop would make thousands of calls a second; the
+			// backoff's mean delay at its 200 ms cap allows about ten.
+			elapsed := time.Since(start).Seconds()
+			Expect(float64(sim.Calls()) / elapsed).To(BeNumerically("<", 40))
+
+			sim.Reconnect()
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+		}, SpecTimeout(10*time.Second))
+
+		It("keeps its watch position through a short outage: no resync", func(ctx SpecContext) {
+			set("/a", "1")
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+			Eventually(sim.WatchesInFlight).WithContext(ctx).Should(Equal(1))
+
+			sim.CutWatches() // one transport error: below WatchErrorLimit
+			set("/b", "2")
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync))
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("the watcher fails mid-watch", func() {
+		It("is restarted by its supervisor, after a backoff, and the host resyncs", func(ctx SpecContext) {
+			events := watchSupervision()
+			set("/a", "1")
+			cfg.WatchErrorLimit = 2
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+
+			sim.Disconnect(etcdsim.OpWatch)
+			Eventually(events.Restarts).WithContext(ctx).WithArguments("watcher").Should(BeNumerically(">=", 1))
+			Eventually(rec.Status).WithContext(ctx).Should(Equal(messages.Resync))
+			set("/b", "2")
+			sim.Reconnect()
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("the cluster is rebuilt with other content", func() {
+		BeforeEach(func() {
+			set("/kept", "old")
+			set("/gone", "old")
+		})
+		rebuild := func() {
+			sim.Reset("c0ffee0000000002", map[string]string{prefix + "/kept": "new", prefix + "/fresh": "1"})
+		}
+
+		It("under ResyncOnReset, keeps the host's keys and converges on the new cluster", func(ctx SpecContext) {
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(2))
+			rebuild()
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(rec.Map()).To(Equal(map[string]string{prefix + "/kept": "new", prefix + "/fresh": "1"}))
+			Expect(rec.Statuses()).To(ContainElement(messages.WaitForDatastore))
+		}, SpecTimeout(10*time.Second))
+
+		It("under StopOnReset, stops with ErrClusterIDChanged and delivers nothing more", func(ctx SpecContext) {
+			cfg.OnClusterReset = supervisor.StopOnReset
+			s, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(2))
+			rebuild()
+			Eventually(s.Done()).WithContext(ctx).Should(BeClosed())
+			Expect(s.Err()).To(MatchError(messages.ErrClusterIDChanged))
+			before := rec.Map()
+			set("/after", "x")
+			Consistently(rec.Map).WithContext(ctx).WithTimeout(300 * time.Millisecond).Should(Equal(before))
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("etcd is restored from an older backup", func() {
+		It("detects the index going back and resyncs from the restored store", func(ctx SpecContext) {
+			set("/a", "1")
+			backup := sim.Backup()
+			set("/b", "2")
+			set("/a", "1b")
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(2))
+
+			sim.Restore(backup) // same cluster ID, index back
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(rec.Map()).To(Equal(map[string]string{prefix + "/a": "1"}))
+		}, SpecTimeout(10*time.Second))
+
+		It("under StopOnReset, stops with ErrIndexRegressed", func(ctx SpecContext) {
+			cfg.OnClusterReset = supervisor.StopOnReset
+			set("/a", "1")
+			backup := sim.Backup()
+			set("/a", "2")
+			s, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+			sim.Restore(backup)
+			Eventually(s.Done()).WithContext(ctx).Should(BeClosed())
+			Expect(s.Err()).To(MatchError(messages.ErrIndexRegressed))
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("the host's callback panics", func() {
+		It("delivers the failed batch again, whole, and loses nothing", func(ctx SpecContext) {
+			events := watchSupervision()
+			set("/a", "1")
+			rec := startSyncerWithFaultyHost(cfg, 2) // the first two calls panic
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(events.Restarts("consumer")).To(Equal(2))
+			set("/b", "2")
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+		}, SpecTimeout(10*time.Second))
+
+		It("stops with ErrPoisonBatch when one batch keeps failing", func(ctx SpecContext) {
+			set("/a", "1")
+			cfg.MaxDeliveryAttempts = 3
+			rec := recorderThatPanics(func(updates []messages.Update) bool { return true })
+			s, err := supervisor.Start(system, withLogger(cfg), rec)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(s.Stop)
+			Eventually(s.Done()).WithContext(ctx).Should(BeClosed())
+			Expect(s.Err()).To(MatchError(messages.ErrPoisonBatch))
+		}, SpecTimeout(10*time.Second))
+	})
+
+	When("stopped", func() {
+		leakOpts := func() []goleak.Option { return []goleak.Option{goleak.IgnoreCurrent()} }
+
+		It("leaves no goroutine behind when stopped during a snapshot", func(ctx SpecContext) {
+			opts := leakOpts()
+			set("/a", "1")
+			sim.FreezeFollower()
+			set("/a", "2")
+			s, err := supervisor.Start(system, withLogger(cfg), recorderThatPanics(nil))
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(sim.Calls).WithContext(ctx).WithArguments(etcdsim.OpGet).Should(BeNumerically(">=", 3))
+			Expect(s.Stop(ctx)).To(Succeed())
+			Expect(goleak.Find(opts...)).To(Succeed())
+		}, SpecTimeout(10*time.Second))
+
+		It("leaves no goroutine behind, and calls nothing more, when stopped during a watch", func(ctx SpecContext) {
+			opts := leakOpts()
+			rec := recorderThatPanics(nil)
+			s, err := supervisor.Start(system, withLogger(cfg), rec)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(rec.InSyncMap).WithContext(ctx).ShouldNot(BeNil())
+			Eventually(sim.WatchesInFlight).WithContext(ctx).Should(Equal(1))
+			Expect(s.Stop(ctx)).To(Succeed())
+			rec.Close()
+			set("/late", "x")
+			Consistently(rec.Violation).WithTimeout(200 * time.Millisecond).Should(Succeed())
+			Expect(goleak.Find(opts...)).To(Succeed())
+			Expect(s.Stop(ctx)).To(Succeed(), "Stop is idempotent")
+			Expect(errors.Is(s.Err(), nil)).To(BeTrue())
+		}, SpecTimeout(10*time.Second))
+	})
+})
