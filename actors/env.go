@@ -56,6 +56,8 @@ func (NopObserver) WatchEvent(uint64)               {}
 func (NopObserver) Delivered([]messages.Update)     {}
 func (NopObserver) Merged(int, uint64, uint64)      {}
 func (NopObserver) EtcdIndex(uint64)                {}
+func (NopObserver) KeyParseFailed()                 {}
+func (NopObserver) ValueDecodeFailed()              {}
 
 var _ Observer = NopObserver{}
 
@@ -81,6 +83,12 @@ type Observer interface {
 	Merged(keys int, applied uint64, suppressed uint64)
 	// EtcdIndex reports etcd's current index as last seen.
 	EtcdIndex(index uint64)
+	// KeyParseFailed reports a key the decoder did not accept (it went to
+	// ParseFailed instead of the stream).
+	KeyParseFailed()
+	// ValueDecodeFailed reports a value the decoder could not decode (its
+	// key was delivered with a nil DecodedValue).
+	ValueDecodeFailed()
 }
 
 // sender returns a function that posts messages to pid from any goroutine.

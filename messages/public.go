@@ -34,6 +34,11 @@ type Update struct {
 	// rise.
 	Revision uint64
 	Type     UpdateType
+
+	// With a Decoder configured: the typed key, and the typed value (nil
+	// for a deletion, and for a value that failed to decode).
+	DecodedKey   any
+	DecodedValue any
 }
 
 func (u Update) String() string {
