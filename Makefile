@@ -5,7 +5,10 @@ ETCD  := bin/etcd
 # Fuzz budget for `make fuzz`; `make test` only replays the checked-in corpus.
 FUZZTIME ?= 5m
 
-.PHONY: help deps etcd build test unit lint run bench fuzz clean
+# Random fault schedules for `make soak` (make test runs 200).
+SCHEDULES ?= 5000
+
+.PHONY: help deps etcd build test lint run bench fuzz soak clean
 
 help:
 	@echo "make deps   download Go modules"
@@ -14,6 +17,7 @@ help:
 	@echo "make test   lint, then every test and spec (race detector on)"
 	@echo "make bench  run the benchmarks and print the figures"
 	@echo "make fuzz   fuzz the hwm tracker against its reference model (FUZZTIME=$(FUZZTIME))"
+	@echo "make soak   run SCHEDULES=$(SCHEDULES) random fault schedules on the simulated etcd"
 
 deps:
 	$(GO) mod download
@@ -52,7 +56,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./hwm/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime $(FUZZTIME) ./hwm
+	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./hwm
+
+# Seeds are printed on failure; ETCDSYNC_SCHEDULE_SEED=<seed> replays one.
+soak:
+	ETCDSYNC_SCHEDULES=$(SCHEDULES) ETCDSYNC_MERGE_SCHEDULES=1000000 $(GO) test -count=1 -timeout 6h \
+		-run 'TestE2E|TestMergeRandomSchedules' ./e2e ./actors -ginkgo.label-filter=schedule
 
 clean:
 	rm -rf bin

@@ -22,6 +22,8 @@ type ConsumerConfig struct {
 	MaxAttempts int
 	// Status, when not nil, holds the last status the host was told of.
 	Status *atomic.Uint32
+	// Decoder, when not nil, decodes keys and values before delivery.
+	Decoder messages.Decoder
 }
 
 // CallbackPanic is the failure of a consumer whose host callback panicked.
@@ -37,8 +39,15 @@ func (p *CallbackPanic) Error() string {
 // consumerShared outlives one incarnation: the batch being delivered and
 // how many times delivering it has failed.
 type consumerShared struct {
-	inflight *messages.Deliver
+	inflight *batch
 	attempts int
+}
+
+// batch is a Deliver on its way to the host; decoded once its updates carry
+// DecodedKey and DecodedValue.
+type batch struct {
+	messages.Deliver
+	decoded bool
 }
 
 // NewConsumerProps returns the props of a Consumer, the adapter between the
@@ -65,37 +74,39 @@ type Consumer struct {
 func (k *Consumer) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		if d := k.shared.inflight; d != nil {
+		if b := k.shared.inflight; b != nil {
 			if k.shared.attempts >= max(1, k.cfg.MaxAttempts) {
 				panic(fmt.Errorf("%w: %d attempts at a batch of %d updates (status %v)",
-					messages.ErrPoisonBatch, k.shared.attempts, len(d.Updates), d.Status))
+					messages.ErrPoisonBatch, k.shared.attempts, len(b.Updates), b.Status))
 			}
 			k.env.Logger.Warn("delivering a batch again after the host callback panicked",
-				"updates", len(d.Updates), "attempt", k.shared.attempts+1)
-			k.deliver(c, *d)
+				"updates", len(b.Updates), "attempt", k.shared.attempts+1)
+			k.deliver(c, b)
 		}
 	case messages.Deliver:
-		k.deliver(c, m)
+		k.deliver(c, &batch{Deliver: m})
 	}
 }
 
-func (k *Consumer) deliver(c actor.Context, d messages.Deliver) {
+func (k *Consumer) deliver(c actor.Context, b *batch) {
 	if k.cfg.HostPID != nil {
-		c.Send(k.cfg.HostPID, d)
+		k.decode(b)
+		c.Send(k.cfg.HostPID, b.Deliver)
 	} else {
-		k.shared.inflight = &d
+		k.shared.inflight = b
 		k.shared.attempts++
-		k.call(d)
+		k.call(b)
 		k.shared.inflight, k.shared.attempts = nil, 0
 	}
-	k.env.Observer.Delivered(d.Updates)
-	if d.Status != 0 && k.cfg.Status != nil {
-		k.cfg.Status.Store(uint32(d.Status))
+	k.env.Observer.Delivered(b.Updates)
+	if b.Status != 0 && k.cfg.Status != nil {
+		k.cfg.Status.Store(uint32(b.Status))
 	}
 }
 
-// call runs the host's callbacks, turning a panic into a *CallbackPanic.
-func (k *Consumer) call(d messages.Deliver) {
+// call decodes the batch and runs the host's callbacks, turning a panic in
+// any of them into a *CallbackPanic.
+func (k *Consumer) call(b *batch) {
 	defer func() {
 		if r := recover(); r != nil {
 			p := &CallbackPanic{Value: r, Stack: debug.Stack()}
@@ -103,12 +114,47 @@ func (k *Consumer) call(d messages.Deliver) {
 			panic(p)
 		}
 	}()
-	if len(d.Updates) > 0 {
-		k.cfg.Callbacks.OnUpdates(d.Updates)
+	k.decode(b)
+	if len(b.Updates) > 0 {
+		k.cfg.Callbacks.OnUpdates(b.Updates)
 	}
-	if d.Status != 0 {
-		k.cfg.Callbacks.OnStatusUpdated(d.Status)
+	if b.Status != 0 {
+		k.cfg.Callbacks.OnStatusUpdated(b.Status)
 	}
+}
+
+// decode fills in DecodedKey and DecodedValue, and takes out the updates
+// whose keys the decoder does not accept, reporting them to the host's
+// ParseFailed. It builds a new slice, so that a batch whose ParseFailed
+// panicked is decoded again from its raw updates.
+func (k *Consumer) decode(b *batch) {
+	if k.cfg.Decoder == nil || b.decoded {
+		return
+	}
+	failed, _ := k.cfg.Callbacks.(messages.ParseFailedCallback)
+	kept := make([]messages.Update, 0, len(b.Updates))
+	for _, u := range b.Updates {
+		key, ok := k.cfg.Decoder.DecodeKey(u.Key)
+		if !ok {
+			k.env.Observer.KeyParseFailed()
+			k.env.Logger.Debug("key not in the model; sent to ParseFailed", "key", u.Key)
+			if failed != nil {
+				failed.ParseFailed(u.Key, u.Value)
+			}
+			continue
+		}
+		u.DecodedKey = key
+		if u.Type != messages.UpdateTypeDeleted {
+			v, err := k.cfg.Decoder.DecodeValue(key, u.Value)
+			if err != nil {
+				k.env.Observer.ValueDecodeFailed()
+				k.env.Logger.Warn("value does not decode; delivering its key with a nil value", "key", u.Key, "err", err)
+			}
+			u.DecodedValue = v
+		}
+		kept = append(kept, u)
+	}
+	b.Updates, b.decoded = kept, true
 }
 
 var _ actor.Actor = (*Consumer)(nil)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/messages"
 )
 
 // ResetPolicy says what the syncer does when etcd turns out to be another
@@ -89,6 +90,9 @@ type Config struct {
 	// to 30 s, reset after 2 min).
 	Backoff BackoffConfig
 
+	// Decoder, when set, turns keys and values into typed ones before they
+	// are delivered (see messages.Decoder); default none: raw strings.
+	Decoder messages.Decoder
 	// HostPID, when set, receives every messages.Deliver instead of the
 	// callbacks passed to Start being called.
 	HostPID *actor.PID

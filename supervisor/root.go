@@ -64,6 +64,7 @@ func (r *root) Receive(c actor.Context) {
 		r.consumer = r.spawn(c, "consumer", actors.NewConsumerProps(r.env, actors.ConsumerConfig{
 			Callbacks:   r.syncer.callbacks,
 			HostPID:     r.cfg.HostPID,
+			Decoder:     r.cfg.Decoder,
 			MaxAttempts: r.cfg.MaxDeliveryAttempts,
 			Status:      r.status,
 		}))
