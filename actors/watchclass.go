@@ -106,3 +106,20 @@ func EventFromResponse(resp *client.Response) (any, error) {
 	}
 	return nil, fmt.Errorf("watch event with unknown action %q on %s@%d", resp.Action, n.Key, n.ModifiedIndex)
 }
+
+// CheckReconnect judges etcd as a watch finds it after its connection broke:
+// the watch started on cluster startID and has seen index seen; etcd now
+// answers with cluster id at index now. Another cluster, or the same one
+// below what the watch has seen (restored from a backup), means the watch's
+// position is meaningless; the error wraps messages.ErrClusterIDChanged or
+// messages.ErrIndexRegressed.
+func CheckReconnect(startID string, seen uint64, id string, now uint64) error {
+	switch {
+	case startID != "" && id != "" && id != startID:
+		return fmt.Errorf("%w: was %s, now %s after a reconnect", messages.ErrClusterIDChanged, startID, id)
+	case now < seen:
+		return fmt.Errorf("%w: etcd is at index %d after a reconnect; the watch had seen %d",
+			messages.ErrIndexRegressed, now, seen)
+	}
+	return nil
+}

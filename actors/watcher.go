@@ -144,7 +144,7 @@ func (w *Watcher) reportClusterID(c actor.Context, id string) {
 // run is the watch goroutine of incarnation gen: read the index, announce
 // it, then watch from it until cancelled or lost.
 func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
-	idx, id, err := w.currentIndex(ctx)
+	idx, startID, err := w.currentIndex(ctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -153,7 +153,7 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 		return
 	}
 	w.env.Observer.EtcdIndex(idx)
-	send(watchStarted{gen, idx, id})
+	send(watchStarted{gen, idx, startID})
 
 	watch := w.env.Keys.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
 	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit)}
@@ -184,31 +184,30 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 		if !w.env.sleep(ctx, retry.Next()) {
 			return
 		}
-		// The connection broke: etcd may have restarted from a backup,
-		// and a watch waiting beyond the restored head would wait in
-		// silence. A quorum read tells.
-		if now, _, err := w.currentIndex(ctx); err == nil && now < seen {
-			send(watchFailed{gen, fmt.Errorf("%w: etcd is at index %d after a reconnect; this watch had seen %d",
-				messages.ErrIndexRegressed, now, seen)})
-			return
+		// The connection broke: etcd may have been rebuilt, or restarted
+		// from a backup, and a watch waiting beyond the new head would
+		// wait in silence. A quorum read tells.
+		if now, id, err := w.currentIndex(ctx); err == nil {
+			if err := CheckReconnect(startID, seen, id, now); err != nil {
+				send(watchFailed{gen, err})
+				return
+			}
 		}
 	}
 }
 
-// currentIndex reads etcd's index, and the cluster ID when the answer has
-// one, with a GET of the prefix's Ready key; a missing key answers with the
-// index too, so neither the key nor the prefix need exist. The read is a
-// quorum read: a lagging follower's index would start the watch far behind,
-// maybe outside the event window (the seed read it from any member).
+// currentIndex reads etcd's index and cluster ID with a quorum GET of the
+// root directory, which always exists (so neither the prefix nor its Ready
+// key need to) and answers with both headers. It lists only the top level.
+// Quorum, because a lagging follower's index would start the watch far
+// behind, maybe outside the event window (the seed read its Ready key from
+// any member).
 func (w *Watcher) currentIndex(ctx context.Context) (uint64, string, error) {
-	resp, err := w.env.Keys.Get(ctx, w.env.Prefix+"/Ready", &client.GetOptions{Quorum: true})
-	if err == nil {
-		return resp.Index, resp.ClusterID, nil
+	resp, err := w.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
+	if err != nil {
+		return 0, "", err
 	}
-	if idx, ok := keyNotFoundIndex(err); ok {
-		return idx, "", nil
-	}
-	return 0, "", err
+	return resp.Index, resp.ClusterID, nil
 }
 
 var _ actor.Actor = (*Watcher)(nil)

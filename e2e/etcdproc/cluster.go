@@ -395,28 +395,47 @@ func (c *Cluster) Kill(i int) error {
 // with the same data directory, and waits until it serves (which needs a
 // quorum of the cluster to be up).
 func (c *Cluster) Restart(i int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m, err := c.member(i)
-	if err != nil {
-		return err
-	}
-	return c.restart(m)
+	return c.RestartAll(i)
 }
 
-func (c *Cluster) restart(m *member) error {
-	if _, err := os.Stat(m.dataDir); err != nil {
-		return fmt.Errorf("etcdproc: restart of %s (wiped? use Rebuild): %w", m.name, err)
+// RestartAll restarts the given members (every member if none is named)
+// together and waits until each serves. Members that lost quorum can only
+// serve once enough of them are back, so they must start together.
+func (c *Cluster) RestartAll(members ...int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(members) == 0 {
+		for i := range c.members {
+			members = append(members, i)
+		}
 	}
-	if m.proc != nil {
-		if err := m.proc.signal(syscall.SIGTERM, memberGrace); err != nil {
+	var ms []*member
+	for _, i := range members {
+		m, err := c.member(i)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, m)
+	}
+	for _, m := range ms {
+		if _, err := os.Stat(m.dataDir); err != nil {
+			return fmt.Errorf("etcdproc: restart of %s (wiped? use Rebuild): %w", m.name, err)
+		}
+		if m.proc != nil {
+			if err := m.proc.signal(syscall.SIGTERM, memberGrace); err != nil {
+				return err
+			}
+		}
+		if err := c.launch(m, nil); err != nil {
 			return err
 		}
 	}
-	if err := c.launch(m, nil); err != nil {
-		return err
+	for _, m := range ms {
+		if err := c.waitReady(m); err != nil {
+			return err
+		}
 	}
-	return c.waitReady(m)
+	return nil
 }
 
 // Leader returns the index of the member that currently leads, asked of

@@ -1,0 +1,87 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/actors"
+	m "github.com/etcdsync/etcdsync/messages"
+)
+
+var _ = Describe("Watch error classification", func() {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
+	DescribeTable("ClassifyWatchError",
+		func(err error, want actors.WatchVerdict) {
+			Expect(actors.ClassifyWatchError(err)).To(Equal(want))
+		},
+		Entry("401: the index left the event window", client.Error{Code: client.ErrorCodeEventIndexCleared}, actors.WatchLostSync),
+		Entry("400: etcd dropped the watcher", client.Error{Code: client.ErrorCodeWatcherCleared}, actors.WatchLostSync),
+		Entry("401 inside a ClusterError", &client.ClusterError{Errors: []error{client.Error{Code: 401}}}, actors.WatchLostSync),
+		Entry("a dead member", &client.ClusterError{Errors: []error{refused}}, actors.WatchRetry),
+		Entry("a cut connection", &client.ClusterError{Errors: []error{io.ErrUnexpectedEOF}}, actors.WatchRetry),
+		Entry("a leader election", client.Error{Code: client.ErrorCodeLeaderElect}, actors.WatchRetry),
+		Entry("anything else", errors.New("surprise"), actors.WatchRetry),
+		Entry("cancellation", context.Canceled, actors.WatchStopped),
+	)
+
+	It("gives up after Limit retryable errors in a row, and counts from zero after a success", func() {
+		w := actors.WatchErrors{Limit: 3}
+		cut := &client.ClusterError{Errors: []error{io.ErrUnexpectedEOF}}
+		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
+		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
+		w.Succeeded()
+		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
+		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
+		Expect(w.Observe(cut)).To(Equal(actors.WatchLostSync))
+	})
+
+	DescribeTable("EventFromResponse",
+		func(action string, dir bool, want any, wantErr bool) {
+			got, err := actors.EventFromResponse(&client.Response{Action: action,
+				Node: &client.Node{Key: "/p/k", Value: "v", Dir: dir, ModifiedIndex: 7}})
+			if wantErr {
+				Expect(err).To(MatchError(ContainSubstring(action)))
+				return
+			}
+			Expect(err).NotTo(HaveOccurred())
+			if want == nil {
+				Expect(got).To(BeNil())
+			} else {
+				Expect(got).To(Equal(want))
+			}
+		},
+		Entry("set", "set", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
+		Entry("create", "create", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
+		Entry("update", "update", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
+		Entry("compareAndSwap", "compareAndSwap", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
+		Entry("delete", "delete", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
+		Entry("directory delete", "delete", true, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
+		Entry("compareAndDelete", "compareAndDelete", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
+		Entry("expire", "expire", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
+		Entry("a directory created is ignored", "set", true, nil, false),
+		Entry("an unknown action is an error, not a panic", "teleport", false, nil, true),
+	)
+
+	DescribeTable("CheckReconnect",
+		func(startID string, seen uint64, id string, now uint64, want any) {
+			err := actors.CheckReconnect(startID, seen, id, now)
+			if want == nil {
+				Expect(err).NotTo(HaveOccurred())
+			} else {
+				Expect(err).To(MatchError(want.(error)))
+			}
+		},
+		Entry("same cluster, moved on", "a", 10, "a", 12, nil),
+		Entry("same cluster, same index", "a", 10, "a", 10, nil),
+		Entry("same cluster, index back: restored", "a", 10, "a", 4, m.ErrIndexRegressed),
+		Entry("another cluster", "a", 10, "b", 400, m.ErrClusterIDChanged),
+		Entry("another cluster at a low index is a reset, not a regression", "a", 10, "b", 3, m.ErrClusterIDChanged),
+		Entry("no ID known", "", 10, "b", 12, nil),
+	)
+})

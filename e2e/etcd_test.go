@@ -1,0 +1,334 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
+	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/supervisor"
+)
+
+// Real etcd processes (bin/etcd, v3.5.35 with --enable-v2): every spec here
+// ends with DESIGN.md's invariant checked against a quorum read.
+var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
+	startEtcd := func(members int) *etcdproc.Cluster {
+		GinkgoHelper()
+		c, err := etcdproc.StartCluster(members, etcdproc.Options{Output: GinkgoWriter})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(c.Stop)
+		return c
+	}
+	writer := func(c *etcdproc.Cluster) client.KeysAPI {
+		GinkgoHelper()
+		cl, err := client.New(client.Config{Endpoints: c.Endpoints()})
+		Expect(err).NotTo(HaveOccurred())
+		return client.NewKeysAPI(cl)
+	}
+	proxies := func(c *etcdproc.Cluster) []*tcpproxy.Proxy {
+		GinkgoHelper()
+		var ps []*tcpproxy.Proxy
+		for _, ep := range c.Endpoints() {
+			p, err := tcpproxy.New(strings.TrimPrefix(ep, "http://"))
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(p.Close)
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	urls := func(ps []*tcpproxy.Proxy) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.URL())
+		}
+		return out
+	}
+	// inSyncWith passes when the host is in sync and holds exactly what a
+	// quorum read of the prefix returns.
+	inSyncWith := func(ctx context.Context, keys client.KeysAPI, rec interface{ InSyncMap() map[string]string }) func(Gomega) {
+		return func(g Gomega) {
+			want, err := etcdMap(ctx, keys, prefix)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(rec.InSyncMap()).To(Equal(want))
+		}
+	}
+
+	It("follows steady writes, deletes, directory deletes, TTL expiries and compare-and-swaps over thousands of keys", func(ctx SpecContext) {
+		etcd := startEtcd(1)
+		keys := writer(etcd)
+		load(ctx, keys, 1500, 8)
+		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+		_, rec := startSyncer(cfg)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1500))
+
+		By("writing, deleting and expiring while in sync")
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range 1500 {
+			k := fmt.Sprintf("%s/host/h%d/k%d", prefix, r.IntN(15), r.IntN(150))
+			var err error
+			switch r.IntN(8) {
+			case 0:
+				_, err = keys.Delete(ctx, k, nil)
+			case 1:
+				_, err = keys.Set(ctx, k, "ttl", &client.SetOptions{TTL: time.Second})
+			case 2:
+				if resp, gerr := keys.Get(ctx, k, nil); gerr == nil {
+					_, err = keys.Set(ctx, k, "cas", &client.SetOptions{PrevIndex: resp.Node.ModifiedIndex})
+				}
+			case 3:
+				if i%100 == 0 {
+					_, err = keys.Delete(ctx, fmt.Sprintf("%s/host/h%d", prefix, r.IntN(15)), &client.DeleteOptions{Recursive: true})
+				}
+			default:
+				_, err = keys.Set(ctx, k, fmt.Sprint(i), nil)
+			}
+			if err != nil && !isEtcdCode(err, client.ErrorCodeKeyNotFound, client.ErrorCodeTestFailed) {
+				Expect(err).NotTo(HaveOccurred())
+			}
+		}
+		By("waiting for the TTL keys to expire")
+		Eventually(func(g Gomega) {
+			m, err := etcdMap(ctx, keys, prefix)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(m).NotTo(ContainElement("ttl"))
+		}).WithContext(ctx).WithTimeout(10 * time.Second).Should(Succeed())
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).Should(Succeed())
+		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync))
+	}, SpecTimeout(60*time.Second))
+
+	It("resyncs when a held-back watch falls out of the 1000-event window", func(ctx SpecContext) {
+		etcd := startEtcd(1)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		ps := proxies(etcd)
+		_, rec := startSyncer(supervisor.LoopbackConfig(urls(ps)...))
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+
+		ps[0].Pause()
+		load(ctx, keys, 1200, 8) // more than the 1000 events etcd keeps
+		ps[0].Resume()
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).Should(Succeed())
+		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync,
+			messages.Resync, messages.InSync))
+	}, SpecTimeout(60*time.Second))
+
+	It("loses no key and invents none when members die under load, the syncer's first and then the leader", func(ctx SpecContext) {
+		etcd := startEtcd(3)
+		keys := writer(etcd)
+		load(ctx, keys, 300, 4)
+		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...) // client/v2 talks to the first it reaches
+		_, rec := startSyncer(cfg)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(300))
+
+		stop := background(ctx, keys)
+		Expect(etcd.Kill(0)).To(Succeed())
+		Eventually(rec.Map).WithContext(ctx).Should(HaveKey(ContainSubstring("/load/")), "writes go on through the survivors")
+		Expect(etcd.Restart(0)).To(Succeed())
+		leader, err := etcd.Leader()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(etcd.Kill(leader)).To(Succeed())
+		Eventually(etcd.Leader).WithContext(ctx).ShouldNot(Equal(leader))
+		Expect(etcd.Restart(leader)).To(Succeed())
+		stop()
+
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+	}, SpecTimeout(90*time.Second))
+
+	It("rides out every member down for 20 s without a tight retry loop, and recovers", func(ctx SpecContext) {
+		etcd := startEtcd(3)
+		keys := writer(etcd)
+		load(ctx, keys, 200, 4)
+		ps := proxies(etcd)
+		// The production defaults: backoff 0.8 s doubling to 30 s, a
+		// cluster-ID poll every 10 s.
+		_, rec := startSyncer(supervisor.Config{Endpoints: urls(ps)})
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(200))
+
+		for i := range etcd.Size() {
+			Expect(etcd.Kill(i)).To(Succeed())
+		}
+		before := accepted(ps)
+		start := time.Now()
+		// Over 20 s the host hears resync and stays there. Every request
+		// tries all three members, so each one is three connections.
+		Eventually(rec.Status).WithContext(ctx).Should(Equal(messages.Resync))
+		Consistently(rec.Status).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal(messages.Resync))
+		rate := float64(accepted(ps)-before) / time.Since(start).Seconds()
+		GinkgoWriter.Printf("connections per second while etcd was down: %.2f\n", rate)
+		Expect(rate).To(BeNumerically("<", 5), "a tight loop would open thousands a second")
+
+		Expect(etcd.RestartAll()).To(Succeed())
+		_, err := keys.Set(ctx, prefix+"/after", "outage", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
+	}, SpecTimeout(150*time.Second))
+
+	When("the cluster is wiped and rebuilt with other content", func() {
+		var (
+			etcd   *etcdproc.Cluster
+			keys   client.KeysAPI
+			resets *resetCounter
+			cfg    supervisor.Config
+		)
+		BeforeEach(func(ctx SpecContext) {
+			etcd = startEtcd(1)
+			keys = writer(etcd)
+			load(ctx, keys, 200, 4)
+			resets = &resetCounter{}
+			cfg = supervisor.LoopbackConfig(etcd.Endpoints()...)
+			cfg.Observer = resets
+		})
+		rebuild := func(ctx context.Context) {
+			GinkgoHelper()
+			Expect(etcd.Rebuild()).To(Succeed())
+			keys = writer(etcd)
+			for i := range 50 {
+				_, err := keys.Set(ctx, fmt.Sprintf("%s/host/h%d/k%d", prefix, i%5, i), "rebuilt", nil)
+				Expect(err).NotTo(HaveOccurred())
+			}
+		}
+
+		It("under ResyncOnReset, converges on the new cluster and counts the reset", func(ctx SpecContext) {
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(200))
+			rebuild(ctx)
+			Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+			Expect(resets.n.Load()).To(BeNumerically(">=", 1))
+		}, SpecTimeout(60*time.Second))
+
+		It("under StopOnReset, hands the host the error and delivers nothing more", func(ctx SpecContext) {
+			cfg.OnClusterReset = supervisor.StopOnReset
+			s, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(200))
+			rebuild(ctx)
+			Eventually(s.Done()).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeClosed())
+			Expect(s.Err()).To(MatchError(messages.ErrClusterIDChanged))
+			calls, _ := rec.Calls()
+			_, err := keys.Set(ctx, prefix+"/later", "x", nil)
+			Expect(err).NotTo(HaveOccurred())
+			Consistently(func() int { c, _ := rec.Calls(); return c }).WithTimeout(500 * time.Millisecond).Should(Equal(calls))
+		}, SpecTimeout(60*time.Second))
+	})
+
+	It("detects a data dir restored from an older copy and resyncs from it", func(ctx SpecContext) {
+		etcd := startEtcd(1)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		backup, err := etcd.Backup()
+		Expect(err).NotTo(HaveOccurred())
+		load(ctx, keys, 300, 4) // after the backup: the restore loses them
+		resets := &resetCounter{}
+		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+		cfg.Observer = resets
+		_, rec := startSyncer(cfg)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(300))
+
+		Expect(etcd.Restore(backup)).To(Succeed())
+		keys = writer(etcd)
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		Expect(rec.InSyncMap()).To(HaveLen(100))
+		Expect(resets.n.Load()).To(BeNumerically(">=", 1))
+	}, SpecTimeout(60*time.Second))
+})
+
+// etcdMap returns every key and value below prefix, by a quorum read.
+func etcdMap(ctx context.Context, keys client.KeysAPI, prefix string) (map[string]string, error) {
+	out := map[string]string{}
+	resp, err := keys.Get(ctx, prefix, &client.GetOptions{Recursive: true, Quorum: true})
+	if isEtcdCode(err, client.ErrorCodeKeyNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", prefix, err)
+	}
+	var walk func(n *client.Node)
+	walk = func(n *client.Node) {
+		if !n.Dir {
+			out[n.Key] = n.Value
+		}
+		for _, c := range n.Nodes {
+			walk(c)
+		}
+	}
+	walk(resp.Node)
+	return out, nil
+}
+
+func isEtcdCode(err error, codes ...int) bool {
+	var e client.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, c := range codes {
+		if e.Code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// load writes n keys below prefix/host/..., from the given number of
+// writers, each value new.
+func load(ctx context.Context, keys client.KeysAPI, n, writers int) {
+	GinkgoHelper()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	stamp := time.Now().UnixNano()
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < n; i += writers {
+				k := fmt.Sprintf("%s/host/h%d/k%d", prefix, i%10, i)
+				if _, err := keys.Set(ctx, k, fmt.Sprint(stamp, i), nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	Expect(<-errs).NotTo(HaveOccurred())
+}
+
+// background writes to prefix/load until the returned stop is called,
+// tolerating errors while members die.
+func background(ctx context.Context, keys client.KeysAPI) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			wctx, done := context.WithTimeout(ctx, time.Second)
+			_, _ = keys.Set(wctx, fmt.Sprintf("%s/load/k%d", prefix, i%200), fmt.Sprint(i), nil)
+			done()
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+func accepted(ps []*tcpproxy.Proxy) int64 {
+	var n int64
+	for _, p := range ps {
+		n += p.Accepted()
+	}
+	return n
+}
+
+// resetCounter is an Observer that counts escalated cluster resets.
+type resetCounter struct {
+	actors.NopObserver
+	n atomic.Int64
+}
+
+func (r *resetCounter) ClusterReset() { r.n.Add(1) }
