@@ -69,8 +69,8 @@ var _ = Describe("Watch error classification", func() {
 	)
 
 	DescribeTable("CheckReconnect",
-		func(startID string, seen uint64, id string, now uint64, want any) {
-			err := actors.CheckReconnect(startID, seen, id, now)
+		func(startID string, seen int, id string, now int, want any) {
+			err := actors.CheckReconnect(startID, uint64(seen), id, uint64(now))
 			if want == nil {
 				Expect(err).NotTo(HaveOccurred())
 			} else {
