@@ -31,10 +31,13 @@ type Delayer interface {
 // prefix, the clock, the logger, and the WaitGroup that every goroutine an
 // actor starts joins, so that Syncer.Stop can wait for all of them.
 type Env struct {
-	Keys   KeysAPI
-	Prefix string
-	Clock  clock.WithDelayedExecution
-	Logger *slog.Logger
+	Keys KeysAPI
+	// Snapshots reads the snapshots (KeysSnapshotter{Keys}, or an
+	// HTTPSnapshotter that streams).
+	Snapshots Snapshotter
+	Prefix    string
+	Clock     clock.WithDelayedExecution
+	Logger    *slog.Logger
 	// Goroutines counts every goroutine the actors start.
 	Goroutines *sync.WaitGroup
 	// NewBackoff returns a fresh retry backoff for transport errors.

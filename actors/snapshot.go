@@ -2,12 +2,12 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -131,83 +131,79 @@ func (s *SnapshotReader) stop() {
 	}
 }
 
+// errStale stops a read whose answer is below the requested index before
+// anything of it is sent.
+var errStale = errors.New("snapshot below the requested index")
+
 // read is the goroutine of one request: read until a snapshot at or above
-// minIdx arrives, then stream it.
+// minIdx arrives, streaming it to the merger as it is decoded.
 func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx uint64) {
 	retry := s.env.NewBackoff()
+	size := max(1, s.cfg.BatchSize)
 	var staleSince time.Time
 	var staleID string
 	for {
-		resp, err := s.env.Keys.Get(ctx, s.env.Prefix, &client.GetOptions{Recursive: true})
-		if ctx.Err() != nil {
-			return
-		}
 		var idx uint64
-		var root *client.Node
 		var id string
-		switch notFoundIdx, notFound := keyNotFoundIndex(err); {
-		case err == nil:
-			idx, root, id = resp.Index, resp.Node, resp.ClusterID
-		case notFound:
-			idx = notFoundIdx // the prefix does not exist yet: empty
-		default:
-			send(snapshotTrouble{gen, err})
-			if !s.env.sleep(ctx, retry.Next()) {
-				return
+		batch := make([]messages.KV, 0, size)
+		head := func(index uint64, clusterID string) error {
+			idx, id = index, clusterID
+			if id != "" {
+				send(snapshotSeen{gen, id})
 			}
-			continue
+			if idx < minIdx {
+				return errStale
+			}
+			send(snapshotOut{gen, messages.SnapshotStarted{Index: idx}})
+			return nil
 		}
-		retry.Reset()
-		if id != "" {
-			send(snapshotSeen{gen, id})
-		}
-		if idx >= minIdx {
-			s.stream(send, gen, idx, root)
-			return
-		}
-		// A follower behind the leader catches up within moments; a
-		// datastore restored from a backup never does.
-		now := s.env.Clock.Now()
-		if staleSince.IsZero() || (id != "" && id != staleID) {
-			staleSince, staleID = now, id
-		}
-		if now.Sub(staleSince) >= s.cfg.StaleTimeout {
-			send(snapshotFailed{gen, fmt.Errorf("%w: snapshots stayed at index %d, below the %d already applied, for %v",
-				messages.ErrIndexRegressed, idx, minIdx, s.cfg.StaleTimeout)})
-			return
-		}
-		if !s.env.sleep(ctx, s.cfg.StaleRetry) {
-			return
-		}
-	}
-}
-
-// stream sends the snapshot as SnapshotStarted, batches, SnapshotFinished.
-func (s *SnapshotReader) stream(send func(any), gen, idx uint64, root *client.Node) {
-	send(snapshotOut{gen, messages.SnapshotStarted{Index: idx}})
-	size := max(1, s.cfg.BatchSize)
-	batch := make([]messages.KV, 0, size)
-	var walk func(n *client.Node)
-	walk = func(n *client.Node) {
-		if !n.Dir {
-			batch = append(batch, messages.KV{Key: n.Key, Value: n.Value, ModifiedIndex: n.ModifiedIndex})
+		leaf := func(kv messages.KV) {
+			batch = append(batch, kv)
 			if len(batch) == size {
 				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
 				batch = make([]messages.KV, 0, size)
 			}
+		}
+		err := s.env.Snapshots.Snapshot(ctx, s.env.Prefix, head, leaf)
+		if ctx.Err() != nil {
 			return
 		}
-		for _, child := range n.Nodes {
-			walk(child)
+		if notFoundIdx, notFound := keyNotFoundIndex(err); notFound {
+			// The prefix does not exist yet: an empty snapshot.
+			err = head(notFoundIdx, "")
+		}
+		switch {
+		case err == nil:
+			if len(batch) > 0 {
+				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
+			}
+			send(snapshotOut{gen, messages.SnapshotFinished{Index: idx}})
+			return
+		case errors.Is(err, errStale):
+			// A follower behind the leader catches up within moments; a
+			// datastore restored from a backup never does.
+			retry.Reset()
+			now := s.env.Clock.Now()
+			if staleSince.IsZero() || (id != "" && id != staleID) {
+				staleSince, staleID = now, id
+			}
+			if now.Sub(staleSince) >= s.cfg.StaleTimeout {
+				send(snapshotFailed{gen, fmt.Errorf("%w: snapshots stayed at index %d, below the %d already applied, for %v",
+					messages.ErrIndexRegressed, idx, minIdx, s.cfg.StaleTimeout)})
+				return
+			}
+			if !s.env.sleep(ctx, s.cfg.StaleRetry) {
+				return
+			}
+		default:
+			// Whatever was sent of a broken read is harmless: the merge
+			// stores it at its index, and the next read supersedes it.
+			send(snapshotTrouble{gen, err})
+			if !s.env.sleep(ctx, retry.Next()) {
+				return
+			}
 		}
 	}
-	if root != nil {
-		walk(root)
-	}
-	if len(batch) > 0 {
-		send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
-	}
-	send(snapshotOut{gen, messages.SnapshotFinished{Index: idx}})
 }
 
 var _ actor.Actor = (*SnapshotReader)(nil)

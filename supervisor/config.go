@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -220,14 +221,22 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// keysAPI returns the configured KeysAPI, or a client/v2 one for Endpoints.
-func (cfg Config) keysAPI() (actors.KeysAPI, error) {
+// etcd returns the configured KeysAPI, or a client/v2 one for Endpoints,
+// and how snapshots are read: through that KeysAPI, or, for Endpoints, by
+// an HTTPSnapshotter that decodes the answer as it streams in.
+func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, error) {
 	if cfg.KeysAPI != nil {
-		return cfg.KeysAPI, nil
+		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, nil
 	}
 	transport := cfg.Transport
 	if transport == nil {
 		transport = client.DefaultTransport
+	}
+	snapshots := &actors.HTTPSnapshotter{
+		Endpoints: cfg.Endpoints,
+		Client:    &http.Client{Transport: transport},
+		Username:  cfg.Username,
+		Password:  cfg.Password,
 	}
 	c, err := client.New(client.Config{
 		Endpoints: cfg.Endpoints,
@@ -236,9 +245,9 @@ func (cfg Config) keysAPI() (actors.KeysAPI, error) {
 		Password:  cfg.Password,
 	})
 	if err != nil {
-		return nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
+		return nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
 	}
-	return client.NewKeysAPI(c), nil
+	return client.NewKeysAPI(c), snapshots, nil
 }
 
 var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")

@@ -63,13 +63,14 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if callbacks == nil && cfg.HostPID == nil {
 		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
 	}
-	keys, err := cfg.keysAPI()
+	keys, snapshots, err := cfg.etcd()
 	if err != nil {
 		return nil, err
 	}
 	s := &Syncer{system: system, callbacks: callbacks, done: make(chan struct{})}
 	s.env = &actors.Env{
 		Keys:       keys,
+		Snapshots:  snapshots,
 		Prefix:     cfg.Prefix,
 		Clock:      cfg.Clock,
 		Logger:     cfg.Logger,
