@@ -36,9 +36,11 @@ func (p *CallbackPanic) Error() string {
 	return fmt.Sprintf("etcdsync: host callback panicked: %v", p.Value)
 }
 
-// consumerShared outlives one incarnation: the batch being delivered and
-// how many times delivering it has failed.
+// consumerShared outlives one incarnation: what waits for the host, the
+// batch being delivered, and how many times delivering it has failed.
 type consumerShared struct {
+	gens     atomic.Uint64
+	outbox   Outbox
 	inflight *batch
 	attempts int
 }
@@ -51,11 +53,14 @@ type batch struct {
 }
 
 // NewConsumerProps returns the props of a Consumer, the adapter between the
-// merger and the host. It delivers each messages.Deliver to the host's
-// callbacks in order. If a callback panics, the consumer fails with a
-// *CallbackPanic; once its supervisor restarts it, it delivers the same
-// batch again, whole, before anything else, and after MaxAttempts failures
-// it fails with messages.ErrPoisonBatch instead.
+// merger and the host. It queues what the merger sends in an Outbox and
+// calls the host's callbacks with one batch at a time, from a goroutine of
+// its own, so that it keeps receiving (and coalescing) while the host is
+// busy. If a callback panics, the consumer fails with a *CallbackPanic;
+// once its supervisor restarts it, it delivers the same batch again, whole,
+// before anything else, and after MaxAttempts failures it fails with
+// messages.ErrPoisonBatch instead. With a HostPID it forwards every
+// messages.Deliver as it comes.
 func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
 	shared := &consumerShared{}
 	return actor.PropsFromProducer(func() actor.Actor {
@@ -65,39 +70,92 @@ func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
 
 // Consumer is the consumer actor; see NewConsumerProps.
 type Consumer struct {
-	env    *Env
-	cfg    ConsumerConfig
-	shared *consumerShared
+	env      *Env
+	cfg      ConsumerConfig
+	shared   *consumerShared
+	gen      uint64
+	stopping bool
 }
+
+// Messages from the callback goroutine of incarnation gen.
+type (
+	callbackDone     struct{ gen uint64 }
+	callbackPanicked struct {
+		gen uint64
+		p   *CallbackPanic
+	}
+)
 
 // Receive implements actor.Actor.
 func (k *Consumer) Receive(c actor.Context) {
+	sh := k.shared
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		if b := k.shared.inflight; b != nil {
-			if k.shared.attempts >= max(1, k.cfg.MaxAttempts) {
+		k.gen = sh.gens.Add(1)
+		if b := sh.inflight; b != nil {
+			if sh.attempts >= max(1, k.cfg.MaxAttempts) {
 				panic(fmt.Errorf("%w: %d attempts at a batch of %d updates (status %v)",
-					messages.ErrPoisonBatch, k.shared.attempts, len(b.Updates), b.Status))
+					messages.ErrPoisonBatch, sh.attempts, len(b.Updates), b.Status))
 			}
 			k.env.Logger.Warn("delivering a batch again after the host callback panicked",
-				"updates", len(b.Updates), "attempt", k.shared.attempts+1)
-			k.deliver(c, b)
+				"updates", len(b.Updates), "attempt", sh.attempts+1)
+			k.start(c)
+			return
 		}
+		k.next(c)
+	case *actor.Stopping, *actor.Restarting:
+		k.stopping = true
 	case messages.Deliver:
-		k.deliver(c, &batch{Deliver: m})
+		if k.cfg.HostPID != nil {
+			b := &batch{Deliver: m}
+			k.decode(b)
+			c.Send(k.cfg.HostPID, b.Deliver)
+			k.delivered(b)
+			return
+		}
+		sh.outbox.Push(m.Updates, m.Status)
+		k.next(c)
+	case callbackDone:
+		if m.gen == k.gen {
+			k.delivered(sh.inflight)
+			sh.inflight, sh.attempts = nil, 0
+			sh.outbox.Done()
+			k.next(c)
+		}
+	case callbackPanicked:
+		if m.gen == k.gen {
+			panic(m.p)
+		}
 	}
 }
 
-func (k *Consumer) deliver(c actor.Context, b *batch) {
-	if k.cfg.HostPID != nil {
-		k.decode(b)
-		c.Send(k.cfg.HostPID, b.Deliver)
-	} else {
-		k.shared.inflight = b
-		k.shared.attempts++
-		k.call(b)
-		k.shared.inflight, k.shared.attempts = nil, 0
+// next starts delivering the next batch, if the host is free.
+func (k *Consumer) next(c actor.Context) {
+	if k.shared.inflight != nil || k.stopping {
+		return
 	}
+	d, ok := k.shared.outbox.Take()
+	if !ok {
+		return
+	}
+	k.shared.inflight = &batch{Deliver: d}
+	k.start(c)
+}
+
+// start calls the host with the batch in flight, from a goroutine.
+func (k *Consumer) start(c actor.Context) {
+	k.shared.attempts++
+	b, send, gen := k.shared.inflight, sender(c), k.gen
+	k.env.Goroutines.Go(func() {
+		if p := k.call(b); p != nil {
+			send(callbackPanicked{gen, p})
+		} else {
+			send(callbackDone{gen})
+		}
+	})
+}
+
+func (k *Consumer) delivered(b *batch) {
 	k.env.Observer.Delivered(b.Updates)
 	if b.Status != 0 && k.cfg.Status != nil {
 		k.cfg.Status.Store(uint32(b.Status))
@@ -106,12 +164,11 @@ func (k *Consumer) deliver(c actor.Context, b *batch) {
 
 // call decodes the batch and runs the host's callbacks, turning a panic in
 // any of them into a *CallbackPanic.
-func (k *Consumer) call(b *batch) {
+func (k *Consumer) call(b *batch) (p *CallbackPanic) {
 	defer func() {
 		if r := recover(); r != nil {
-			p := &CallbackPanic{Value: r, Stack: debug.Stack()}
+			p = &CallbackPanic{Value: r, Stack: debug.Stack()}
 			k.env.Logger.Error("host callback panicked", "panic", fmt.Sprint(r), "stack", string(p.Stack))
-			panic(p)
 		}
 	}()
 	k.decode(b)
@@ -121,6 +178,7 @@ func (k *Consumer) call(b *batch) {
 	if b.Status != 0 {
 		k.cfg.Callbacks.OnStatusUpdated(b.Status)
 	}
+	return nil
 }
 
 // decode fills in DecodedKey and DecodedValue, and takes out the updates

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -106,6 +107,28 @@ var _ = Describe("Delivery", func() {
 		}, SpecTimeout(10*time.Second))
 	})
 
+	When("the host is slow", func() {
+		It("coalesces per key while it works, and still converges", func(ctx SpecContext) {
+			rec := recorder.New()
+			slow := &slowHost{Recorder: rec}
+			s, err := supervisor.Start(system, cfg, slow)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func(ctx context.Context) { Expect(s.Stop(ctx)).To(Succeed()) })
+			Eventually(rec.InSyncMap).WithContext(ctx).ShouldNot(BeNil())
+
+			const writes, keys = 3000, 20
+			for i := range writes {
+				_, err := sim.Set(ctx, fmt.Sprintf("%s/k%d", prefix, i%keys), fmt.Sprint(i), nil)
+				Expect(err).NotTo(HaveOccurred())
+			}
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(sim.Map(prefix)))
+			calls, updates := rec.Calls()
+			Expect(updates).To(BeNumerically("<", writes/2), "updates coalesced per key while the host slept")
+			Expect(calls).To(BeNumerically("<", writes/keys))
+			Expect(rec.Violation()).NotTo(HaveOccurred())
+		}, SpecTimeout(20*time.Second))
+	})
+
 	When("the host is an actor", func() {
 		It("sends it every batch and status as messages.Deliver", func(ctx SpecContext) {
 			sim.Load(map[string]string{prefix + "/a": "1"})
@@ -143,3 +166,11 @@ var _ = Describe("Delivery", func() {
 		}, SpecTimeout(10*time.Second))
 	})
 })
+
+// slowHost takes 10 ms over every batch.
+type slowHost struct{ *recorder.Recorder }
+
+func (h *slowHost) OnUpdates(updates []messages.Update) {
+	time.Sleep(10 * time.Millisecond) // the slow host under test, not synchronisation
+	h.Recorder.OnUpdates(updates)
+}
