@@ -38,9 +38,8 @@ var _ = Describe("HTTPSnapshotter", func() {
 			etcd, err = etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter})
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(etcd.Stop)
-			c, err := client.New(client.Config{Endpoints: etcd.Endpoints()})
+			keys, err = etcd.KeysAPI()
 			Expect(err).NotTo(HaveOccurred())
-			keys = client.NewKeysAPI(c)
 			for i := range 500 {
 				_, err := keys.Set(ctx, fmt.Sprintf("/snap/d%d/e%d/k%d", i%3, i%7, i), fmt.Sprintf(`{"i":%d,"s":"a\"b\\c\u00e9"}`, i), nil)
 				Expect(err).NotTo(HaveOccurred())

@@ -33,9 +33,9 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 	}
 	writer := func(c *etcdproc.Cluster) client.KeysAPI {
 		GinkgoHelper()
-		cl, err := client.New(client.Config{Endpoints: c.Endpoints()})
+		keys, err := c.KeysAPI()
 		Expect(err).NotTo(HaveOccurred())
-		return client.NewKeysAPI(cl)
+		return keys
 	}
 	proxies := func(c *etcdproc.Cluster) []*tcpproxy.Proxy {
 		GinkgoHelper()

@@ -25,9 +25,8 @@ var _ = Describe("Syncer on a real etcd", Label("etcd"), Ordered, func() {
 		etcd, err = etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(etcd.Stop)
-		c, err := client.New(client.Config{Endpoints: etcd.Endpoints()})
+		keys, err = etcd.KeysAPI()
 		Expect(err).NotTo(HaveOccurred())
-		keys = client.NewKeysAPI(c)
 	})
 
 	It("reaches in-sync on an empty etcd, then follows writes and deletes", func(ctx SpecContext) {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"go.etcd.io/etcd/client/v2"
 )
 
 var (
@@ -520,4 +522,15 @@ func (c *Cluster) Rebuild() error {
 		return err
 	}
 	return c.bootstrap()
+}
+
+// KeysAPI returns a client/v2 KeysAPI for every member's endpoint, as a
+// writer or a checker in a spec would use. Call it again after Rebuild or
+// Restore: the endpoints stay, but a client keeps no state worth keeping.
+func (c *Cluster) KeysAPI() (client.KeysAPI, error) {
+	cl, err := client.New(client.Config{Endpoints: c.Endpoints()})
+	if err != nil {
+		return nil, fmt.Errorf("etcdproc: client for %v: %w", c.Endpoints(), err)
+	}
+	return client.NewKeysAPI(cl), nil
 }
