@@ -35,9 +35,12 @@ type Env struct {
 	// Snapshots reads the snapshots (KeysSnapshotter{Keys}, or an
 	// HTTPSnapshotter that streams).
 	Snapshots Snapshotter
-	Prefix    string
-	Clock     clock.WithDelayedExecution
-	Logger    *slog.Logger
+	// Watches makes the watcher's watch: Keys itself (a long poll per
+	// event), or StreamWatches.
+	Watches Watches
+	Prefix  string
+	Clock   clock.WithDelayedExecution
+	Logger  *slog.Logger
 	// Goroutines counts every goroutine the actors start.
 	Goroutines *sync.WaitGroup
 	// NewBackoff returns a fresh retry backoff for transport errors.

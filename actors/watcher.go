@@ -155,7 +155,7 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 	w.env.Observer.EtcdIndex(idx)
 	send(watchStarted{gen, idx, startID})
 
-	watch := w.env.Keys.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
+	watch := w.env.Watches.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
 	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit)}
 	retry := w.env.NewBackoff()
 	seen := idx // the highest index this watch has been told of

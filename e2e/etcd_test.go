@@ -24,6 +24,19 @@ import (
 // Real etcd processes (bin/etcd, v3.5.35 with --enable-v2): every spec here
 // ends with DESIGN.md's invariant checked against a quorum read.
 var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
+	for _, mode := range []supervisor.WatchMode{supervisor.WatchLongPoll, supervisor.WatchStream} {
+		Context(fmt.Sprintf("watching by %v", mode), func() { realEtcdSpecs(mode) })
+	}
+})
+
+// realEtcdSpecs are the specs every watch mode must pass.
+func realEtcdSpecs(mode supervisor.WatchMode) {
+	// config is LoopbackConfig in the watch mode under test.
+	config := func(endpoints ...string) supervisor.Config {
+		cfg := supervisor.LoopbackConfig(endpoints...)
+		cfg.WatchMode = mode
+		return cfg
+	}
 	startEtcd := func(members int) *etcdproc.Cluster {
 		GinkgoHelper()
 		c, err := etcdproc.StartCluster(members, etcdproc.Options{Output: GinkgoWriter})
@@ -69,8 +82,7 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 		etcd := startEtcd(1)
 		keys := writer(etcd)
 		load(ctx, keys, 1500, 8)
-		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
-		_, rec := startSyncer(cfg)
+		_, rec := startSyncer(config(etcd.Endpoints()...))
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1500))
 
 		By("writing, deleting and expiring while in sync")
@@ -113,11 +125,16 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 		keys := writer(etcd)
 		load(ctx, keys, 100, 4)
 		ps := proxies(etcd)
-		_, rec := startSyncer(supervisor.LoopbackConfig(urls(ps)...))
+		_, rec := startSyncer(config(urls(ps)...))
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
 
+		// Held back: nothing reaches the syncer, and its watch request
+		// reaches etcd only after more than the 1000 events etcd keeps.
+		// (Cutting the connection matters for a stream: the kernel would
+		// otherwise buffer every event of the burst for it.)
 		ps[0].Pause()
-		load(ctx, keys, 1200, 8) // more than the 1000 events etcd keeps
+		ps[0].CutAll()
+		load(ctx, keys, 1200, 8)
 		ps[0].Resume()
 		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).Should(Succeed())
 		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync,
@@ -128,8 +145,7 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 		etcd := startEtcd(3)
 		keys := writer(etcd)
 		load(ctx, keys, 300, 4)
-		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...) // client/v2 talks to the first it reaches
-		_, rec := startSyncer(cfg)
+		_, rec := startSyncer(config(etcd.Endpoints()...)) // client/v2 talks to the first it reaches
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(300))
 
 		stop := background(ctx, keys)
@@ -153,7 +169,7 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 		ps := proxies(etcd)
 		// The production defaults: backoff 0.8 s doubling to 30 s, a
 		// cluster-ID poll every 10 s.
-		_, rec := startSyncer(supervisor.Config{Endpoints: urls(ps)})
+		_, rec := startSyncer(supervisor.Config{Endpoints: urls(ps), WatchMode: mode})
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(200))
 
 		for i := range etcd.Size() {
@@ -187,7 +203,7 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 			keys = writer(etcd)
 			load(ctx, keys, 200, 4)
 			resets = &resetCounter{}
-			cfg = supervisor.LoopbackConfig(etcd.Endpoints()...)
+			cfg = config(etcd.Endpoints()...)
 			cfg.Observer = resets
 		})
 		rebuild := func(ctx context.Context) {
@@ -230,7 +246,7 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		load(ctx, keys, 300, 4) // after the backup: the restore loses them
 		resets := &resetCounter{}
-		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+		cfg := config(etcd.Endpoints()...)
 		cfg.Observer = resets
 		_, rec := startSyncer(cfg)
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(300))
@@ -241,7 +257,25 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 		Expect(rec.InSyncMap()).To(HaveLen(100))
 		Expect(resets.n.Load()).To(BeNumerically(">=", 1))
 	}, SpecTimeout(60*time.Second))
-})
+
+	It("keeps its position through cut connections while writes go on: no resync", func(ctx SpecContext) {
+		etcd := startEtcd(1)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		ps := proxies(etcd)
+		_, rec := startSyncer(config(urls(ps)...))
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+
+		stop := background(ctx, keys)
+		for range 5 {
+			Eventually(rec.Map).WithContext(ctx).Should(HaveKey(ContainSubstring("/load/")))
+			ps[0].CutAll() // the watch resumes from its index, from etcd's history
+		}
+		stop()
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).Should(Succeed())
+		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync))
+	}, SpecTimeout(60*time.Second))
+}
 
 // etcdMap returns every key and value below prefix, by a quorum read.
 func etcdMap(ctx context.Context, keys client.KeysAPI, prefix string) (map[string]string, error) {

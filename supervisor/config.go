@@ -44,6 +44,30 @@ func (p ResetPolicy) String() string {
 	return fmt.Sprintf("ResetPolicy(%d)", uint8(p))
 }
 
+// WatchMode says how the watcher watches etcd.
+type WatchMode uint8
+
+const (
+	// WatchLongPoll (the default) is client/v2's watch: one request per
+	// event.
+	WatchLongPoll WatchMode = iota
+	// WatchStream is etcd v2's streaming watch: one connection carries
+	// event after event once the watch has caught up with etcd's head. It
+	// keeps up with higher write rates. It needs Endpoints: a KeysAPI
+	// cannot stream.
+	WatchStream
+)
+
+func (m WatchMode) String() string {
+	switch m {
+	case WatchLongPoll:
+		return "long-poll"
+	case WatchStream:
+		return "stream"
+	}
+	return fmt.Sprintf("WatchMode(%d)", uint8(m))
+}
+
 // Config configures a syncer. The zero value of every field but the etcd
 // connection (Endpoints or KeysAPI) has a documented default. A Config must
 // not be modified after Start.
@@ -59,6 +83,9 @@ type Config struct {
 	// KeysAPI, when set, is used instead of a client built from Endpoints
 	// (e2e/etcdsim's simulated etcd, or a client the host built).
 	KeysAPI actors.KeysAPI
+
+	// WatchMode is how the watcher watches; default WatchLongPoll.
+	WatchMode WatchMode
 
 	// Prefix is the key prefix to sync; default "/calico/v1".
 	Prefix string
@@ -166,6 +193,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.OnClusterReset > StopOnReset {
 		return bad("OnClusterReset", "unknown policy %d", cfg.OnClusterReset)
 	}
+	switch {
+	case cfg.WatchMode > WatchStream:
+		return bad("WatchMode", "unknown mode %d", cfg.WatchMode)
+	case cfg.WatchMode == WatchStream && cfg.KeysAPI != nil:
+		return bad("WatchMode", "streaming needs Endpoints; a KeysAPI cannot stream")
+	}
 	durations := []struct {
 		field string
 		d     *time.Duration
@@ -221,12 +254,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// etcd returns the configured KeysAPI, or a client/v2 one for Endpoints,
-// and how snapshots are read: through that KeysAPI, or, for Endpoints, by
-// an HTTPSnapshotter that decodes the answer as it streams in.
-func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, error) {
+// etcd returns the configured KeysAPI, or a client/v2 one for Endpoints;
+// how snapshots are read: through that KeysAPI, or, for Endpoints, by an
+// HTTPSnapshotter that decodes the answer as it streams in; and what
+// watches: the KeysAPI, or StreamWatches.
+func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, error) {
 	if cfg.KeysAPI != nil {
-		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, nil
+		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil
 	}
 	transport := cfg.Transport
 	if transport == nil {
@@ -245,9 +279,14 @@ func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, error) {
 		Password:  cfg.Password,
 	})
 	if err != nil {
-		return nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
+		return nil, nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
 	}
-	return client.NewKeysAPI(c), snapshots, nil
+	keys := client.NewKeysAPI(c)
+	if cfg.WatchMode == WatchStream {
+		return keys, snapshots, &actors.StreamWatches{Endpoints: cfg.Endpoints, Client: snapshots.Client,
+			Username: cfg.Username, Password: cfg.Password}, nil
+	}
+	return keys, snapshots, keys, nil
 }
 
 var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")

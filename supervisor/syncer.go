@@ -63,7 +63,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if callbacks == nil && cfg.HostPID == nil {
 		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
 	}
-	keys, snapshots, err := cfg.etcd()
+	keys, snapshots, watches, err := cfg.etcd()
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +71,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	s.env = &actors.Env{
 		Keys:       keys,
 		Snapshots:  snapshots,
+		Watches:    watches,
 		Prefix:     cfg.Prefix,
 		Clock:      cfg.Clock,
 		Logger:     cfg.Logger,
@@ -93,7 +94,8 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return r })
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
-	cfg.Logger.Info("syncer started", "prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String())
+	cfg.Logger.Info("syncer started", "prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String(),
+		"watch", cfg.WatchMode.String())
 	return s, nil
 }
 
