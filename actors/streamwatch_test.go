@@ -73,7 +73,7 @@ var _ = Describe("StreamWatches", Label("etcd"), Ordered, func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(next(ctx2, ours)).To(Equal(next(ctx2, theirs)))
 		}
-		Expect(proxy.Accepted() - conns).To(BeNumerically("<=", 2), "100 live events over one stream")
+		Expect(proxy.Accepted()-conns).To(BeNumerically("<=", 2), "100 live events over one stream")
 	})
 
 	It("answers an index out of the event window with client/v2's 401", func(ctx SpecContext) {
