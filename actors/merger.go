@@ -58,7 +58,7 @@ func (m *Merger) Receive(c actor.Context) {
 		}
 		if f, ok := msg.(messages.SnapshotFinished); ok {
 			m.env.Observer.SnapshotRead(m.env.Clock.Since(m.snapshotFrom), m.snapshotKeys)
-			m.env.Logger.Info("snapshot merged", "index", f.Index, "keys", m.snapshotKeys, "status", m.cfg.Merge.Status())
+			m.env.Logger.Info("snapshot merged", "index", f.Index, "keys", m.snapshotKeys, "status", m.cfg.Merge.Status().String())
 		}
 		m.emit(c, out)
 	}

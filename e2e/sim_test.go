@@ -62,7 +62,8 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(kv))
 		calls, updates := rec.Calls()
 		Expect(updates).To(Equal(2500))
-		Expect(calls).To(Equal(3), "2500 keys in batches of 1000")
+		// Batches of 1000, which the consumer may coalesce further.
+		Expect(calls).To(BeNumerically("<=", 3), "2500 keys in batches of 1000")
 	}, SpecTimeout(10*time.Second))
 
 	It("follows sets, deletes, directory deletes, compare-and-swaps and TTL expiries while in sync", func(ctx SpecContext) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -257,14 +258,22 @@ func (cfg Config) withDefaults() (Config, error) {
 // etcd returns the configured KeysAPI, or a client/v2 one for Endpoints;
 // how snapshots are read: through that KeysAPI, or, for Endpoints, by an
 // HTTPSnapshotter that decodes the answer as it streams in; and what
-// watches: the KeysAPI, or StreamWatches.
-func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, error) {
+// watches: the KeysAPI, or StreamWatches; and the transport they share,
+// whose idle connections Stop closes (nil with a KeysAPI).
+func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, http.RoundTripper, error) {
 	if cfg.KeysAPI != nil {
-		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil
+		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil, nil
 	}
 	transport := cfg.Transport
 	if transport == nil {
-		transport = client.DefaultTransport
+		// Our own rather than client.DefaultTransport: Stop closes its idle
+		// connections. A dial that outlives its cancelled request leaves one,
+		// and an embedded etcd's Close waits for it forever.
+		transport = &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}
 	}
 	snapshots := &actors.HTTPSnapshotter{
 		Endpoints: cfg.Endpoints,
@@ -279,14 +288,14 @@ func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, er
 		Password:  cfg.Password,
 	})
 	if err != nil {
-		return nil, nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
+		return nil, nil, nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
 	}
 	keys := client.NewKeysAPI(c)
 	if cfg.WatchMode == WatchStream {
 		return keys, snapshots, &actors.StreamWatches{Endpoints: cfg.Endpoints, Client: snapshots.Client,
-			Username: cfg.Username, Password: cfg.Password}, nil
+			Username: cfg.Username, Password: cfg.Password}, transport, nil
 	}
-	return keys, snapshots, keys, nil
+	return keys, snapshots, keys, transport, nil
 }
 
 var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")

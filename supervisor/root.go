@@ -152,7 +152,8 @@ func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, ch
 	case errors.Is(err, messages.ErrClusterIDChanged), errors.Is(err, messages.ErrIndexRegressed):
 		r.env.Observer.ClusterReset()
 		if r.cfg.OnClusterReset == StopOnReset {
-			log.Error("etcd was rebuilt or restored; stopping, as configured")
+			// Warn: the host reports the error it gets from Err.
+			log.Warn("etcd was rebuilt or restored; stopping, as configured")
 			publish(actor.StopDirective)
 			r.fail(err)
 			return

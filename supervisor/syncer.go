@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -33,6 +34,7 @@ type Syncer struct {
 	pid       *actor.PID
 	callbacks messages.Callbacks
 	env       *actors.Env
+	transport http.RoundTripper // nil with a host's KeysAPI
 	status    atomic.Uint32
 
 	errOnce sync.Once
@@ -63,11 +65,11 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if callbacks == nil && cfg.HostPID == nil {
 		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
 	}
-	keys, snapshots, watches, err := cfg.etcd()
+	keys, snapshots, watches, transport, err := cfg.etcd()
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{system: system, callbacks: callbacks, done: make(chan struct{})}
+	s := &Syncer{system: system, callbacks: callbacks, transport: transport, done: make(chan struct{})}
 	s.env = &actors.Env{
 		Keys:       keys,
 		Snapshots:  snapshots,
@@ -138,6 +140,9 @@ func (s *Syncer) Stop(ctx context.Context) error {
 	go func() { s.env.Goroutines.Wait(); close(idle) }()
 	select {
 	case <-idle:
+		if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("etcdsync: waiting for the syncer's etcd calls to end: %w", ctx.Err())

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/etcdsync/etcdsync/supervisor"
+)
+
+// Environment variables the node reads. The password has no flag: a flag
+// would show in ps and in shell history.
+const (
+	envEndpoints = "ETCDSYNC_ETCD_ENDPOINTS"
+	envPassword  = "ETCDSYNC_ETCD_PASSWORD"
+)
+
+// config is the node's validated command line.
+type config struct {
+	// Endpoints are external etcd client URLs; empty means the embedded etcd.
+	Endpoints          []string
+	CAFile             string
+	CertFile, KeyFile  string
+	Username, Password string
+
+	EmbeddedListen     string // host:port for the embedded etcd's clients
+	EmbeddedPeerListen string // host:port for its peer listener
+	DataDir            string
+
+	Prefix                string
+	WatchMode             supervisor.WatchMode
+	OnClusterReset        supervisor.ResetPolicy
+	ClusterIDPollInterval time.Duration
+	ShutdownTimeout       time.Duration
+
+	Output    string // "jsonl" or "none"
+	Model     string // "raw" or "calicov1"
+	Listen    string // host:port of the HTTP server
+	LogFormat string // "text" or "json"
+	LogLevel  slog.Level
+}
+
+// embedded reports whether the node runs its own etcd.
+func (c config) embedded() bool { return len(c.Endpoints) == 0 }
+
+// flagError is a bad command line; Flag names the culprit ("--prefix").
+type flagError struct {
+	Flag string
+	Err  error
+}
+
+func (e *flagError) Error() string { return e.Flag + ": " + e.Err.Error() }
+func (e *flagError) Unwrap() error { return e.Err }
+
+func badFlag(name, format string, args ...any) error {
+	return &flagError{Flag: "--" + name, Err: fmt.Errorf(format, args...)}
+}
+
+// newFlagSet declares every flag of the node into c, with its default.
+func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
+	raw := &rawFlags{}
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	// parseFlags reports errors itself: package flag would print the whole
+	// usage after every mistake, burying the one line that matters.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&raw.endpoints, "etcd-endpoints", "",
+		"comma-separated etcd v2 client URLs, e.g. http://a:2379,http://b:2379 (env "+envEndpoints+"; the flag wins).\n"+
+			"Empty: run an embedded single-member etcd instead")
+	fs.StringVar(&c.CAFile, "etcd-ca-file", "", "PEM CA bundle to verify the etcd servers (https endpoints)")
+	fs.StringVar(&c.CertFile, "etcd-cert-file", "", "PEM client certificate for etcd (with --etcd-key-file)")
+	fs.StringVar(&c.KeyFile, "etcd-key-file", "", "PEM client key for etcd (with --etcd-cert-file)")
+	fs.StringVar(&c.Username, "etcd-username", "",
+		"etcd v2 basic-auth user; the password is read from env "+envPassword+" only")
+	fs.StringVar(&c.EmbeddedListen, "embedded-etcd-listen", "127.0.0.1:2379",
+		"host:port the embedded etcd serves clients on (only without --etcd-endpoints)")
+	fs.StringVar(&c.EmbeddedPeerListen, "embedded-etcd-peer-listen", "",
+		"host:port of the embedded etcd's peer listener; empty: the client port + 1")
+	fs.StringVar(&c.DataDir, "data-dir", ".data/etcd", "the embedded etcd's data directory")
+	fs.StringVar(&c.Prefix, "prefix", "/calico/v1", "etcd key prefix to sync; must start with /")
+	fs.StringVar(&raw.watch, "watch", "long-poll",
+		"how to watch etcd: long-poll (one request per event) or stream (one connection, keeps up with more writes)")
+	fs.StringVar(&raw.onClusterReset, "on-cluster-reset", "resync",
+		"when etcd is rebuilt or restored: resync (keep running) or stop (exit 1)")
+	fs.DurationVar(&c.ClusterIDPollInterval, "cluster-id-poll-interval", 10*time.Second,
+		"mean interval of the etcd cluster-ID poll (±10 % jitter)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second,
+		"how long each shutdown step (syncer, HTTP server, embedded etcd) may take on SIGINT/SIGTERM")
+	fs.StringVar(&c.Output, "output", "jsonl", "stdout format: jsonl (one JSON object per update or status) or none")
+	fs.StringVar(&c.Model, "model", "raw",
+		"how keys and values are read: raw (strings) or calicov1 (typed Calico v1 keys and values in the output and /state)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9095", "host:port of the HTTP server (/healthz, /readyz, /state, /metrics)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&raw.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return fs, raw
+}
+
+// printUsage writes the --help text: like flag.PrintDefaults, but with the
+// double dashes the docs use.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, "Usage: node [flags]\n\n"+
+		"Syncs an etcd v2 key prefix and streams its updates as JSON lines on stdout;\n"+
+		"serves /healthz, /readyz, /state and /metrics on --listen. Without\n"+
+		"--etcd-endpoints it runs an embedded etcd. Exit codes: 0 after SIGINT or\n"+
+		"SIGTERM, 1 when the syncer stops itself or a component fails, 2 for a bad\n"+
+		"flag or setting.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, typ, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch {
+		case f.DefValue == "":
+		case typ == "string":
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		default:
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// rawFlags are the flags that need parsing beyond what package flag does.
+type rawFlags struct {
+	endpoints, watch, onClusterReset, logLevel string
+}
+
+// parseFlags parses and validates the command line args (without the
+// program name), reading the environment through getenv. A bad flag is a
+// *flagError naming it; -h/--help is flag.ErrHelp, the usage having been
+// written to usageOut.
+func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
+	var c config
+	fs, raw := newFlagSet(&c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(usageOut, fs)
+			return config{}, err
+		}
+		// Package flag's messages name the flag with a single dash:
+		// "invalid value "x" for flag -cluster-id-poll-interval: ...",
+		// "flag provided but not defined: -bogus".
+		name := "command line"
+		if m := flagInError.FindStringSubmatch(err.Error()); m != nil {
+			name = "--" + m[1]
+		}
+		return config{}, &flagError{Flag: name, Err: err}
+	}
+	if fs.NArg() > 0 {
+		return config{}, &flagError{Flag: "command line", Err: fmt.Errorf("unexpected argument %q (every setting is a --flag)", fs.Arg(0))}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	endpoints, endpointsFlag := raw.endpoints, "etcd-endpoints"
+	if !set["etcd-endpoints"] {
+		endpoints, endpointsFlag = getenv(envEndpoints), "etcd-endpoints (from $"+envEndpoints+")"
+	}
+	for _, ep := range strings.Split(endpoints, ",") {
+		if ep = strings.TrimSpace(ep); ep == "" {
+			continue
+		}
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return config{}, badFlag(endpointsFlag, "%q is not an http(s)://host:port URL", ep)
+		}
+		c.Endpoints = append(c.Endpoints, ep)
+	}
+	if set["etcd-endpoints"] && len(c.Endpoints) == 0 {
+		return config{}, badFlag("etcd-endpoints", "empty; leave the flag out to run the embedded etcd")
+	}
+	c.Password = getenv(envPassword)
+
+	if c.embedded() {
+		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username"} {
+			if set[name] {
+				return config{}, badFlag(name, "only applies to an external etcd (--etcd-endpoints)")
+			}
+		}
+		// Port 0 is refused: etcd would advertise it as is.
+		if err := checkHostPort("embedded-etcd-listen", c.EmbeddedListen, false); err != nil {
+			return config{}, err
+		}
+		if c.EmbeddedPeerListen == "" {
+			host, port, _ := net.SplitHostPort(c.EmbeddedListen)
+			p, _ := strconv.Atoi(port)
+			if p == 65535 {
+				return config{}, badFlag("embedded-etcd-peer-listen",
+					"needed when --embedded-etcd-listen's port is %s (there is no port + 1)", port)
+			}
+			c.EmbeddedPeerListen = net.JoinHostPort(host, strconv.Itoa(p+1))
+		} else if err := checkHostPort("embedded-etcd-peer-listen", c.EmbeddedPeerListen, false); err != nil {
+			return config{}, err
+		}
+		if c.EmbeddedPeerListen == c.EmbeddedListen {
+			return config{}, badFlag("embedded-etcd-peer-listen", "%s is also --embedded-etcd-listen", c.EmbeddedPeerListen)
+		}
+		if c.DataDir == "" {
+			return config{}, badFlag("data-dir", "empty")
+		}
+	} else {
+		for _, name := range []string{"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir"} {
+			if set[name] {
+				return config{}, badFlag(name, "only applies to the embedded etcd, not with --etcd-endpoints")
+			}
+		}
+		if (c.CertFile == "") != (c.KeyFile == "") {
+			if c.CertFile == "" {
+				return config{}, badFlag("etcd-cert-file", "missing: --etcd-key-file needs it")
+			}
+			return config{}, badFlag("etcd-key-file", "missing: --etcd-cert-file needs it")
+		}
+		if c.Password != "" && c.Username == "" {
+			return config{}, badFlag("etcd-username", "missing: %s is set", envPassword)
+		}
+	}
+
+	if !strings.HasPrefix(c.Prefix, "/") || strings.Trim(c.Prefix, "/") == "" {
+		return config{}, badFlag("prefix", "%q must be a directory path starting with /, e.g. /calico/v1", c.Prefix)
+	}
+	switch raw.watch {
+	case supervisor.WatchLongPoll.String():
+		c.WatchMode = supervisor.WatchLongPoll
+	case supervisor.WatchStream.String():
+		c.WatchMode = supervisor.WatchStream
+	default:
+		return config{}, badFlag("watch", "%q is neither long-poll nor stream", raw.watch)
+	}
+	switch raw.onClusterReset {
+	case "resync":
+		c.OnClusterReset = supervisor.ResyncOnReset
+	case "stop":
+		c.OnClusterReset = supervisor.StopOnReset
+	default:
+		return config{}, badFlag("on-cluster-reset", "%q is neither resync nor stop", raw.onClusterReset)
+	}
+	if c.ClusterIDPollInterval <= 0 {
+		return config{}, badFlag("cluster-id-poll-interval", "%v must be positive", c.ClusterIDPollInterval)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return config{}, badFlag("shutdown-timeout", "%v must be positive", c.ShutdownTimeout)
+	}
+	if c.Model != "raw" && c.Model != "calicov1" {
+		return config{}, badFlag("model", "%q is neither raw nor calicov1", c.Model)
+	}
+	if c.Output != "jsonl" && c.Output != "none" {
+		return config{}, badFlag("output", "%q is neither jsonl nor none", c.Output)
+	}
+	if err := checkHostPort("listen", c.Listen, true); err != nil {
+		return config{}, err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return config{}, badFlag("log-format", "%q is neither text nor json", c.LogFormat)
+	}
+	switch strings.ToLower(raw.logLevel) {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		return config{}, badFlag("log-level", "%q is not one of debug, info, warn, error", raw.logLevel)
+	}
+	return c, nil
+}
+
+var flagInError = regexp.MustCompile(` -{1,2}([A-Za-z0-9][A-Za-z0-9_.-]*)(:|$)`)
+
+// checkHostPort checks that the flag's value is a host:port with a numeric
+// port; 0 (any free port) only if allowZero.
+func checkHostPort(name, v string, allowZero bool) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return badFlag(name, "%q is not host:port: %w", v, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return badFlag(name, "%q: port %q is not a number from 0 to 65535", v, port)
+	}
+	if p == 0 && !allowZero {
+		return badFlag(name, "%q: port 0 is not allowed here; name a port", v)
+	}
+	return nil
+}
+
+// configFlags names the flag behind each supervisor.Config field the node
+// sets, to report a *supervisor.ConfigError the way the user can fix it.
+var configFlags = map[string]string{
+	"Endpoints":             "--etcd-endpoints",
+	"Prefix":                "--prefix",
+	"WatchMode":             "--watch",
+	"OnClusterReset":        "--on-cluster-reset",
+	"ClusterIDPollInterval": "--cluster-id-poll-interval",
+}
+
+// flagForField returns the flag that sets a supervisor.Config field
+// ("Endpoints[1]" is --etcd-endpoints), or "" if none does.
+func flagForField(field string) string {
+	if i := strings.IndexByte(field, '['); i >= 0 {
+		field = field[:i]
+	}
+	return configFlags[field]
+}

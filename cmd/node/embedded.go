@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// embeddedReadyTimeout bounds the wait for the embedded etcd to serve: a
+// one-member cluster elects itself in about a second, replaying a large WAL
+// takes longer.
+const embeddedReadyTimeout = time.Minute
+
+// embeddedEtcd is the single-member etcd the node runs in-process when no
+// --etcd-endpoints is given.
+type embeddedEtcd struct {
+	etcd      *embed.Etcd
+	clientURL string // what the syncer and the user connect to
+}
+
+// startEmbedded starts an etcd with the v2 API on c.EmbeddedListen (peers
+// on c.EmbeddedPeerListen), data in c.DataDir, and waits until it serves or
+// ctx is done. A taken port or an unusable data directory is a *flagError.
+func startEmbedded(ctx context.Context, c config, logger *slog.Logger) (*embeddedEtcd, error) {
+	if err := checkDataDir(c.DataDir); err != nil {
+		return nil, err
+	}
+	// Probe the ports first, so that a taken one is reported by flag
+	// rather than from deep inside etcd's start-up.
+	for _, p := range []struct{ flag, addr string }{
+		{"embedded-etcd-listen", c.EmbeddedListen},
+		{"embedded-etcd-peer-listen", c.EmbeddedPeerListen},
+	} {
+		l, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			return nil, badFlag(p.flag, "cannot listen on %s: %w", p.addr, err)
+		}
+		_ = l.Close()
+	}
+
+	cfg := embed.NewConfig()
+	cfg.Name = "etcdsync"
+	cfg.Dir = c.DataDir
+	cfg.EnableV2 = true
+	// Listen where told; advertise (and connect to) an address that can be
+	// dialled: 0.0.0.0 cannot.
+	clientURL := url.URL{Scheme: "http", Host: dialable(c.EmbeddedListen)}
+	peerURL := url.URL{Scheme: "http", Host: dialable(c.EmbeddedPeerListen)}
+	cfg.ListenClientUrls = []url.URL{{Scheme: "http", Host: c.EmbeddedListen}}
+	cfg.AdvertiseClientUrls = []url.URL{clientURL}
+	cfg.ListenPeerUrls = []url.URL{{Scheme: "http", Host: c.EmbeddedPeerListen}}
+	cfg.AdvertisePeerUrls = []url.URL{peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	// Only read when the data directory is new; a token of its own gives
+	// the cluster an ID of its own, not etcd's well-known default one,
+	// which the syncer would (rightly) complain about.
+	cfg.InitialClusterToken = "etcdsync-" + strings.ToLower(rand.Text()[:12])
+	// etcd logs through the node's logger, warnings and errors only: its
+	// info lines would drown the node's own.
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapToSlog{
+		logger: logger.With("component", "etcd"),
+		min:    zapcore.WarnLevel,
+	}))
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, classifyStartError(c, err)
+	}
+	timeout := time.NewTimer(embeddedReadyTimeout)
+	defer timeout.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
+	case <-timeout.C:
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd not ready after %v (data in --data-dir %s)", embeddedReadyTimeout, c.DataDir)
+	case <-ctx.Done():
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd not ready yet: %w", context.Cause(ctx))
+	}
+	return &embeddedEtcd{etcd: e, clientURL: clientURL.String()}, nil
+}
+
+// checkDataDir creates dir if needed and checks that files can be written
+// there, so that etcd never gets to fail on it half-started.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return badFlag("data-dir", "cannot create %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".etcdsync-probe-*")
+	if err != nil {
+		return badFlag("data-dir", "cannot write in %s: %w", dir, err)
+	}
+	_ = f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return badFlag("data-dir", "cannot remove files in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// classifyStartError names the flag behind a failure of embed.StartEtcd
+// where it can: a port taken since the probe, or a file in the data
+// directory etcd cannot use.
+func classifyStartError(c config, err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "listen" && opErr.Addr != nil {
+		_, port, _ := net.SplitHostPort(opErr.Addr.String())
+		for _, p := range []struct{ flag, addr string }{
+			{"embedded-etcd-listen", c.EmbeddedListen},
+			{"embedded-etcd-peer-listen", c.EmbeddedPeerListen},
+		} {
+			if _, want, _ := net.SplitHostPort(p.addr); want == port {
+				return badFlag(p.flag, "cannot listen on %s: %w", p.addr, err)
+			}
+		}
+	}
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) && strings.HasPrefix(filepath.Clean(pathErr.Path), filepath.Clean(c.DataDir)) {
+		return badFlag("data-dir", "embedded etcd cannot use %s: %w", pathErr.Path, err)
+	}
+	return fmt.Errorf("starting the embedded etcd: %w", err)
+}
+
+// Err delivers a fatal error of the embedded etcd while the node runs.
+func (e *embeddedEtcd) Err() <-chan error { return e.etcd.Err() }
+
+// Close stops the embedded etcd, waiting at most timeout. etcd's own Close
+// has no deadline: it waits for its open client requests.
+func (e *embeddedEtcd) Close(timeout time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		e.etcd.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("embedded etcd still stopping after %v", timeout)
+	}
+}
+
+// dialable returns hostPort with an unspecified host (0.0.0.0, ::, none)
+// replaced by the loopback address of its family.
+func dialable(hostPort string) string {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return hostPort
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || (ip != nil && ip.Equal(net.IPv4zero)):
+		host = "127.0.0.1"
+	case ip != nil && ip.Equal(net.IPv6unspecified):
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// tryCommand is the command the node suggests to write a first key.
+func (e *embeddedEtcd) tryCommand(prefix string) string {
+	return "curl -X PUT " + e.clientURL + "/v2/keys" + prefix + "/config/Example -d value=hello"
+}
