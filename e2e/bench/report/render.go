@@ -1,0 +1,306 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// The bar DESIGN.md sets for the node process against the snapshot floor.
+const nodeBar = 1.25
+
+// num prints v with about three significant digits.
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case v == math.Trunc(v) && a < 1e15:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+}
+
+func ratio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "—"
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64) + "×"
+}
+
+const (
+	nsPerMs = 1e6
+	one     = 1
+)
+
+type doc struct{ strings.Builder }
+
+// p writes one line: format with args, or format as it is if there are none.
+func (d *doc) p(format string, args ...any) {
+	if len(args) == 0 {
+		d.WriteString(format + "\n")
+		return
+	}
+	fmt.Fprintf(&d.Builder, format+"\n", args...)
+}
+
+func (d *doc) row(cells ...string) { d.p("| %s |", strings.Join(cells, " | ")) }
+
+func (d *doc) header(cells ...string) {
+	d.row(cells...)
+	seps := make([]string, len(cells))
+	for i := range seps {
+		seps[i] = "---"
+	}
+	d.row(seps...)
+}
+
+func (d *doc) commands(cmds []string) {
+	if len(cmds) == 0 {
+		d.p("_(not run)_")
+		d.p("")
+		return
+	}
+	d.p("```sh")
+	for _, c := range cmds {
+		d.p("%s", c)
+	}
+	d.p("```")
+	d.p("")
+}
+
+// Render returns BENCHMARKS.md for run.
+func Render(run *Run) string {
+	var d doc
+	m := run.Meta
+	d.p("# Benchmarks")
+	d.p("")
+	d.p("Written by `make bench` (`e2e/bench/bench.sh`, then `go run ./e2e/bench/report`); do not edit by hand.")
+	d.p("Every figure below comes from one run on one machine. Each cell is the median of the runs, with")
+	d.p("the minimum and maximum in brackets; each ratio divides one median by the median of the floor")
+	d.p("measured in the same run. On shared machines absolute times drift from run to run: read the ratios.")
+	d.p("")
+	d.header("run", "")
+	for _, kv := range [][2]string{
+		{"date", m["date"]},
+		{"CPUs (`nproc`)", m["nproc"]},
+		{"CPU", m["cpu"]},
+		{"Go", m["go"]},
+		{"etcd", m["etcd"]},
+		{"load average at start (1, 5, 15 min)", m["load-start"]},
+		{"load average at end", m["load-end"]},
+		{"snapshot etcd", m["snapshot-etcd"]},
+		{"`make bench` took", m["duration"]},
+	} {
+		d.row(kv[0], kv[1])
+	}
+	d.p("")
+	if load, err := strconv.ParseFloat(strings.Fields(m["load-start"] + " x")[0], 64); err == nil && load >= 0.5 {
+		d.p("> The machine was already busy when the run started (1-minute load %s on %s CPUs): other work", num(load), m["nproc"])
+		d.p("> shared the CPUs with the benchmarks, so expect wider min–max ranges than on an idle machine.")
+		d.p("")
+	}
+	if f := m["failed"]; f != "" {
+		d.p("> **Some measurements failed in this run** (%s): their cells show \"—\" or fewer runs.", f)
+		d.p("")
+	}
+	snapshots(&d, run)
+	watch(&d, run)
+	merge(&d, run)
+	hwm(&d, run)
+	return d.String()
+}
+
+func snapshots(d *doc, run *Run) {
+	main, seed := run.Results[secSnapshot], run.Results[secSnapshotSeed]
+	d.p("## 1. Snapshot to in-sync")
+	d.p("")
+	d.p("### 10^5 Calico-shaped keys, one real etcd member")
+	d.p("")
+	d.p("The keys (`calico.KVs(100000)`) are loaded once, with 32 writers, into an etcd that every process")
+	d.p("below reads. Each round measures the floor, then the candidates, in one process per module, the two")
+	d.p("modules alternating; a candidate's ratio is taken within each round (so that a busy spell of the")
+	d.p("machine hits both sides of it), and the table gives the median of the rounds, with their range.")
+	d.p("")
+	d.commands(append(run.Commands[secSnapshot], run.Commands[secSnapshotSeed]...))
+	d.p("- **floor**: a bare client/v2 recursive GET of `/calico/v1` and a walk of its nodes counting leaves.")
+	d.p("- **etcdsync in process**: `supervisor.Start` to the host's callbacks holding every key and `in-sync`;")
+	d.p("  a fresh actor system per run, stopped (off the clock) after it.")
+	d.p("- **node process**: exec of `cmd/node --output none` to the first 200 from `/readyz` (polled every")
+	d.p("  2 ms), start-up included; its memory is the process's peak RSS, not heap.")
+	d.p("- **seed-style syncer**: `seedbaseline.Syncer`, the seed's four goroutines and channels, its patricia")
+	d.p("  tracker and one host call per key, measured by the same code; its floor is measured next to it.")
+	d.p("")
+	floor := main.Get("Snapshot/floor", "ns/op")
+	seedFloor := seed.Get("Snapshot/floor", "ns/op")
+	// Each round measured a floor next to every candidate: divide within
+	// the round, then take the median of the rounds.
+	paired := func(r Results, name string) string {
+		return r.Paired(name, "Snapshot/floor", "ns/op").Format(one, func(v float64) string { return ratio(v) })
+	}
+	d.header("", "time to in-sync, ms", "ratio to floor, per round", "host calls (OnUpdates)", "peak heap above start, MB")
+	heap := func(r Results, name string) string { return r.Get(name, "peak-heap-MB").Format(one, num) }
+	calls := func(r Results, name string) string { return r.Get(name, "calls").Format(one, num) }
+	node := main.Get("Snapshot/node", "ns/op")
+	d.row("floor", floor.Format(nsPerMs, num), "1×", "—", heap(main, "Snapshot/floor"))
+	d.row("etcdsync in process", main.Get("Snapshot/syncer", "ns/op").Format(nsPerMs, num),
+		paired(main, "Snapshot/syncer"), calls(main, "Snapshot/syncer"), heap(main, "Snapshot/syncer"))
+	nodeHeap := "—"
+	if s := main.Get("Snapshot/node", "peak-rss-MB"); s.N > 0 {
+		nodeHeap = s.Format(one, num) + " (RSS)"
+	}
+	d.row("node process", node.Format(nsPerMs, num), paired(main, "Snapshot/node"), "—", nodeHeap)
+	d.row("floor, beside the seed", seedFloor.Format(nsPerMs, num), "1×", "—", heap(seed, "Snapshot/floor"))
+	d.row("seed-style syncer", seed.Get("Snapshot/seed", "ns/op").Format(nsPerMs, num),
+		paired(seed, "Snapshot/seed"), calls(seed, "Snapshot/seed"), heap(seed, "Snapshot/seed"))
+	d.p("")
+	syncerRatio := main.Paired("Snapshot/syncer", "Snapshot/floor", "ns/op")
+	seedRatio := seed.Paired("Snapshot/seed", "Snapshot/floor", "ns/op")
+	if syncerRatio.N > 0 && seedRatio.N > 0 {
+		d.p("In process, etcdsync reaches in-sync in %s the floor's time with %s host calls and %s the seed-style",
+			ratio(syncerRatio.Median), num(main.Get("Snapshot/syncer", "calls").Median),
+			ratio(main.Get("Snapshot/syncer", "peak-heap-MB").Ratio(seed.Get("Snapshot/seed", "peak-heap-MB"))))
+		d.p("syncer's peak heap; the seed-style syncer takes %s the floor's time (its floor measured beside it) and",
+			ratio(seedRatio.Median))
+		d.p("calls the host once per key, plus once for the (empty) sweep.")
+		d.p("")
+	}
+	switch r := main.Paired("Snapshot/node", "Snapshot/floor", "ns/op").Median; {
+	case node.N == 0 && run.NodeBuild != "":
+		d.p("The node process was not measured: `go build ./cmd/node` failed:")
+		d.p("")
+		d.p("```")
+		d.p("%s", run.NodeBuild)
+		d.p("```")
+	case node.N == 0:
+		d.p("The node process was not measured.")
+	case r <= nodeBar:
+		d.p("The node process, start-up included, is within DESIGN.md's bar of %.2f× the floor (%s).", nodeBar, ratio(r))
+	default:
+		d.p("The node process, start-up included, is **above** DESIGN.md's bar of %.2f× the floor (%s).", nodeBar, ratio(r))
+	}
+	d.p("")
+
+	sim, simSeed := run.Results[secSim], run.Results[secSimSeed]
+	d.p("### 10^6 keys, simulated etcd")
+	d.p("")
+	d.p("The same measurement on `calico.KVs(1000000)` in `e2e/etcdsim`, passed as `Config.KeysAPI`: no HTTP")
+	d.p("and no JSON, so the GET hands over a ready tree and the syncer reads it with `KeysSnapshotter`")
+	d.p("(the streaming decoder is for real etcd only). The floor is the sim's recursive GET and the walk.")
+	d.p("")
+	d.commands(append(run.Commands[secSim], run.Commands[secSimSeed]...))
+	simFloor, simSeedFloor := sim.Get("SnapshotSim/floor", "ns/op"), simSeed.Get("SnapshotSim/floor", "ns/op")
+	d.header("", "time to in-sync, ms", "ratio to floor", "host calls (OnUpdates)", "peak heap above start, MB")
+	d.row("floor", simFloor.Format(nsPerMs, num), ratio(simFloor.Ratio(simFloor)), "—", heap(sim, "SnapshotSim/floor"))
+	d.row("etcdsync in process", sim.Get("SnapshotSim/syncer", "ns/op").Format(nsPerMs, num),
+		ratio(sim.Get("SnapshotSim/syncer", "ns/op").Ratio(simFloor)), calls(sim, "SnapshotSim/syncer"), heap(sim, "SnapshotSim/syncer"))
+	d.row("floor, beside the seed", simSeedFloor.Format(nsPerMs, num), ratio(simSeedFloor.Ratio(simSeedFloor)), "—", heap(simSeed, "SnapshotSim/floor"))
+	d.row("seed-style syncer", simSeed.Get("SnapshotSim/seed", "ns/op").Format(nsPerMs, num),
+		ratio(simSeed.Get("SnapshotSim/seed", "ns/op").Ratio(simSeedFloor)), calls(simSeed, "SnapshotSim/seed"), heap(simSeed, "SnapshotSim/seed"))
+	d.p("")
+}
+
+func watch(d *doc, run *Run) {
+	res := run.Results[secWatch]
+	d.p("## 2. Watch throughput and lag, one real etcd member")
+	d.p("")
+	d.p("32 writers set 1000 keys in turn at a fixed rate for 3 s (`max`: as fast as they go), each value")
+	d.p("carrying a sequence number. Lag is from a write's acknowledgement to the delivery of that key and")
+	d.p("value to the consumer (a delivery that beats the acknowledgement counts as 0). **etcdsync** is the")
+	d.p("in-process syncer, in sync before the writes start; **floor** is a bare client/v2 watcher loop")
+	d.p("(`Watcher(prefix, AfterIndex, Recursive)`, `Next` in a loop) that restarts at etcd's current index")
+	d.p("after a 401, as the seed did. _Lost sync_ counts etcdsync's resyncs after its first in-sync and the")
+	d.p("floor's 401s; _not delivered_ counts acknowledged values never delivered (a resync delivers only a")
+	d.p("key's latest value; a 401 skips events). Each run also waits up to 1 s for stragglers.")
+	d.p("")
+	d.commands(run.Commands[secWatch])
+	d.header("rate", "consumer", "writes/s achieved", "lag p50, ms", "lag p99, ms", "lag max, ms", "lost sync", "not delivered", "p99 vs floor")
+	for _, rate := range []string{"250", "500", "1000", "2000", "max"} {
+		ours, floor := "Watch/rate="+rate+"/syncer", "Watch/rate="+rate+"/floor"
+		for _, c := range []struct{ name, label, lost string }{{ours, "etcdsync", " resyncs"}, {floor, "floor", " × 401"}} {
+			vs := "—"
+			if c.name == ours {
+				vs = ratio(res.Get(ours, "lag-p99-ms").Ratio(res.Get(floor, "lag-p99-ms")))
+			}
+			lost := res.Get(c.name, "lost-sync")
+			lostText := lost.Format(one, num)
+			if lost.N > 0 {
+				lostText += c.lost
+			}
+			d.row(rate, c.label,
+				res.Get(c.name, "writes/s").Format(one, num),
+				res.Get(c.name, "lag-p50-ms").Format(one, num),
+				res.Get(c.name, "lag-p99-ms").Format(one, num),
+				res.Get(c.name, "lag-max-ms").Format(one, num),
+				lostText,
+				res.Get(c.name, "missed").Format(one, num),
+				vs)
+		}
+	}
+	d.p("")
+}
+
+func merge(d *doc, run *Run) {
+	res := run.Results[secMerge]
+	d.p("## 3. Merge core")
+	d.p("")
+	d.p("- **Merge/watch**: one watch event through `actors.Merge.Step` on an in-sync merge of 10^5 Calico keys")
+	d.p("  (80 % updates, 10 % deletions, 10 % re-creations); no actors, no I/O.")
+	d.p("- **Merge/snapshot**: one key of a 10^5-key snapshot merged into a fresh merge, in batches of 1000,")
+	d.p("  request and final sweep included.")
+	d.p("- **Pipeline**: one write into the simulated etcd delivered to the host, the writer at most 500 events")
+	d.p("  ahead: through etcdsync's watcher, merger and consumer actors (**syncer**), or a bare watcher loop on")
+	d.p("  the same sim (**floor**). allocs/op counts the whole process, the sim's share included.")
+	d.p("")
+	d.commands(run.Commands[secMerge])
+	d.header("", "ns/op", "events/s", "B/op", "allocs/op", "ns/op vs floor")
+	floor := res.Get("Pipeline/floor", "ns/op")
+	for _, name := range []string{"Merge/watch", "Merge/snapshot", "Pipeline/floor", "Pipeline/syncer"} {
+		vs := "—"
+		if strings.HasPrefix(name, "Pipeline/") {
+			vs = ratio(res.Get(name, "ns/op").Ratio(floor))
+		}
+		d.row(name, res.Get(name, "ns/op").Format(one, num), res.Get(name, "events/s").Format(one, num),
+			res.Get(name, "B/op").Format(one, num), res.Get(name, "allocs/op").Format(one, num), vs)
+	}
+	d.p("")
+}
+
+func hwm(d *doc, run *Run) {
+	ours, seed := run.Results[secHwm], run.Results[secHwmSeed]
+	d.p("## 4. hwm tracker against the seed's")
+	d.p("")
+	d.p("`hwmbench.Run` on both trackers, Calico-shaped keys. StoreUpdate/new: insert into a tracker refilled")
+	d.p("from empty every n ops; existing: raise the mark of a present key; StoreDeletion/host: delete one host's")
+	d.p("directory (about 100 keys; put back off the clock); DeleteOldKeys/resync: the sweep after a resync")
+	d.p("that refreshed all but 1 % of the keys. _ours/seed_ below 1 means ours is faster or smaller.")
+	d.p("")
+	d.commands(append(run.Commands[secHwm], run.Commands[secHwmSeed]...))
+	d.header("op", "keys", "ours ns/op", "seed ns/op", "ours/seed", "ours B/op, allocs/op", "seed B/op, allocs/op")
+	sizes := []string{"10000", "100000", "1000000"}
+	for _, op := range []string{"StoreUpdate/new", "StoreUpdate/existing", "StoreDeletion/host", "DeleteOldKeys/resync"} {
+		for _, n := range sizes {
+			name := "Tracker/" + op + "/keys=" + n
+			o, s := ours.Get(name, "ns/op"), seed.Get(name, "ns/op")
+			mem := func(r Results) string {
+				return r.Get(name, "B/op").Format(one, num) + ", " + r.Get(name, "allocs/op").Format(one, num)
+			}
+			d.row(op, n, o.Format(one, num), s.Format(one, num), ratio(o.Ratio(s)), mem(ours), mem(seed))
+		}
+	}
+	d.p("")
+	d.p("Heap held per key by a filled tracker, beyond the key strings the caller holds:")
+	d.p("")
+	d.header("keys", "ours B/key", "seed B/key", "ours/seed")
+	for _, n := range sizes {
+		name := "Tracker/Memory/keys=" + n
+		o, s := ours.Get(name, "B/key"), seed.Get(name, "B/key")
+		d.row(n, o.Format(one, num), s.Format(one, num), ratio(o.Ratio(s)))
+	}
+	d.p("")
+}

@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/client/v2"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// SnapshotTimeout bounds one measured snapshot.
+const SnapshotTimeout = 2 * time.Minute
+
+// Floor is the least any syncer must do to learn a prefix: one recursive
+// GET through client/v2 (which reads the whole body, then decodes it) and a
+// walk of the returned nodes. It returns how many keys it found.
+func Floor(ctx context.Context, keys client.KeysAPI, prefix string) (int, error) {
+	resp, err := keys.Get(ctx, prefix, &client.GetOptions{Recursive: true})
+	if err != nil {
+		return 0, err
+	}
+	return countLeaves(resp.Node), nil
+}
+
+func countLeaves(n *client.Node) int {
+	if n == nil {
+		return 0
+	}
+	if !n.Dir {
+		return 1
+	}
+	leaves := 0
+	for _, c := range n.Nodes {
+		leaves += countLeaves(c)
+	}
+	return leaves
+}
+
+// MeasureFloor times Floor, b.N times, and reports its peak heap
+// ("peak-heap-MB") as MeasureSnapshot does. It fails b unless every GET
+// finds want keys.
+func MeasureFloor(b *testing.B, keys client.KeysAPI, prefix string, want int) {
+	var peak uint64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		h := StartHeapSampler()
+		b.StartTimer()
+		ctx, cancel := context.WithTimeout(context.Background(), SnapshotTimeout)
+		n, err := Floor(ctx, keys, prefix)
+		cancel()
+		b.StopTimer()
+		peak = max(peak, h.Stop())
+		if err != nil {
+			b.Fatalf("floor GET of %s: %v", prefix, err)
+		}
+		if n != want {
+			b.Fatalf("floor GET of %s found %d keys, want %d", prefix, n, want)
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+}
+
+// StartFunc starts a fresh syncer delivering to cb and returns how to stop
+// it; stop must wait for everything the syncer started.
+type StartFunc func(cb messages.Callbacks) (stop func() error, err error)
+
+// MeasureSnapshot times, b.N times, a fresh syncer from start until its
+// host has been told InSync after at least want updates. It reports the
+// host's OnUpdates calls per snapshot ("calls") and the heap's peak above
+// its level before start ("peak-heap-MB", the highest of the iterations).
+// Stopping is off the clock.
+func MeasureSnapshot(b *testing.B, want int, start StartFunc) {
+	var peak uint64
+	var calls int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		c := NewCounter(want)
+		h := StartHeapSampler()
+		b.StartTimer()
+		stop, err := start(c)
+		if err != nil {
+			b.Fatalf("starting the syncer: %v", err)
+		}
+		timeout := time.NewTimer(SnapshotTimeout)
+		inSync := false
+		select {
+		case <-c.Done():
+			inSync = true
+		case <-timeout.C:
+		}
+		b.StopTimer()
+		timeout.Stop()
+		peak = max(peak, h.Stop())
+		calls = c.Calls()
+		got := c.Updates()
+		if err := stop(); err != nil {
+			b.Fatalf("stopping the syncer: %v", err)
+		}
+		if !inSync {
+			b.Fatalf("not in sync with %d keys within %v: %d updates delivered", want, SnapshotTimeout, got)
+		}
+	}
+	b.ReportMetric(float64(calls), "calls")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+}
