@@ -24,6 +24,8 @@ type ConsumerConfig struct {
 	Status *atomic.Uint32
 	// Decoder, when not nil, decodes keys and values before delivery.
 	Decoder messages.Decoder
+	// CoalesceAfter is the Outbox's FoldAt.
+	CoalesceAfter int
 }
 
 // CallbackPanic is the failure of a consumer whose host callback panicked.
@@ -62,7 +64,7 @@ type batch struct {
 // messages.ErrPoisonBatch instead. With a HostPID it forwards every
 // messages.Deliver as it comes.
 func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
-	shared := &consumerShared{}
+	shared := &consumerShared{outbox: Outbox{FoldAt: cfg.CoalesceAfter}}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &Consumer{env: env, cfg: cfg, shared: shared}
 	})

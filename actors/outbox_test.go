@@ -14,7 +14,7 @@ import (
 
 var _ = Describe("Outbox", func() {
 	var o *actors.Outbox
-	BeforeEach(func() { o = &actors.Outbox{} })
+	BeforeEach(func() { o = &actors.Outbox{FoldAt: 1} }) // fold as soon as two updates wait
 
 	take := func() m.Deliver {
 		GinkgoHelper()
@@ -78,13 +78,32 @@ var _ = Describe("Outbox", func() {
 	})
 
 	It("holds one entry per key however many events a slow host misses", func() {
-		o.Push([]m.Update{added("/busy", "x", 1)}, 0)
-		_, _ = o.Take()
-		for i := range 100_000 {
-			k := fmt.Sprintf("/k%d", i%50)
-			o.Push([]m.Update{changed(k, fmt.Sprint(i), uint64(10+i))}, 0)
+		// At most one entry per key folded, plus what waits to be folded:
+		// up to FoldAt, or as many as the folded entries, whichever is more.
+		for foldAt, bound := range map[int]int{1: 50 + 50, actors.DefaultFoldAt: 50 + actors.DefaultFoldAt} {
+			o = &actors.Outbox{FoldAt: foldAt}
+			o.Push([]m.Update{added("/busy", "x", 1)}, 0)
+			_, _ = o.Take()
+			for i := range 100_000 {
+				k := fmt.Sprintf("/k%d", i%50)
+				o.Push([]m.Update{changed(k, fmt.Sprint(i), uint64(10+i))}, 0)
+			}
+			Expect(o.Pending()).To(BeNumerically("<=", bound))
+			o.Done()
+			d, ok := o.Take()
+			Expect(ok).To(BeTrue())
+			Expect(d.Updates).To(HaveLen(50))
 		}
-		Expect(o.Pending()).To(Equal(50))
+	})
+
+	It("hands a host that keeps up the merger's batch as it came", func() {
+		o = &actors.Outbox{}
+		batch := []m.Update{added("/a", "1", 1), changed("/a", "2", 2)}
+		o.Push(batch, 0)
+		d, ok := o.Take()
+		Expect(ok).To(BeTrue())
+		Expect(d.Updates).To(Equal(batch))
+		Expect(&d.Updates[0]).To(BeIdenticalTo(&batch[0]), "no copy")
 	})
 
 	It("leaves the host exactly where applying every update would, over random pushes and takes", func() {

@@ -114,6 +114,10 @@ type Config struct {
 	// SnapshotBatchSize is the most keys one snapshot batch carries to the
 	// merger; default 1000.
 	SnapshotBatchSize int
+	// CoalesceAfter is how many updates may wait for a busy host, as they
+	// came, before they are coalesced to one per key; default 4096. Lower
+	// it to bound memory tighter at some CPU cost.
+	CoalesceAfter int
 	// Backoff bounds the watcher's restart delays and the retries of
 	// transport errors; zero fields take DESIGN.md's defaults (0.8 s doubling
 	// to 30 s, reset after 2 min).
@@ -231,6 +235,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"WatchErrorLimit", &cfg.WatchErrorLimit, 5},
 		{"MaxDeliveryAttempts", &cfg.MaxDeliveryAttempts, 3},
 		{"SnapshotBatchSize", &cfg.SnapshotBatchSize, 1000},
+		{"CoalesceAfter", &cfg.CoalesceAfter, actors.DefaultFoldAt},
 	}
 	for _, c := range counts {
 		if *c.n < 0 {

@@ -62,11 +62,12 @@ func (r *root) Receive(c actor.Context) {
 	case *actor.Started:
 		r.self = c.Self()
 		r.consumer = r.spawn(c, "consumer", actors.NewConsumerProps(r.env, actors.ConsumerConfig{
-			Callbacks:   r.syncer.callbacks,
-			HostPID:     r.cfg.HostPID,
-			Decoder:     r.cfg.Decoder,
-			MaxAttempts: r.cfg.MaxDeliveryAttempts,
-			Status:      r.status,
+			Callbacks:     r.syncer.callbacks,
+			HostPID:       r.cfg.HostPID,
+			Decoder:       r.cfg.Decoder,
+			CoalesceAfter: r.cfg.CoalesceAfter,
+			MaxAttempts:   r.cfg.MaxDeliveryAttempts,
+			Status:        r.status,
 		}))
 		r.spawnPipeline(c)
 	case *actor.Stopping:
