@@ -79,7 +79,12 @@ func BenchmarkWatch(b *testing.B) {
 		}
 		b.Run(name+"/syncer", func(b *testing.B) {
 			for range b.N {
-				runWatch(b, endpoints, writer, rate, startWatchSyncer)
+				runWatch(b, endpoints, writer, rate, startWatchSyncer(supervisor.WatchLongPoll))
+			}
+		})
+		b.Run(name+"/stream", func(b *testing.B) {
+			for range b.N {
+				runWatch(b, endpoints, writer, rate, startWatchSyncer(supervisor.WatchStream))
 			}
 		})
 		b.Run(name+"/floor", func(b *testing.B) {
@@ -251,19 +256,21 @@ func write(keys client.KeysAPI, rate int, log *lagLog) (acked int, took time.Dur
 
 // startWatchSyncer starts etcdsync with the default configuration and
 // waits for its first in-sync.
-func startWatchSyncer(endpoints []string, log *lagLog) (func() error, func() int64, error) {
-	h := &watchHost{log: log, inSync: make(chan struct{})}
-	stop, err := startSyncer(supervisor.Config{Endpoints: endpoints})(h)
-	if err != nil {
-		return nil, nil, err
+func startWatchSyncer(mode supervisor.WatchMode) watchConsumer {
+	return func(endpoints []string, log *lagLog) (func() error, func() int64, error) {
+		h := &watchHost{log: log, inSync: make(chan struct{})}
+		stop, err := startSyncer(supervisor.Config{Endpoints: endpoints, WatchMode: mode})(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		select {
+		case <-h.inSync:
+		case <-time.After(30 * time.Second):
+			_ = stop()
+			return nil, nil, errors.New("the syncer was not in sync within 30 s")
+		}
+		return stop, h.resyncs.Load, nil
 	}
-	select {
-	case <-h.inSync:
-	case <-time.After(30 * time.Second):
-		_ = stop()
-		return nil, nil, errors.New("the syncer was not in sync within 30 s")
-	}
-	return stop, h.resyncs.Load, nil
 }
 
 // watchHost is the syncer's host in the watch benchmark.

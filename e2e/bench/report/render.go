@@ -212,7 +212,8 @@ func watch(d *doc, run *Run) {
 	d.p("32 writers set 1000 keys in turn at a fixed rate for 3 s (`max`: as fast as they go), each value")
 	d.p("carrying a sequence number. Lag is from a write's acknowledgement to the delivery of that key and")
 	d.p("value to the consumer (a delivery that beats the acknowledgement counts as 0). **etcdsync** is the")
-	d.p("in-process syncer, in sync before the writes start; **floor** is a bare client/v2 watcher loop")
+	d.p("in-process syncer with the default long-poll watch, in sync before the writes start; **etcdsync")
+	d.p("stream** the same with `WatchMode: WatchStream` (etcd's streaming watch); **floor** is a bare client/v2 watcher loop")
 	d.p("(`Watcher(prefix, AfterIndex, Recursive)`, `Next` in a loop) that restarts at etcd's current index")
 	d.p("after a 401, as the seed did. _Lost sync_ counts etcdsync's resyncs after its first in-sync and the")
 	d.p("floor's 401s; _not delivered_ counts acknowledged values never delivered (a resync delivers only a")
@@ -221,11 +222,13 @@ func watch(d *doc, run *Run) {
 	d.commands(run.Commands[secWatch])
 	d.header("rate", "consumer", "writes/s achieved", "lag p50, ms", "lag p99, ms", "lag max, ms", "lost sync", "not delivered", "p99 vs floor")
 	for _, rate := range []string{"250", "500", "1000", "2000", "max"} {
-		ours, floor := "Watch/rate="+rate+"/syncer", "Watch/rate="+rate+"/floor"
-		for _, c := range []struct{ name, label, lost string }{{ours, "etcdsync", " resyncs"}, {floor, "floor", " × 401"}} {
+		ours, stream, floor := "Watch/rate="+rate+"/syncer", "Watch/rate="+rate+"/stream", "Watch/rate="+rate+"/floor"
+		for _, c := range []struct{ name, label, lost string }{
+			{ours, "etcdsync", " resyncs"}, {stream, "etcdsync stream", " resyncs"}, {floor, "floor", " × 401"},
+		} {
 			vs := "—"
-			if c.name == ours {
-				vs = ratio(res.Get(ours, "lag-p99-ms").Ratio(res.Get(floor, "lag-p99-ms")))
+			if c.name != floor {
+				vs = ratio(res.Get(c.name, "lag-p99-ms").Ratio(res.Get(floor, "lag-p99-ms")))
 			}
 			lost := res.Get(c.name, "lost-sync")
 			lostText := lost.Format(one, num)
