@@ -2,14 +2,10 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"strconv"
-	"sync/atomic"
 
 	jsoniter "github.com/json-iterator/go"
 	"go.etcd.io/etcd/client/v2"
@@ -66,77 +62,20 @@ func (s KeysSnapshotter) Snapshot(ctx context.Context, prefix string, head func(
 // exists as a whole tree in memory. client/v2 cannot do this: it reads the
 // whole body before decoding.
 type HTTPSnapshotter struct {
-	Endpoints          []string // http(s)://host:port; tried in turn from the last that answered
-	Client             *http.Client
-	Username, Password string
-
-	pinned atomic.Int32
+	*KeysHTTP
 }
 
 // Snapshot implements Snapshotter.
 func (s *HTTPSnapshotter) Snapshot(ctx context.Context, prefix string, head func(uint64, string) error, leaf func(messages.KV)) error {
-	var errs []error
-	pinned := int(s.pinned.Load())
-	for i := range s.Endpoints {
-		k := (pinned + i) % len(s.Endpoints)
-		resp, err := s.get(ctx, s.Endpoints[k], prefix)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			errs = append(errs, err)
-			continue
-		}
-		s.pinned.Store(int32(k))
-		return s.read(resp, head, leaf)
-	}
-	return &client.ClusterError{Errors: errs}
-}
-
-func (s *HTTPSnapshotter) get(ctx context.Context, endpoint, prefix string) (*http.Response, error) {
-	u, err := url.Parse(endpoint)
+	a, err := s.get(ctx, prefix, url.Values{"recursive": {"true"}})
 	if err != nil {
-		return nil, fmt.Errorf("snapshot endpoint %q: %w", endpoint, err)
-	}
-	u.Path = "/v2/keys" + prefix
-	u.RawQuery = "recursive=true"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("building the snapshot request: %w", err)
-	}
-	if s.Username != "" {
-		req.SetBasicAuth(s.Username, s.Password)
-	}
-	resp, err := s.Client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 == 5 {
-		resp.Body.Close()
-		return nil, fmt.Errorf("etcd member %s answered the snapshot with %s", endpoint, resp.Status)
-	}
-	return resp, nil
-}
-
-// read decodes one answer. Errors come back as client.Error, as client/v2
-// returns them, so that callers classify them alike.
-func (s *HTTPSnapshotter) read(resp *http.Response, head func(uint64, string) error, leaf func(messages.KV)) error {
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e client.Error
-		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Code == 0 {
-			return fmt.Errorf("snapshot answered %s without an etcd error body", resp.Status)
-		}
-		return e
-	}
-	index, err := strconv.ParseUint(resp.Header.Get("X-Etcd-Index"), 10, 64)
-	if err != nil {
-		return fmt.Errorf("snapshot answer's X-Etcd-Index: %w", err)
-	}
-	if err := head(index, resp.Header.Get("X-Etcd-Cluster-Id")); err != nil {
 		return err
 	}
-	it := jsoniter.Parse(jsoniter.ConfigFastest, resp.Body, 64<<10)
+	defer a.resp.Body.Close()
+	if err := head(a.index, a.clusterID); err != nil {
+		return err
+	}
+	it := jsoniter.Parse(jsoniter.ConfigFastest, a.resp.Body, 64<<10)
 	complete := it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
 		if field == "node" {
 			readNode(it, leaf)

@@ -49,7 +49,8 @@ var _ = Describe("HTTPSnapshotter", func() {
 			_, err = keys.Set(ctx, "/snap/emptydir", "", &client.SetOptions{Dir: true})
 			Expect(err).NotTo(HaveOccurred())
 			// A dead endpoint first: the snapshotter moves on to the next.
-			snap = &actors.HTTPSnapshotter{Endpoints: append([]string{"http://127.0.0.1:1"}, etcd.Endpoints()...), Client: http.DefaultClient}
+			snap = &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{
+				Endpoints: append([]string{"http://127.0.0.1:1"}, etcd.Endpoints()...), Client: http.DefaultClient}}
 		})
 
 		It("streams exactly what client/v2's GET and walk see", func(ctx SpecContext) {
@@ -99,15 +100,15 @@ var _ = Describe("HTTPSnapshotter", func() {
 		}))
 		DeferCleanup(cut.Close)
 
-		_, _, _, err := read(ctx, &actors.HTTPSnapshotter{Endpoints: []string{broken.URL}, Client: http.DefaultClient}, "/p")
+		_, _, _, err := read(ctx, &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{broken.URL}, Client: http.DefaultClient}}, "/p")
 		var ce *client.ClusterError
 		Expect(errors.As(err, &ce)).To(BeTrue(), "got %v", err)
 
-		_, _, kvs, err := read(ctx, &actors.HTTPSnapshotter{Endpoints: []string{garbage.URL}, Client: http.DefaultClient}, "/p")
+		_, _, kvs, err := read(ctx, &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{garbage.URL}, Client: http.DefaultClient}}, "/p")
 		Expect(err).To(MatchError(ContainSubstring("decoding the snapshot")))
 		Expect(kvs).To(BeEmpty())
 
-		_, _, kvs, err = read(ctx, &actors.HTTPSnapshotter{Endpoints: []string{cut.URL}, Client: http.DefaultClient}, "/p")
+		_, _, kvs, err = read(ctx, &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{cut.URL}, Client: http.DefaultClient}}, "/p")
 		Expect(err).To(MatchError(ContainSubstring("decoding the snapshot")))
 		Expect(kvs).To(HaveLen(1), "keys read before the cut were delivered; the error says the snapshot is not whole")
 	}, SpecTimeout(5*time.Second))

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
-	"sync/atomic"
 
 	"go.etcd.io/etcd/client/v2"
 )
@@ -36,11 +34,7 @@ type Watches interface {
 // it reads the stream. Its errors are client/v2's: etcd errors as
 // client.Error (401 included), transport errors in a *client.ClusterError.
 type StreamWatches struct {
-	Endpoints          []string
-	Client             *http.Client
-	Username, Password string
-
-	pinned atomic.Int32
+	*KeysHTTP
 }
 
 // Watcher implements Watches. Events after opts.AfterIndex are returned, as
@@ -67,15 +61,13 @@ type streamWatcher struct {
 	clusterID string
 }
 
-// answer is an open HTTP answer to a watch request.
+// answer is an open answer to a watch request.
 type answer struct {
-	body      io.ReadCloser
-	dec       *json.Decoder
-	index     uint64 // X-Etcd-Index
-	clusterID string
+	keysAnswer
+	dec *json.Decoder
 }
 
-func (a *answer) close() { a.body.Close() }
+func (a *answer) close() { a.resp.Body.Close() }
 
 // Next returns the next event. The stream is bound to the context of the
 // call that opened it: cancelling that context ends the watch.
@@ -157,7 +149,6 @@ func (a *answer) read() (*client.Response, error) {
 // request sends a streaming watch request: from waitIndex, or, if it is 0,
 // from etcd's head.
 func (w *streamWatcher) request(ctx context.Context, waitIndex uint64) (*answer, error) {
-	s := w.watches
 	q := url.Values{"wait": {"true"}, "stream": {"true"}}
 	if w.recursive {
 		q.Set("recursive", "true")
@@ -165,51 +156,9 @@ func (w *streamWatcher) request(ctx context.Context, waitIndex uint64) (*answer,
 	if waitIndex > 0 {
 		q.Set("waitIndex", strconv.FormatUint(waitIndex, 10))
 	}
-	var errs []error
-	pinned := int(s.pinned.Load())
-	for i := range s.Endpoints {
-		k := (pinned + i) % len(s.Endpoints)
-		u, err := url.Parse(s.Endpoints[k])
-		if err != nil {
-			return nil, fmt.Errorf("watch endpoint %q: %w", s.Endpoints[k], err)
-		}
-		u.Path, u.RawQuery = "/v2/keys"+w.key, q.Encode()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, fmt.Errorf("building the watch request: %w", err)
-		}
-		if s.Username != "" {
-			req.SetBasicAuth(s.Username, s.Password)
-		}
-		resp, err := s.Client.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			errs = append(errs, err)
-			continue
-		}
-		switch {
-		case resp.StatusCode/100 == 5:
-			resp.Body.Close()
-			errs = append(errs, fmt.Errorf("etcd member %s answered the watch with %s", s.Endpoints[k], resp.Status))
-			continue
-		case resp.StatusCode != http.StatusOK:
-			defer resp.Body.Close()
-			var e client.Error
-			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Code == 0 {
-				return nil, fmt.Errorf("watch answered %s without an etcd error body", resp.Status)
-			}
-			return nil, e
-		}
-		s.pinned.Store(int32(k))
-		index, err := strconv.ParseUint(resp.Header.Get("X-Etcd-Index"), 10, 64)
-		if err != nil {
-			resp.Body.Close()
-			return nil, &client.ClusterError{Errors: []error{fmt.Errorf("watch answer's X-Etcd-Index: %w", err)}}
-		}
-		return &answer{body: resp.Body, dec: json.NewDecoder(bufio.NewReader(resp.Body)), index: index,
-			clusterID: resp.Header.Get("X-Etcd-Cluster-Id")}, nil
+	a, err := w.watches.get(ctx, w.key, q)
+	if err != nil {
+		return nil, err
 	}
-	return nil, &client.ClusterError{Errors: errs}
+	return &answer{keysAnswer: a, dec: json.NewDecoder(bufio.NewReader(a.resp.Body))}, nil
 }

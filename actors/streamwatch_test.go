@@ -46,7 +46,7 @@ var _ = Describe("StreamWatches", Label("etcd"), Ordered, func() {
 		proxy, err = tcpproxy.New(strings.TrimPrefix(etcd.Endpoints()[0], "http://"))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(proxy.Close)
-		sw = &actors.StreamWatches{Endpoints: []string{proxy.URL()}, Client: &http.Client{}}
+		sw = &actors.StreamWatches{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{proxy.URL()}, Client: &http.Client{}}}
 	})
 
 	It("sees what client/v2 sees, catching up from history one request per event, then streaming", func(ctx SpecContext) {

@@ -280,12 +280,14 @@ func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, ht
 			TLSHandshakeTimeout: 10 * time.Second,
 		}
 	}
-	snapshots := &actors.HTTPSnapshotter{
+	// One KeysHTTP: snapshots and a streaming watch stick to the same member.
+	keysHTTP := &actors.KeysHTTP{
 		Endpoints: cfg.Endpoints,
 		Client:    &http.Client{Transport: transport},
 		Username:  cfg.Username,
 		Password:  cfg.Password,
 	}
+	snapshots := &actors.HTTPSnapshotter{KeysHTTP: keysHTTP}
 	c, err := client.New(client.Config{
 		Endpoints: cfg.Endpoints,
 		Transport: transport,
@@ -297,8 +299,7 @@ func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, ht
 	}
 	keys := client.NewKeysAPI(c)
 	if cfg.WatchMode == WatchStream {
-		return keys, snapshots, &actors.StreamWatches{Endpoints: cfg.Endpoints, Client: snapshots.Client,
-			Username: cfg.Username, Password: cfg.Password}, transport, nil
+		return keys, snapshots, &actors.StreamWatches{KeysHTTP: keysHTTP}, transport, nil
 	}
 	return keys, snapshots, keys, transport, nil
 }
