@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -78,6 +79,19 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 		}
 	}
 
+	// syncedThroughProxy starts one member holding 100 keys and a syncer
+	// that reaches it through a proxy, and waits for it to be in sync.
+	syncedThroughProxy := func(ctx context.Context) (client.KeysAPI, []*tcpproxy.Proxy, *recorder.Recorder) {
+		GinkgoHelper()
+		etcd := startEtcd(1)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		ps := proxies(etcd)
+		_, rec := startSyncer(config(urls(ps)...))
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+		return keys, ps, rec
+	}
+
 	It("follows steady writes, deletes, directory deletes, TTL expiries and compare-and-swaps over thousands of keys", func(ctx SpecContext) {
 		etcd := startEtcd(1)
 		keys := writer(etcd)
@@ -121,12 +135,7 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 	}, SpecTimeout(60*time.Second))
 
 	It("resyncs when a held-back watch falls out of the 1000-event window", func(ctx SpecContext) {
-		etcd := startEtcd(1)
-		keys := writer(etcd)
-		load(ctx, keys, 100, 4)
-		ps := proxies(etcd)
-		_, rec := startSyncer(config(urls(ps)...))
-		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+		keys, ps, rec := syncedThroughProxy(ctx)
 
 		// Held back: nothing reaches the syncer, and its watch request
 		// reaches etcd only after more than the 1000 events etcd keeps.
@@ -259,12 +268,7 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 	}, SpecTimeout(60*time.Second))
 
 	It("keeps its position through cut connections while writes go on: no resync", func(ctx SpecContext) {
-		etcd := startEtcd(1)
-		keys := writer(etcd)
-		load(ctx, keys, 100, 4)
-		ps := proxies(etcd)
-		_, rec := startSyncer(config(urls(ps)...))
-		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+		keys, ps, rec := syncedThroughProxy(ctx)
 
 		stop := background(ctx, keys)
 		for range 5 {

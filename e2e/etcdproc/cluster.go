@@ -364,22 +364,19 @@ func (c *Cluster) stopAll(ms []*member, grace time.Duration) error {
 // exit, which takes seconds while clients have watch requests open. A
 // member that is not running is left alone.
 func (c *Cluster) StopMember(i int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m, err := c.member(i)
-	if err != nil {
-		return err
-	}
-	if m.proc == nil {
-		return nil
-	}
-	return m.proc.signal(syscall.SIGTERM, memberGrace)
+	return c.signal(i, syscall.SIGTERM, memberGrace)
 }
 
 // Kill kills member i (SIGKILL) and waits for it to exit: a crash, no
 // goodbye to its peers or clients. A member that is not running is left
 // alone.
 func (c *Cluster) Kill(i int) error {
+	return c.signal(i, syscall.SIGKILL, 0)
+}
+
+// signal sends member i sig, if it runs, and waits for it to exit (see
+// process.signal for grace).
+func (c *Cluster) signal(i int, sig syscall.Signal, grace time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, err := c.member(i)
@@ -389,7 +386,7 @@ func (c *Cluster) Kill(i int) error {
 	if m.proc == nil {
 		return nil
 	}
-	return m.proc.signal(syscall.SIGKILL, 0)
+	return m.proc.signal(sig, grace)
 }
 
 // Restart stops member i if it runs (gracefully, as StopMember does; Kill
