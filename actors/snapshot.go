@@ -158,6 +158,9 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			return nil
 		}
 		leaf := func(kv messages.KV) {
+			if Hidden(s.env.Prefix, kv.Key) {
+				return // etcd lists none; a KeysAPI of the host's might
+			}
 			batch = append(batch, kv)
 			if len(batch) == size {
 				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 
 	"go.etcd.io/etcd/client/v2"
 
@@ -87,24 +89,48 @@ func (w *WatchErrors) Succeeded() { w.consecutive = 0 }
 // Consecutive returns the retryable errors counted since the last success.
 func (w *WatchErrors) Consecutive() int { return w.consecutive }
 
-// EventFromResponse turns a watch response into the merger's input: a
-// WatcherUpdate, a WatcherDeletion, or nil for an event the merge ignores
-// (a directory created). An action it does not know is an error.
-func EventFromResponse(resp *client.Response) (any, error) {
+// EventFromResponse turns a watch response on prefix into the merger's
+// input: a WatcherUpdate, a WatcherDeletion, or nil for an event the merge
+// ignores (a directory created, a hidden key). An action it does not know is
+// an error.
+//
+// A set of a directory over a file (PUT ?dir=true on a key that held a
+// value, which v2 allows) is the file's deletion: the event says "set" with
+// a directory node and the file as its PrevNode.
+func EventFromResponse(prefix string, resp *client.Response) (any, error) {
 	if resp == nil || resp.Node == nil {
 		return nil, errors.New("watch response without a node")
 	}
 	n := resp.Node
+	if Hidden(prefix, n.Key) {
+		return nil, nil
+	}
 	switch resp.Action {
 	case "set", "compareAndSwap", "update", "create":
-		if n.Dir {
-			return nil, nil
+		if !n.Dir {
+			return messages.WatcherUpdate{KV: messages.KV{Key: n.Key, Value: n.Value, ModifiedIndex: n.ModifiedIndex}}, nil
 		}
-		return messages.WatcherUpdate{KV: messages.KV{Key: n.Key, Value: n.Value, ModifiedIndex: n.ModifiedIndex}}, nil
+		if p := resp.PrevNode; p != nil && !p.Dir {
+			return messages.WatcherDeletion{Key: n.Key, ModifiedIndex: n.ModifiedIndex}, nil
+		}
+		return nil, nil
 	case "delete", "compareAndDelete", "expire":
 		return messages.WatcherDeletion{Key: n.Key, ModifiedIndex: n.ModifiedIndex}, nil
 	}
 	return nil, fmt.Errorf("watch event with unknown action %q on %s@%d", resp.Action, n.Key, n.ModifiedIndex)
+}
+
+// Hidden reports whether etcd hides key from a recursive GET or watch of
+// prefix: some path element below prefix starts with "_" (v2store's
+// isHidden). etcd applies the rule to GETs and to live watch notifications
+// but not to the event history a watch behind the head is served from, so
+// the syncer applies it itself, everywhere: a hidden key let in from the
+// history would never see its deletion, which is notified live, hidden.
+func Hidden(prefix, key string) bool {
+	if len(key) <= len(prefix) {
+		return false
+	}
+	return strings.Contains(path.Clean("/"+key[len(prefix):]), "/_")
 }
 
 // CheckReconnect judges etcd as a watch finds it after its connection broke:

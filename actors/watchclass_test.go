@@ -43,7 +43,7 @@ var _ = Describe("Watch error classification", func() {
 
 	DescribeTable("EventFromResponse",
 		func(action string, dir bool, want any, wantErr bool) {
-			got, err := actors.EventFromResponse(&client.Response{Action: action,
+			got, err := actors.EventFromResponse("/p", &client.Response{Action: action,
 				Node: &client.Node{Key: "/p/k", Value: "v", Dir: dir, ModifiedIndex: 7}})
 			if wantErr {
 				Expect(err).To(MatchError(ContainSubstring(action)))
@@ -66,6 +66,41 @@ var _ = Describe("Watch error classification", func() {
 		Entry("expire", "expire", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
 		Entry("a directory created is ignored", "set", true, nil, false),
 		Entry("an unknown action is an error, not a panic", "teleport", false, nil, true),
+	)
+
+	It("takes a directory set over a file for the file's deletion", func() {
+		dir := &client.Node{Key: "/p/k", Dir: true, ModifiedIndex: 9, CreatedIndex: 9}
+		file := &client.Node{Key: "/p/k", Value: "v", ModifiedIndex: 7, CreatedIndex: 7}
+		got, err := actors.EventFromResponse("/p", &client.Response{Action: "set", Node: dir, PrevNode: file})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(Equal(m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 9}))
+
+		By("but not a directory set over a directory, nor a directory created")
+		got, err = actors.EventFromResponse("/p", &client.Response{Action: "create", Node: dir})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(BeNil())
+	})
+
+	It("ignores hidden keys, as etcd's live notifications do", func() {
+		for _, action := range []string{"set", "delete", "expire"} {
+			got, err := actors.EventFromResponse("/p", &client.Response{Action: action,
+				Node: &client.Node{Key: "/p/d/_h", Value: "v", ModifiedIndex: 7}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(got).To(BeNil(), action)
+		}
+	})
+
+	DescribeTable("Hidden, relative to the prefix as v2store's isHidden",
+		func(prefix, key string, want bool) {
+			Expect(actors.Hidden(prefix, key)).To(Equal(want))
+		},
+		Entry("a hidden leaf", "/calico/v1", "/calico/v1/_x", true),
+		Entry("below a hidden directory", "/calico/v1", "/calico/v1/a/_d/k", true),
+		Entry("an underscore inside a name", "/calico/v1", "/calico/v1/a_b/c_", false),
+		Entry("the prefix itself hidden: only what is below it counts", "/calico/_v1", "/calico/_v1/k", false),
+		Entry("the prefix itself", "/calico/v1", "/calico/v1", false),
+		Entry("an ancestor of the prefix (a directory delete)", "/calico/v1", "/calico", false),
+		Entry("a hidden ancestor's delete", "/calico/v1", "/_calico", false),
 	)
 
 	DescribeTable("CheckReconnect",

@@ -112,7 +112,7 @@ func (w *Watcher) Receive(c actor.Context) {
 
 func (w *Watcher) handleEvent(c actor.Context, resp *client.Response) {
 	w.reportClusterID(c, resp.ClusterID)
-	ev, err := EventFromResponse(resp)
+	ev, err := EventFromResponse(w.env.Prefix, resp)
 	if err != nil {
 		w.fail(c, err) // we cannot tell what changed: only a resync can
 	}

@@ -267,6 +267,69 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 		Expect(resets.n.Load()).To(BeNumerically(">=", 1))
 	}, SpecTimeout(60*time.Second))
 
+	// heldBack runs writes while the syncer's connection is paused and cut,
+	// so that its watch reads them from etcd's event history afterwards
+	// (a long poll re-asks from its index; a stream fills the gap up to
+	// its new head), not from live notifications.
+	heldBack := func(p *tcpproxy.Proxy, writes func()) {
+		p.Pause()
+		p.CutAll()
+		writes()
+		p.Resume()
+	}
+
+	It("deletes a file that a directory replaced, seen live or from the history", func(ctx SpecContext) {
+		keys, ps, rec := syncedThroughProxy(ctx)
+		put := func(k, v string, opts *client.SetOptions) {
+			GinkgoHelper()
+			_, err := keys.Set(ctx, prefix+k, v, opts)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		put("/f/live", "file", nil)
+		put("/f/past", "file", nil)
+		Eventually(rec.Map).WithContext(ctx).Should(HaveKey(prefix + "/f/past"))
+
+		By("replacing a file by a directory while the watch is live")
+		put("/f/live", "", &client.SetOptions{Dir: true})
+		put("/f/live/child", "c", nil)
+		Eventually(rec.Map).WithContext(ctx).Should(HaveKey(prefix + "/f/live/child"))
+		Expect(rec.Map()).NotTo(HaveKey(prefix + "/f/live"))
+
+		By("replacing one while the watch is behind")
+		heldBack(ps[0], func() {
+			put("/f/past", "", &client.SetOptions{Dir: true})
+			put("/f/past/child", "c", nil)
+		})
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).Should(Succeed())
+		Expect(rec.Map()).NotTo(HaveKey(prefix + "/f/past"))
+	}, SpecTimeout(60*time.Second))
+
+	It("never holds a hidden key, whether the watch reads it live or from the history", func(ctx SpecContext) {
+		keys, ps, rec := syncedThroughProxy(ctx)
+		put := func(k, v string) {
+			GinkgoHelper()
+			_, err := keys.Set(ctx, prefix+k, v, nil)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		By("writing hidden keys while the watch is behind: etcd's history does not hide them")
+		heldBack(ps[0], func() {
+			put("/_hidden", "h")
+			put("/host/_hdir/k", "h")
+			put("/visible", "1")
+		})
+		Eventually(rec.Map).WithContext(ctx).Should(HaveKey(prefix + "/visible"))
+
+		By("deleting them while the watch is live: etcd hides that from it")
+		_, err := keys.Delete(ctx, prefix+"/_hidden", nil)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = keys.Delete(ctx, prefix+"/host/_hdir", &client.DeleteOptions{Recursive: true})
+		Expect(err).NotTo(HaveOccurred())
+		put("/_live", "h")
+		put("/after", "1")
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).Should(Succeed())
+		Expect(rec.Map()).NotTo(HaveKey(ContainSubstring("/_")))
+	}, SpecTimeout(60*time.Second))
+
 	It("keeps its position through cut connections while writes go on: no resync", func(ctx SpecContext) {
 		keys, ps, rec := syncedThroughProxy(ctx)
 

@@ -559,6 +559,9 @@ func watchScript(ctx context.Context, d *side) {
 	d.set(ctx, p+"/dir/empty", "", &client.SetOptions{Dir: true})
 	d.del(ctx, p+"/dir", &client.DeleteOptions{Recursive: true})
 	d.createInOrder(ctx, p+"/q", "in order")
+	d.set(ctx, p+"/file", "f", nil)
+	d.set(ctx, p+"/file", "", &client.SetOptions{Dir: true}) // a directory over a file: "set", the file as prevNode
+	d.set(ctx, p+"/file/_h", "h", nil)
 	end := modIndex(d.set(ctx, p+"/other", "1", nil))
 
 	w := d.kapi.Watcher(p, &client.WatcherOptions{AfterIndex: start, Recursive: true})
@@ -575,6 +578,8 @@ func watchScript(ctx context.Context, d *side) {
 	d.next(ctx, "root", d.kapi.Watcher("/", &client.WatcherOptions{AfterIndex: end - 1, Recursive: true}))
 
 	// Live: the watch waits on the server before the write.
+	d.set(ctx, p+"/live-file", "f", nil)
+	d.set(ctx, p+"/_gone", "h", nil)
 	live := d.kapi.Watcher(p, &client.WatcherOptions{Recursive: true})
 	done := d.watchedNext(ctx, "recursive "+p, live)
 	d.set(ctx, p+"/_live-hidden", "h", nil) // a recursive watcher is not told live
@@ -583,6 +588,13 @@ func watchScript(ctx context.Context, d *side) {
 	done()
 	done = d.watchedNext(ctx, "recursive "+p+" again", live)
 	d.del(ctx, p+"/live", nil)
+	done()
+	done = d.watchedNext(ctx, "recursive "+p+", a directory over a file", live)
+	d.set(ctx, p+"/live-file", "", &client.SetOptions{Dir: true})
+	done()
+	done = d.watchedNext(ctx, "recursive "+p+", a hidden key deleted", live)
+	d.del(ctx, p+"/_gone", nil) // hidden from the watch: the next event is the one it gets
+	d.set(ctx, p+"/after-hidden", "1", nil)
 	done()
 	plain := d.kapi.Watcher(p+"/sub/k", nil)
 	d.set(ctx, p+"/sub/k", "1", nil)
