@@ -2,6 +2,8 @@ package actors
 
 import (
 	"fmt"
+	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 
@@ -133,7 +135,7 @@ func (k *Consumer) Receive(c actor.Context) {
 
 // next starts delivering the next batch, if the host is free.
 func (k *Consumer) next(c actor.Context) {
-	if k.shared.inflight != nil || k.stopping {
+	if k.shared.inflight != nil || k.stopping || k.env.Stopped.Load() {
 		return
 	}
 	d, ok := k.shared.outbox.Take()
@@ -148,7 +150,7 @@ func (k *Consumer) next(c actor.Context) {
 func (k *Consumer) start(c actor.Context) {
 	k.shared.attempts++
 	b, send, gen := k.shared.inflight, sender(c), k.gen
-	k.env.Goroutines.Go(func() {
+	k.env.HostCalls.Go(func() {
 		if p := k.call(b); p != nil {
 			send(callbackPanicked{gen, p})
 		} else {
@@ -173,14 +175,48 @@ func (k *Consumer) call(b *batch) (p *CallbackPanic) {
 			k.env.Logger.Error("host callback panicked", "panic", fmt.Sprint(r), "stack", string(p.Stack))
 		}
 	}()
-	k.decode(b)
-	if len(b.Updates) > 0 {
-		k.cfg.Callbacks.OnUpdates(b.Updates)
-	}
-	if b.Status != 0 {
-		k.cfg.Callbacks.OnStatusUpdated(b.Status)
-	}
+	hostCall(func() {
+		k.decode(b)
+		if len(b.Updates) > 0 && !k.env.Stopped.Load() {
+			k.cfg.Callbacks.OnUpdates(b.Updates)
+		}
+		if b.Status != 0 && !k.env.Stopped.Load() {
+			k.cfg.Callbacks.OnStatusUpdated(b.Status)
+		}
+	})
 	return nil
+}
+
+// hostCall runs f, which calls into the host's code, in a frame of its own
+// that InHostCall can find.
+//
+//go:noinline
+func hostCall(f func()) { f() }
+
+var hostCallName = runtime.FuncForPC(reflect.ValueOf(hostCall).Pointer()).Name()
+
+// InHostCall reports whether the calling goroutine is inside a call of the
+// host's code made by a syncer's consumer, so that Stop, called from a
+// callback, can tell not to wait for that callback to return. It cannot tell
+// one syncer's calls from another's.
+func InHostCall() bool {
+	pcs := make([]uintptr, 64)
+	for skip := 2; ; skip += len(pcs) {
+		n := runtime.Callers(skip, pcs)
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Function == hostCallName {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
+	}
 }
 
 // decode fills in DecodedKey and DecodedValue, and takes out the updates

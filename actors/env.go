@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -41,8 +42,14 @@ type Env struct {
 	Prefix  string
 	Clock   clock.WithDelayedExecution
 	Logger  *slog.Logger
-	// Goroutines counts every goroutine the actors start.
+	// Goroutines counts every goroutine the actors start but the host's
+	// calls, which HostCalls counts: Stop called from inside a host call
+	// must not wait for it.
 	Goroutines *sync.WaitGroup
+	HostCalls  *sync.WaitGroup
+	// Stopped is set when the syncer is being stopped: no host call starts
+	// after that, and one under way calls the host nothing more.
+	Stopped *atomic.Bool
 	// NewBackoff returns a fresh retry backoff for transport errors.
 	NewBackoff func() Delayer
 	// Rand returns a uniform value in [0, n); it jitters the poll interval.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,7 +12,9 @@ import (
 	"go.etcd.io/etcd/client/v2"
 	"go.uber.org/goleak"
 
+	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
 )
@@ -260,7 +263,11 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 	})
 
 	When("stopped", func() {
-		leakOpts := func() []goleak.Option { return []goleak.Option{goleak.IgnoreCurrent()} }
+		leakOpts := func() []goleak.Option {
+			return []goleak.Option{goleak.IgnoreCurrent(),
+				// protoactor's dead-letter throttle: one per actor system, not ours
+				goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1")}
+		}
 
 		It("leaves no goroutine behind when stopped during a snapshot", func(ctx SpecContext) {
 			opts := leakOpts()
@@ -289,5 +296,77 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 			Expect(s.Stop(ctx)).To(Succeed(), "Stop is idempotent")
 			Expect(errors.Is(s.Err(), nil)).To(BeTrue())
 		}, SpecTimeout(10*time.Second))
+
+		It("returns, and calls nothing more, when the host stops it from inside a callback", func(ctx SpecContext) {
+			opts := leakOpts()
+			set("/a", "1")
+			syncer := make(chan *supervisor.Syncer, 1) // the callback may come before Start returns
+			stopped := make(chan error, 1)
+			host := &stoppingHost{Recorder: recorder.New()}
+			host.stop = func() {
+				s := <-syncer
+				// No deadline: it must return on its own.
+				stopped <- s.Stop(context.Background())
+				host.Close() // any later call, the status of this batch included, is a violation
+			}
+			started, err := supervisor.Start(system, withLogger(cfg), host)
+			Expect(err).NotTo(HaveOccurred())
+			syncer <- started
+			Eventually(stopped).WithContext(ctx).Should(Receive(BeNil()))
+			set("/late", "x")
+			Consistently(host.Violation).WithTimeout(200 * time.Millisecond).Should(Succeed())
+			Expect(host.Map()).To(Equal(map[string]string{prefix + "/a": "1"}))
+			Eventually(func() error { return goleak.Find(opts...) }).Should(Succeed())
+			Expect(started.Stop(ctx)).To(Succeed(), "and again from outside")
+		}, SpecTimeout(10*time.Second))
+
+		It("returns, and leaves nothing running, when stopped while a cluster reset is under way", func(ctx SpecContext) {
+			set("/a", "1")
+			for i := range 20 {
+				opts := leakOpts()
+				var s atomic.Pointer[supervisor.Syncer]
+				stopped := make(chan error, 1)
+				cfg.Observer = resetHook{onReset: func() {
+					// The root is resetting its pipeline: stop it meanwhile.
+					go func() { stopped <- s.Load().Stop(ctx) }()
+				}}
+				rec := recorder.New()
+				started, err := supervisor.Start(system, withLogger(cfg), rec)
+				Expect(err).NotTo(HaveOccurred())
+				s.Store(started)
+				Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+				sim.Reset("", map[string]string{prefix + "/a": "1"})
+				var stopErr error
+				Eventually(stopped).WithContext(ctx).WithTimeout(5*time.Second).Should(Receive(&stopErr), "round %d", i)
+				Expect(stopErr).NotTo(HaveOccurred(), "round %d", i)
+				Expect(goleak.Find(opts...)).To(Succeed(), "round %d", i)
+				calls := sim.Calls()
+				Consistently(sim.Calls).WithTimeout(50*time.Millisecond).Should(Equal(calls), "round %d: nothing calls etcd any more", i)
+			}
+		}, SpecTimeout(60*time.Second))
 	})
 })
+
+// stoppingHost is a recorder that calls stop, once, from inside its first
+// OnUpdates, after applying it.
+type stoppingHost struct {
+	*recorder.Recorder
+	stop func()
+	once atomic.Bool
+}
+
+func (h *stoppingHost) OnUpdates(updates []messages.Update) {
+	h.Recorder.OnUpdates(updates)
+	if h.once.CompareAndSwap(false, true) {
+		h.stop()
+	}
+}
+
+// resetHook is an Observer that calls onReset when a reset is escalated (on
+// the root's goroutine, as it decides).
+type resetHook struct {
+	actors.NopObserver
+	onReset func()
+}
+
+func (h resetHook) ClusterReset() { h.onReset() }

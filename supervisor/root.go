@@ -42,6 +42,7 @@ type root struct {
 	restartTimer clock.Timer
 	restartGen   uint64 // restarts scheduled; a timer of an older one is void
 	failures     map[string]*failureCount
+	stopping     bool // the root got *actor.Stopping: nothing is spawned or restarted any more
 	self         *actor.PID
 	sup          actor.Supervisor // the root's own context, for RestartChildren
 }
@@ -71,13 +72,16 @@ func (r *root) Receive(c actor.Context) {
 		}))
 		r.spawnPipeline(c)
 	case *actor.Stopping:
+		r.stopping = true
 		if r.restartTimer != nil {
 			r.restartTimer.Stop()
 		}
 	case *actor.Stopped:
 		r.syncer.finish()
 	case *actor.Terminated:
-		if r.resetting != nil && r.resetting[m.Who.Id] {
+		// While the root stops, its children terminate for good: a reset
+		// under way must not spawn a pipeline nothing would stop.
+		if !r.stopping && r.resetting != nil && r.resetting[m.Who.Id] {
 			delete(r.resetting, m.Who.Id)
 			if len(r.resetting) == 0 {
 				r.resetting = nil
@@ -88,7 +92,7 @@ func (r *root) Receive(c actor.Context) {
 			}
 		}
 	case restartWatcher:
-		if m.gen == r.restartGen && r.resetting == nil {
+		if m.gen == r.restartGen && r.resetting == nil && !r.stopping {
 			r.sup.RestartChildren(r.watcher)
 		}
 	case failWith:
@@ -147,8 +151,8 @@ func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, ch
 	}
 	log := r.cfg.Logger.With("child", child.Id, "err", err)
 	switch {
-	case r.resetting != nil && child.Id != r.consumer.Id:
-		// Already being stopped for a reset.
+	case r.stopping, r.resetting != nil && child.Id != r.consumer.Id:
+		// Already being stopped, for good or for a reset.
 		publish(actor.StopDirective)
 	case errors.Is(err, messages.ErrClusterIDChanged), errors.Is(err, messages.ErrIndexRegressed):
 		r.env.Observer.ClusterReset()

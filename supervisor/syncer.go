@@ -78,6 +78,8 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		Clock:      cfg.Clock,
 		Logger:     cfg.Logger,
 		Goroutines: &sync.WaitGroup{},
+		HostCalls:  &sync.WaitGroup{},
+		Stopped:    &atomic.Bool{},
 		NewBackoff: func() actors.Delayer {
 			return &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter,
 				Clock: cfg.Clock, Rand: cfg.Rand}
@@ -129,23 +131,43 @@ func (s *Syncer) Err() error {
 // Stop stops every actor and goroutine the syncer started and waits for
 // them, or for ctx. No callback runs after it returns nil. It is safe to call
 // more than once, and after the syncer stopped itself.
+//
+// Called from inside a callback (a host that stops when it sees a status),
+// it returns once everything else has stopped, and the syncer calls the host
+// nothing more, not even the rest of the batch being delivered, once that
+// callback returns. (It cannot tell a callback of this syncer from one of
+// another: called from any, it does not wait for callbacks.)
 func (s *Syncer) Stop(ctx context.Context) error {
+	s.env.Stopped.Store(true)
 	s.system.Root.Stop(s.pid)
 	select {
 	case <-s.done:
 	case <-ctx.Done():
-		return fmt.Errorf("etcdsync: stopping the syncer: %w", ctx.Err())
+		return fmt.Errorf("etcdsync: stopping the syncer's actors: %w", ctx.Err())
 	}
+	if err := wait(ctx, s.env.Goroutines); err != nil {
+		return fmt.Errorf("etcdsync: waiting for the syncer's etcd calls to end: %w", err)
+	}
+	if !actors.InHostCall() {
+		if err := wait(ctx, s.env.HostCalls); err != nil {
+			return fmt.Errorf("etcdsync: waiting for the host's callback to return: %w", err)
+		}
+	}
+	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+// wait waits for wg, or for ctx.
+func wait(ctx context.Context, wg *sync.WaitGroup) error {
 	idle := make(chan struct{})
-	go func() { s.env.Goroutines.Wait(); close(idle) }()
+	go func() { wg.Wait(); close(idle) }()
 	select {
 	case <-idle:
-		if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
-			t.CloseIdleConnections()
-		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("etcdsync: waiting for the syncer's etcd calls to end: %w", ctx.Err())
+		return ctx.Err()
 	}
 }
 
