@@ -8,8 +8,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/etcd/client/v2"
 	"k8s.io/utils/clock"
-
-	"github.com/etcdsync/etcdsync/messages"
 )
 
 // PollerConfig configures a ClusterIDPoller.
@@ -18,20 +16,22 @@ type PollerConfig struct {
 	Interval time.Duration
 	// Applied returns the highest etcd index merged so far.
 	Applied func() uint64
+	// Cluster is the pipeline's cluster-ID guard.
+	Cluster *ClusterIDGuard
 }
 
 type pollerShared struct {
-	gens  atomic.Uint64
-	check ClusterIDCheck // only touched by the actor's goroutine
+	gens atomic.Uint64
 }
 
 // NewClusterIDPollerProps returns the props of a ClusterIDPoller. It polls
-// etcd with a quorum read, and hears the cluster IDs the other actors see
-// (messages.ClusterIDSeen). It fails with messages.ErrClusterIDChanged when
-// the ID changes, and with messages.ErrIndexRegressed when a quorum read
-// answers below the index already merged: a restored etcd may never break
-// the watch, which would otherwise wait silently for an index the restored
-// store will reach only with different writes.
+// etcd with a quorum read, so that a rebuilt or restored etcd is noticed
+// even while nothing else talks to it. It fails with
+// messages.ErrClusterIDChanged when the ID differs from the one the pipeline
+// knows, and with messages.ErrIndexRegressed when a quorum read answers below
+// the index already merged: a restored etcd may never break the watch, which
+// would otherwise wait silently for an index the restored store will reach
+// only with different writes.
 func NewClusterIDPollerProps(env *Env, cfg PollerConfig) *actor.Props {
 	shared := &pollerShared{}
 	return actor.PropsFromProducer(func() actor.Actor {
@@ -83,8 +83,6 @@ func (p *ClusterIDPoller) Receive(c actor.Context) {
 		if m.gen == p.gen {
 			p.handleResult(c, m)
 		}
-	case messages.ClusterIDSeen:
-		p.judge(p.shared.check.ObserveID(m.ID))
 	}
 }
 
@@ -104,25 +102,14 @@ func (p *ClusterIDPoller) handleResult(c actor.Context, r pollResult) {
 		p.env.Logger.Warn("polling etcd's cluster ID failed", "err", r.err)
 	} else {
 		p.env.Observer.EtcdIndex(r.resp.Index)
-		p.judge(p.shared.check.ObservePoll(r.resp.ClusterID, r.resp.Index, r.applied))
+		if err := p.cfg.Cluster.JudgePoll(r.resp.ClusterID, r.resp.Index, r.applied, p.env.Logger); err != nil {
+			panic(err)
+		}
 	}
 	// ±10 %, so that many hosts restarted together do not poll in step.
 	jitter := 0.9 + 0.2*float64(p.env.Rand(1_000_000))/1_000_000
 	send, gen := sender(c), p.gen
 	p.timer = p.env.Clock.AfterFunc(time.Duration(float64(p.cfg.Interval)*jitter), func() { send(pollNow{gen}) })
-}
-
-func (p *ClusterIDPoller) judge(v ClusterIDVerdict) {
-	if v.First {
-		p.env.Logger.Info("etcd cluster ID known", "clusterID", p.shared.check.ID())
-	}
-	if v.Default {
-		p.env.Logger.Error("etcd uses the default cluster ID; a rebuilt cluster with the same default ID "+
-			"cannot be detected. Start etcd with a unique --initial-cluster-token.", "clusterID", DefaultClusterID)
-	}
-	if v.Err != nil {
-		panic(v.Err)
-	}
 }
 
 var _ actor.Actor = (*ClusterIDPoller)(nil)

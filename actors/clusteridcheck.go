@@ -2,6 +2,8 @@ package actors
 
 import (
 	"fmt"
+	"log/slog"
+	"sync"
 
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -55,4 +57,51 @@ func (c *ClusterIDCheck) ObservePoll(id string, index, applied uint64) ClusterID
 			messages.ErrIndexRegressed, index, applied, c.id)
 	}
 	return v
+}
+
+// ClusterIDGuard is the ClusterIDCheck that the actors of one pipeline share:
+// the watcher, the snapshot reader and the poller judge every cluster ID
+// they see with it before anything of the response reaches the merger, so
+// that data of a rebuilt cluster is never merged into the old one's state.
+// (Reported to the poller instead, a snapshot of the new cluster could be
+// merged, and in-sync reported, before the poller escalated.) A new pipeline,
+// after a reset, gets a new guard. Safe for concurrent use.
+type ClusterIDGuard struct {
+	mu    sync.Mutex
+	check ClusterIDCheck
+}
+
+// Judge judges a cluster ID seen on a response, logging the ID when it is
+// learnt; the error wraps messages.ErrClusterIDChanged.
+func (g *ClusterIDGuard) Judge(id string, log *slog.Logger) error {
+	g.mu.Lock()
+	v := g.check.ObserveID(id)
+	g.mu.Unlock()
+	return g.report(v, log)
+}
+
+// JudgePoll is ClusterIDCheck.ObservePoll, logged as Judge.
+func (g *ClusterIDGuard) JudgePoll(id string, index, applied uint64, log *slog.Logger) error {
+	g.mu.Lock()
+	v := g.check.ObservePoll(id, index, applied)
+	g.mu.Unlock()
+	return g.report(v, log)
+}
+
+func (g *ClusterIDGuard) report(v ClusterIDVerdict, log *slog.Logger) error {
+	if v.First {
+		log.Info("etcd cluster ID known", "clusterID", g.ID())
+	}
+	if v.Default {
+		log.Error("etcd uses the default cluster ID; a rebuilt cluster with the same default ID "+
+			"cannot be detected. Start etcd with a unique --initial-cluster-token.", "clusterID", DefaultClusterID)
+	}
+	return v.Err
+}
+
+// ID returns the cluster ID learnt, or "".
+func (g *ClusterIDGuard) ID() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.check.ID()
 }

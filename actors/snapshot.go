@@ -14,7 +14,9 @@ import (
 
 // SnapshotConfig configures a SnapshotReader.
 type SnapshotConfig struct {
-	Poller *actor.PID // receives ClusterIDSeen
+	// Cluster judges the cluster ID of every snapshot before anything of it
+	// is sent.
+	Cluster *ClusterIDGuard
 	// BatchSize is the most keys one SnapshotBatch carries.
 	BatchSize int
 	// StaleRetry is how long to wait before re-reading a snapshot that came
@@ -56,7 +58,6 @@ type SnapshotReader struct {
 	shared *snapshotShared
 	gen    uint64
 	cancel context.CancelFunc
-	lastID string
 }
 
 // Messages from the read goroutine, tagged with the read's generation.
@@ -64,10 +65,6 @@ type (
 	snapshotOut struct { // SnapshotStarted, SnapshotBatch or SnapshotFinished
 		gen uint64
 		msg any
-	}
-	snapshotSeen struct {
-		gen       uint64
-		clusterID string
 	}
 	snapshotTrouble struct {
 		gen uint64
@@ -99,11 +96,6 @@ func (s *SnapshotReader) Receive(c actor.Context) {
 			s.shared.request = nil
 		}
 		c.Send(s.shared.requester, m.msg)
-	case snapshotSeen:
-		if m.gen == s.gen && m.clusterID != s.lastID && s.cfg.Poller != nil {
-			s.lastID = m.clusterID
-			c.Send(s.cfg.Poller, messages.ClusterIDSeen{ID: m.clusterID})
-		}
 	case snapshotTrouble:
 		if m.gen == s.gen {
 			s.env.Logger.Warn("snapshot read failed; retrying", "err", m.err)
@@ -148,8 +140,8 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 		batch := make([]messages.KV, 0, size)
 		head := func(index uint64, clusterID string) error {
 			idx, id = index, clusterID
-			if id != "" {
-				send(snapshotSeen{gen, id})
+			if err := s.cfg.Cluster.Judge(id, s.env.Logger); err != nil {
+				return err
 			}
 			if idx < minIdx {
 				return errStale
@@ -172,10 +164,15 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			return
 		}
 		if notFoundIdx, notFound := keyNotFoundIndex(err); notFound {
-			// The prefix does not exist yet: an empty snapshot.
-			err = head(notFoundIdx, "")
+			// The prefix does not exist yet: an empty snapshot, of the
+			// cluster that answers for "/" next (etcd's error carries no
+			// ID; a reset between the two reads shows as the new ID).
+			err = s.emptySnapshot(ctx, notFoundIdx, head)
 		}
 		switch {
+		case errors.Is(err, messages.ErrClusterIDChanged):
+			send(snapshotFailed{gen, err})
+			return
 		case err == nil:
 			if len(batch) > 0 {
 				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
@@ -207,6 +204,16 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			}
 		}
 	}
+}
+
+// emptySnapshot is the head of the empty snapshot a missing prefix is, at
+// index: it learns the cluster ID from a GET of "/", which always exists.
+func (s *SnapshotReader) emptySnapshot(ctx context.Context, index uint64, head func(uint64, string) error) error {
+	resp, err := s.env.Keys.Get(ctx, "/", nil)
+	if err != nil {
+		return fmt.Errorf("reading etcd's cluster ID for an empty snapshot: %w", err)
+	}
+	return head(index, resp.ClusterID)
 }
 
 var _ actor.Actor = (*SnapshotReader)(nil)

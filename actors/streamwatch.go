@@ -95,7 +95,7 @@ func (w *streamWatcher) Next(ctx context.Context) (*client.Response, error) {
 			if err != nil {
 				return nil, w.transportError(ctx, err)
 			}
-			return w.deliver(resp, a.index), nil
+			return w.deliver(resp, a.index, a.clusterID), nil
 		}
 		resp, err := w.stream.read()
 		if err != nil {
@@ -114,13 +114,14 @@ func (w *streamWatcher) Next(ctx context.Context) (*client.Response, error) {
 		if resp.Node.ModifiedIndex < w.next {
 			continue // already returned from the gap
 		}
-		return w.deliver(resp, w.head), nil
+		return w.deliver(resp, w.head, w.clusterID), nil
 	}
 }
 
-func (w *streamWatcher) deliver(resp *client.Response, index uint64) *client.Response {
+// deliver returns resp with the headers of the answer it came in.
+func (w *streamWatcher) deliver(resp *client.Response, index uint64, clusterID string) *client.Response {
 	w.next = resp.Node.ModifiedIndex + 1
-	resp.Index, resp.ClusterID = index, w.clusterID
+	resp.Index, resp.ClusterID = index, clusterID
 	return resp
 }
 

@@ -14,7 +14,9 @@ import (
 // WatcherConfig configures a Watcher.
 type WatcherConfig struct {
 	Merger *actor.PID // receives WatcherNeedsSnapshot, WatcherUpdate, WatcherDeletion
-	Poller *actor.PID // receives ClusterIDSeen
+	// Cluster judges the cluster ID of every response before the merger
+	// hears of it.
+	Cluster *ClusterIDGuard
 	// ErrorLimit is how many retryable errors in a row make the watcher
 	// give up and fail.
 	ErrorLimit int
@@ -47,7 +49,6 @@ type Watcher struct {
 	gen    uint64
 	cause  string // why this incarnation watches: "start" or "watcher-restart"
 	cancel context.CancelFunc
-	lastID string // cluster ID last reported to the poller
 }
 
 // Messages from the watch goroutine to its actor, tagged with the
@@ -91,7 +92,7 @@ func (w *Watcher) Receive(c actor.Context) {
 		}
 	case watchStarted:
 		if m.gen == w.gen {
-			w.reportClusterID(c, m.clusterID)
+			w.judgeClusterID(c, m.clusterID)
 			w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
 			c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
 		}
@@ -111,7 +112,7 @@ func (w *Watcher) Receive(c actor.Context) {
 }
 
 func (w *Watcher) handleEvent(c actor.Context, resp *client.Response) {
-	w.reportClusterID(c, resp.ClusterID)
+	w.judgeClusterID(c, resp.ClusterID)
 	ev, err := EventFromResponse(w.env.Prefix, resp)
 	if err != nil {
 		w.fail(c, err) // we cannot tell what changed: only a resync can
@@ -132,12 +133,10 @@ func (w *Watcher) fail(c actor.Context, err error) {
 	panic(err)
 }
 
-// reportClusterID tells the poller about a cluster ID it has not been told
-// about by this incarnation.
-func (w *Watcher) reportClusterID(c actor.Context, id string) {
-	if id != "" && id != w.lastID && w.cfg.Poller != nil {
-		w.lastID = id
-		c.Send(w.cfg.Poller, messages.ClusterIDSeen{ID: id})
+// judgeClusterID fails the watcher if id is not the pipeline's cluster.
+func (w *Watcher) judgeClusterID(c actor.Context, id string) {
+	if err := w.cfg.Cluster.Judge(id, w.env.Logger); err != nil {
+		w.fail(c, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -210,6 +211,40 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 			set("/after", "x")
 			Consistently(rec.Map).WithContext(ctx).WithTimeout(300 * time.Millisecond).Should(Equal(before))
 		}, SpecTimeout(10*time.Second))
+	})
+
+	When("the cluster is rebuilt while etcd cannot be read", func() {
+		It("hears of the new cluster before anything of it is merged", func(ctx SpecContext) {
+			set("/k", "old")
+			for i := range 1200 {
+				set("/burst", fmt.Sprint(i))
+			}
+			set("/k", "old again")                // a revision the new cluster's /k stays below
+			cfg.ClusterIDPollInterval = time.Hour // the poller must not be the one to notice
+			events := watchSupervision()
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveKeyWithValue(prefix+"/k", "old again"))
+
+			By("rebuilding it while GETs fail, so that the watcher's reconnect check cannot run")
+			sim.Disconnect(etcdsim.OpGet)
+			sim.Reset("c0ffee0000000003", map[string]string{prefix + "/k": "new"})
+			for i := range 1300 { // past the old index, and the old position out of the window
+				set("/burst", fmt.Sprint(i))
+			}
+			// The watch, cut by the reset, gets 401 from the new cluster;
+			// the restarted watcher cannot read the index yet and fails again.
+			Eventually(events.Restarts).WithContext(ctx).WithArguments("watcher").Should(BeNumerically(">=", 2))
+			sim.Reconnect()
+
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(rec.Violation()).NotTo(HaveOccurred(), "no revision of the new cluster below the old one's")
+			// Whichever actor saw the new cluster first, it was judged before
+			// the merger heard of it: no in-sync before the host is told
+			// that a new cluster generation starts.
+			after := rec.Statuses()[3:]
+			Expect(after).To(ContainElement(messages.WaitForDatastore))
+			Expect(slices.Index(after, messages.WaitForDatastore)).To(BeNumerically("<", slices.Index(after, messages.InSync)))
+		}, SpecTimeout(20*time.Second))
 	})
 
 	When("etcd is restored from an older backup", func() {

@@ -79,13 +79,6 @@ type SnapshotFinished struct {
 	Index uint64
 }
 
-// ClusterIDSeen reports the cluster ID an etcd response carried and the
-// index it reported.
-type ClusterIDSeen struct {
-	ID    string
-	Index uint64
-}
-
 // Deliver is the merger's output for the consumer adapter: updates, then a
 // status change (zero: none).
 type Deliver struct {
@@ -116,8 +109,6 @@ func (m SnapshotFinished) String() string {
 func (m SnapshotBatch) String() string {
 	return fmt.Sprintf("snapshot batch @%d: %d keys", m.Index, len(m.KVs))
 }
-
-func (m ClusterIDSeen) String() string { return fmt.Sprintf("cluster ID %s @%d", m.ID, m.Index) }
 
 func (m Deliver) String() string {
 	if m.Status == 0 {

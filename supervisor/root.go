@@ -114,12 +114,14 @@ func (r *root) spawn(c actor.Context, name string, props *actor.Props) *actor.PI
 // spawnPipeline spawns every child but the consumer, each depending only on
 // those spawned before it.
 func (r *root) spawnPipeline(c actor.Context) {
+	cluster := &actors.ClusterIDGuard{} // one cluster per pipeline: a reset starts another
 	r.poller = r.spawn(c, "clusterid", actors.NewClusterIDPollerProps(r.env, actors.PollerConfig{
 		Interval: r.cfg.ClusterIDPollInterval,
 		Applied:  r.applied.Load,
+		Cluster:  cluster,
 	}))
 	r.snapshot = r.spawn(c, "snapshot", actors.NewSnapshotReaderProps(r.env, actors.SnapshotConfig{
-		Poller:       r.poller,
+		Cluster:      cluster,
 		BatchSize:    r.cfg.SnapshotBatchSize,
 		StaleRetry:   r.cfg.StaleReadRetry,
 		StaleTimeout: r.cfg.StaleSnapshotTimeout,
@@ -132,7 +134,7 @@ func (r *root) spawnPipeline(c actor.Context) {
 	}))
 	r.watcher = r.spawn(c, "watcher", actors.NewWatcherProps(r.env, actors.WatcherConfig{
 		Merger:     r.merger,
-		Poller:     r.poller,
+		Cluster:    cluster,
 		ErrorLimit: r.cfg.WatchErrorLimit,
 	}))
 }
