@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/client/v2"
 )
@@ -21,6 +23,11 @@ type KeysHTTP struct {
 	Endpoints          []string // http(s)://host:port; tried in turn from the last that answered
 	Client             *http.Client
 	Username, Password string
+	// HeaderTimeout, when not 0, is how long a member may take to answer
+	// a request that does not wait for an event with its headers before
+	// the next member is tried (client/v2's HeaderTimeoutPerRequest): a
+	// member that was frozen, or black-holed, never answers at all.
+	HeaderTimeout time.Duration
 
 	pinned atomic.Int32
 }
@@ -65,8 +72,69 @@ func (h *KeysHTTP) get(ctx context.Context, key string, query url.Values) (keysA
 	return keysAnswer{}, &client.ClusterError{Errors: errs}
 }
 
-// do sends one GET to one endpoint; a 5xx answer is an error.
+// Get is client.KeysAPI's Get: the answer decoded whole, as client/v2
+// decodes it. Quorum, Recursive and Sort are honoured.
+func (h *KeysHTTP) Get(ctx context.Context, key string, opts *client.GetOptions) (*client.Response, error) {
+	q := url.Values{}
+	if opts != nil {
+		for name, on := range map[string]bool{"quorum": opts.Quorum, "recursive": opts.Recursive, "sorted": opts.Sort} {
+			if on {
+				q.Set(name, "true")
+			}
+		}
+	}
+	a, err := h.get(ctx, key, q)
+	if err != nil {
+		return nil, err
+	}
+	defer a.resp.Body.Close()
+	var resp client.Response
+	if err := json.NewDecoder(a.resp.Body).Decode(&resp); err != nil {
+		return nil, &client.ClusterError{Errors: []error{fmt.Errorf("decoding GET %s: %w", key, err)}}
+	}
+	resp.Index, resp.ClusterID = a.index, a.clusterID
+	return &resp, nil
+}
+
+// do sends one GET to one endpoint; a 5xx answer is an error, and so is
+// a member that sends no headers within HeaderTimeout (unless the request
+// waits for an event).
 func (h *KeysHTTP) do(ctx context.Context, endpoint, key string, query url.Values) (*http.Response, error) {
+	if h.HeaderTimeout <= 0 || query.Get("wait") == "true" {
+		return h.send(ctx, endpoint, key, query)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(h.HeaderTimeout, cancel)
+	resp, err := h.send(actx, endpoint, key, query)
+	if !timer.Stop() && ctx.Err() == nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("etcd member %s sent no answer to GET %s within %v", endpoint, key, h.HeaderTimeout)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// send sends one GET to one endpoint; a 5xx answer is an error.
+func (h *KeysHTTP) send(ctx context.Context, endpoint, key string, query url.Values) (*http.Response, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("etcd endpoint %q: %w", endpoint, err)

@@ -2,8 +2,11 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/etcd/client/v2"
@@ -20,6 +23,9 @@ type WatcherConfig struct {
 	// ErrorLimit is how many retryable errors in a row make the watcher
 	// give up and fail.
 	ErrorLimit int
+	// StallTimeout is how long the watch may stay silent before the
+	// watcher asks etcd whether it is behind; 0 never asks.
+	StallTimeout time.Duration
 }
 
 // watcherShared is what outlives one incarnation of the watcher.
@@ -155,13 +161,23 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 	send(watchStarted{gen, idx, startID})
 
 	watch := w.env.Watches.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
+	if c, ok := watch.(io.Closer); ok {
+		defer c.Close()
+	}
 	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit)}
 	retry := w.env.NewBackoff()
 	seen := idx // the highest index this watch has been told of
 	for {
-		resp, err := watch.Next(ctx)
+		resp, err := w.nextWithin(ctx, watch)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errStalled) {
+			if err := w.checkStall(ctx, watch, startID, seen); err != nil {
+				send(watchFailed{gen, err})
+				return
+			}
+			continue
 		}
 		if err == nil {
 			errs.Succeeded()
@@ -193,6 +209,60 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 			}
 		}
 	}
+}
+
+// errStalled: the watch stayed silent for StallTimeout.
+var errStalled = errors.New("the watch stayed silent")
+
+// nextWithin is watch.Next, given up after StallTimeout of silence with
+// errStalled. A long poll given up is asked again from the same index; a
+// stream given up stays open.
+func (w *Watcher) nextWithin(ctx context.Context, watch client.Watcher) (*client.Response, error) {
+	if w.cfg.StallTimeout <= 0 {
+		return watch.Next(ctx)
+	}
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	t := w.env.Clock.AfterFunc(w.cfg.StallTimeout, func() {
+		stalled.Store(true)
+		cancel()
+	})
+	defer t.Stop()
+	resp, err := watch.Next(nctx)
+	if err != nil && stalled.Load() && ctx.Err() == nil {
+		return nil, errStalled
+	}
+	return resp, err
+}
+
+// checkStall asks etcd, after a silence, whether the watch is behind. etcd
+// can leave a watch silent for good: it drops a stream whose 100-event
+// buffer overflowed without closing it, and a member cut off from its
+// quorum, or frozen, stops sending anything while the others go on. A
+// quorum read of the index, which such a member cannot answer (so the
+// client moves on to another), tells: if etcd has moved on past what the
+// watch has seen, the watch asks again from its position (a stream
+// reconnects), and etcd's history answers at once with what it missed, or
+// with a 401 if it no longer holds it. The read also judges the cluster, as
+// after a broken connection.
+func (w *Watcher) checkStall(ctx context.Context, watch client.Watcher, startID string, seen uint64) error {
+	now, id, err := w.currentIndex(ctx)
+	if err != nil {
+		w.env.Logger.Warn("the watch is silent and etcd's index cannot be read; watching on", "err", err)
+		return nil
+	}
+	if err := CheckReconnect(startID, seen, id, now); err != nil {
+		return err
+	}
+	if now > seen {
+		w.env.Logger.Debug("the watch is silent while etcd moved on; asking again from its position",
+			"seen", seen, "etcdIndex", now)
+		if r, ok := watch.(interface{ Reconnect() }); ok {
+			r.Reconnect()
+		}
+	}
+	return nil
 }
 
 // currentIndex reads etcd's index and cluster ID with a quorum GET of the

@@ -134,6 +134,35 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync))
 	}, SpecTimeout(60*time.Second))
 
+	It("catches up, without a resync, when a burst of TTL expiries makes etcd drop its watch without a word", func(ctx SpecContext) {
+		etcd := startEtcd(1)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		_, rec := startSyncer(config(etcd.Endpoints()...))
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+
+		// etcd expires every key due in one go, one event each, faster
+		// than it writes them to a stream: past 100 queued, it drops the
+		// stream watcher and leaves its connection open and silent.
+		expiring := map[string]string{}
+		for i := range 600 {
+			expiring[fmt.Sprintf("%s/ttl/k%d", prefix, i)] = "soon gone"
+		}
+		loadMap(ctx, keys, expiring, time.Second, 8)
+		Eventually(func(g Gomega) {
+			m, err := etcdMap(ctx, keys, prefix)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(m).NotTo(ContainElement("soon gone"))
+		}).WithContext(ctx).WithTimeout(10 * time.Second).Should(Succeed())
+		_, err := keys.Set(ctx, prefix+"/after", "expiries", nil)
+		Expect(err).NotTo(HaveOccurred())
+
+		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).WithTimeout(20 * time.Second).Should(Succeed())
+		Expect(rec.Map()).To(HaveKeyWithValue(prefix+"/after", "expiries"))
+		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync),
+			"600 events are within etcd's history: the watch resumes from its position")
+	}, SpecTimeout(60*time.Second))
+
 	It("resyncs when a held-back watch falls out of the 1000-event window", func(ctx SpecContext) {
 		keys, ps, rec := syncedThroughProxy(ctx)
 
@@ -392,6 +421,32 @@ func load(ctx context.Context, keys client.KeysAPI, n, writers int) {
 			for i := w; i < n; i += writers {
 				k := fmt.Sprintf("%s/host/h%d/k%d", prefix, i%10, i)
 				if _, err := keys.Set(ctx, k, fmt.Sprint(stamp, i), nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	Expect(<-errs).NotTo(HaveOccurred())
+}
+
+// loadMap sets every key of kv with the given TTL (0: none), from the given
+// number of writers.
+func loadMap(ctx context.Context, keys client.KeysAPI, kv map[string]string, ttl time.Duration, writers int) {
+	GinkgoHelper()
+	work := make(chan [2]string, len(kv))
+	for k, v := range kv {
+		work <- [2]string{k, v}
+	}
+	close(work)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Go(func() {
+			for kv := range work {
+				if _, err := keys.Set(ctx, kv[0], kv[1], &client.SetOptions{TTL: ttl}); err != nil {
 					errs <- err
 					return
 				}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -108,6 +109,20 @@ type Config struct {
 	// WatchErrorLimit is how many transport errors in a row make the
 	// watcher give up its position; default 5.
 	WatchErrorLimit int
+	// WatchStallTimeout is how long the watch may stay silent before the
+	// watcher asks etcd, with a quorum read, whether it is behind: etcd
+	// drops a stream that falls behind without a word, and a member cut
+	// off from its quorum goes silent. If etcd moved on meanwhile, the
+	// watch asks again from its position (and resyncs only if etcd's
+	// history no longer holds it). Default 5 s; each check costs a quorum
+	// read and a new watch request, so a quiet prefix costs about two
+	// requests per WatchStallTimeout.
+	WatchStallTimeout time.Duration
+	// RequestTimeout is how long an etcd member may take to start answering
+	// a request that does not wait for an event before the next member is
+	// tried; default 10 s. It is what moves the syncer off a member that
+	// was frozen or black-holed.
+	RequestTimeout time.Duration
 	// MaxDeliveryAttempts is how many times one batch may make a host
 	// callback panic before the syncer stops with ErrPoisonBatch; default 3.
 	MaxDeliveryAttempts int
@@ -151,6 +166,8 @@ func LoopbackConfig(endpoints ...string) Config {
 	return Config{
 		Endpoints:             endpoints,
 		ClusterIDPollInterval: 200 * time.Millisecond,
+		WatchStallTimeout:     time.Second,
+		RequestTimeout:        2 * time.Second,
 		StaleSnapshotTimeout:  2 * time.Second,
 		StaleReadRetry:        20 * time.Millisecond,
 		Backoff:               BackoffConfig{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond, ResetAfter: 5 * time.Second},
@@ -212,6 +229,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"ClusterIDPollInterval", &cfg.ClusterIDPollInterval, 10 * time.Second},
 		{"StaleSnapshotTimeout", &cfg.StaleSnapshotTimeout, 30 * time.Second},
 		{"StaleReadRetry", &cfg.StaleReadRetry, 100 * time.Millisecond},
+		{"WatchStallTimeout", &cfg.WatchStallTimeout, 5 * time.Second},
+		{"RequestTimeout", &cfg.RequestTimeout, 10 * time.Second},
 		{"Backoff.Initial", &cfg.Backoff.Initial, 800 * time.Millisecond},
 		{"Backoff.Max", &cfg.Backoff.Max, 30 * time.Second},
 		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, 2 * time.Minute},
@@ -265,7 +284,7 @@ func (cfg Config) withDefaults() (Config, error) {
 // HTTPSnapshotter that decodes the answer as it streams in; and what
 // watches: the KeysAPI, or StreamWatches; and the transport they share,
 // whose idle connections Stop closes (nil with a KeysAPI).
-func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, http.RoundTripper, error) {
+func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snapshotter, actors.Watches, http.RoundTripper, error) {
 	if cfg.KeysAPI != nil {
 		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil, nil
 	}
@@ -282,25 +301,31 @@ func (cfg Config) etcd() (actors.KeysAPI, actors.Snapshotter, actors.Watches, ht
 	}
 	// One KeysHTTP: snapshots and a streaming watch stick to the same member.
 	keysHTTP := &actors.KeysHTTP{
-		Endpoints: cfg.Endpoints,
-		Client:    &http.Client{Transport: transport},
-		Username:  cfg.Username,
-		Password:  cfg.Password,
+		Endpoints:     cfg.Endpoints,
+		Client:        &http.Client{Transport: transport},
+		Username:      cfg.Username,
+		Password:      cfg.Password,
+		HeaderTimeout: cfg.RequestTimeout,
 	}
 	snapshots := &actors.HTTPSnapshotter{KeysHTTP: keysHTTP}
+	if cfg.WatchMode == WatchStream {
+		// Its GETs too: the watcher's quorum reads then move the stream
+		// off a member that has lost its quorum.
+		watches := &actors.StreamWatches{KeysHTTP: keysHTTP, Goroutines: goroutines}
+		return watches, snapshots, watches, transport, nil
+	}
 	c, err := client.New(client.Config{
 		Endpoints: cfg.Endpoints,
 		Transport: transport,
 		Username:  cfg.Username,
 		Password:  cfg.Password,
+		// Not for watches: they wait for events.
+		HeaderTimeoutPerRequest: cfg.RequestTimeout,
 	})
 	if err != nil {
 		return nil, nil, nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
 	}
 	keys := client.NewKeysAPI(c)
-	if cfg.WatchMode == WatchStream {
-		return keys, snapshots, &actors.StreamWatches{KeysHTTP: keysHTTP}, transport, nil
-	}
 	return keys, snapshots, keys, transport, nil
 }
 

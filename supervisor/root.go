@@ -133,9 +133,10 @@ func (r *root) spawnPipeline(c actor.Context) {
 		Applied:  &r.applied,
 	}))
 	r.watcher = r.spawn(c, "watcher", actors.NewWatcherProps(r.env, actors.WatcherConfig{
-		Merger:     r.merger,
-		Cluster:    cluster,
-		ErrorLimit: r.cfg.WatchErrorLimit,
+		Merger:       r.merger,
+		Cluster:      cluster,
+		ErrorLimit:   r.cfg.WatchErrorLimit,
+		StallTimeout: r.cfg.WatchStallTimeout,
 	}))
 }
 

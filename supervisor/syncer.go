@@ -65,7 +65,8 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if callbacks == nil && cfg.HostPID == nil {
 		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
 	}
-	keys, snapshots, watches, transport, err := cfg.etcd()
+	goroutines := &sync.WaitGroup{}
+	keys, snapshots, watches, transport, err := cfg.etcd(goroutines)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +78,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		Prefix:     cfg.Prefix,
 		Clock:      cfg.Clock,
 		Logger:     cfg.Logger,
-		Goroutines: &sync.WaitGroup{},
+		Goroutines: goroutines,
 		HostCalls:  &sync.WaitGroup{},
 		Stopped:    &atomic.Bool{},
 		NewBackoff: func() actors.Delayer {
