@@ -2,9 +2,11 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,6 +200,43 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 		stop()
 
 		Eventually(inSyncWith(ctx, keys, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+	}, SpecTimeout(90*time.Second))
+
+	It("moves off a member that froze under its watch, while the others go on, and resumes without a resync", func(ctx SpecContext) {
+		etcd := startEtcd(3)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		_, rec := startSyncer(config(etcd.Endpoints()...))
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(100))
+
+		// The member holding the syncer's watch (each member counts its own
+		// watchers) freezes: connections stay open, nothing answers, as
+		// with a member cut off by the network. v2 has no "require leader".
+		var watched int
+		Eventually(func() (int, error) {
+			var err error
+			watched, err = memberWithWatch(ctx, etcd.Endpoints())
+			return watched, err
+		}).WithContext(ctx).Should(BeNumerically(">=", 0))
+		Expect(etcd.Freeze(watched)).To(Succeed())
+		var rest []int
+		for i := range etcd.Size() {
+			if i != watched {
+				rest = append(rest, i)
+			}
+		}
+		others, err := etcd.KeysAPIOf(rest...)
+		Expect(err).NotTo(HaveOccurred())
+		for i := range 50 {
+			Eventually(func() error {
+				_, err := others.Set(ctx, fmt.Sprintf("%s/while-frozen/k%d", prefix, i), "x", nil)
+				return err
+			}).WithContext(ctx).WithTimeout(10 * time.Second).Should(Succeed())
+		}
+		Eventually(inSyncWith(ctx, others, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		Expect(rec.Statuses()).To(HaveExactElements(messages.WaitForDatastore, messages.Resync, messages.InSync),
+			"the watch resumed on another member from its position")
+		Expect(etcd.Thaw(watched)).To(Succeed())
 	}, SpecTimeout(90*time.Second))
 
 	It("rides out every member down for 20 s without a tight retry loop, and recovers", func(ctx SpecContext) {
@@ -471,6 +510,37 @@ func background(ctx context.Context, keys client.KeysAPI) (stop func()) {
 		}
 	})
 	return func() { cancel(); wg.Wait() }
+}
+
+// memberWithWatch returns the index of the one member whose watcher count
+// (GET /v2/stats/store) is not zero, or -1.
+func memberWithWatch(ctx context.Context, endpoints []string) (int, error) {
+	found := -1
+	for i, ep := range endpoints {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep+"/v2/stats/store", nil)
+		if err != nil {
+			return -1, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return -1, err
+		}
+		var stats struct {
+			Watchers int `json:"watchers"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&stats)
+		resp.Body.Close()
+		if err != nil {
+			return -1, fmt.Errorf("stats of %s: %w", ep, err)
+		}
+		if stats.Watchers > 0 {
+			if found >= 0 {
+				return -1, fmt.Errorf("watchers on members %d and %d", found, i)
+			}
+			found = i
+		}
+	}
+	return found, nil
 }
 
 func accepted(ps []*tcpproxy.Proxy) int64 {

@@ -374,6 +374,32 @@ func (c *Cluster) Kill(i int) error {
 	return c.signal(i, syscall.SIGKILL, 0)
 }
 
+// Freeze stops member i in its tracks (SIGSTOP) without a word to its
+// peers or clients: its connections stay open and nothing answers on them,
+// as with a member black-holed by the network, while the others elect a
+// leader among themselves and go on. Thaw, Stop, Kill and Restart all work
+// on a frozen member.
+func (c *Cluster) Freeze(i int) error { return c.pause(i, syscall.SIGSTOP) }
+
+// Thaw lets a frozen member go on (SIGCONT).
+func (c *Cluster) Thaw(i int) error { return c.pause(i, syscall.SIGCONT) }
+
+func (c *Cluster) pause(i int, sig syscall.Signal) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, err := c.member(i)
+	if err != nil {
+		return err
+	}
+	if m.proc == nil || m.proc.exited() {
+		return fmt.Errorf("etcdproc: %s is not running", m.name)
+	}
+	if err := m.proc.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("etcdproc: signal %v to %s: %w", sig, m.name, err)
+	}
+	return nil
+}
+
 // signal sends member i sig, if it runs, and waits for it to exit (see
 // process.signal for grace).
 func (c *Cluster) signal(i int, sig syscall.Signal, grace time.Duration) error {
@@ -525,9 +551,27 @@ func (c *Cluster) Rebuild() error {
 // writer or a checker in a spec would use. Call it again after Rebuild or
 // Restore: the endpoints stay, but a client keeps no state worth keeping.
 func (c *Cluster) KeysAPI() (client.KeysAPI, error) {
-	cl, err := client.New(client.Config{Endpoints: c.Endpoints()})
+	return keysAPI(c.Endpoints())
+}
+
+// KeysAPIOf is KeysAPI for the given members only, such as the ones not
+// frozen.
+func (c *Cluster) KeysAPIOf(members ...int) (client.KeysAPI, error) {
+	all := c.Endpoints()
+	var eps []string
+	for _, i := range members {
+		if i < 0 || i >= len(all) {
+			return nil, fmt.Errorf("etcdproc: no member %d in a cluster of %d", i, len(all))
+		}
+		eps = append(eps, all[i])
+	}
+	return keysAPI(eps)
+}
+
+func keysAPI(endpoints []string) (client.KeysAPI, error) {
+	cl, err := client.New(client.Config{Endpoints: endpoints})
 	if err != nil {
-		return nil, fmt.Errorf("etcdproc: client for %v: %w", c.Endpoints(), err)
+		return nil, fmt.Errorf("etcdproc: client for %v: %w", endpoints, err)
 	}
 	return client.NewKeysAPI(cl), nil
 }

@@ -170,6 +170,30 @@ var _ = Describe("Cluster", Label("etcd"), func() {
 			}).WithContext(ctx).Should(Equal("2"))
 		}, SpecTimeout(30*time.Second))
 
+		It("freezes a member: it answers nothing while the others go on, and thaws", func(ctx SpecContext) {
+			Expect(c.Freeze(0)).To(Succeed())
+			frozen := keysAPI(c.Endpoints()[:1])
+			short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			_, err := frozen.Get(short, "/", nil)
+			Expect(err).To(MatchError(context.DeadlineExceeded), "a frozen member accepts connections and answers nothing")
+			others, err := c.KeysAPIOf(1, 2)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(func() error {
+				_, err := others.Set(ctx, "/etcdproc/frozen", "1", nil)
+				return err
+			}).WithContext(ctx).Should(Succeed())
+
+			Expect(c.Thaw(0)).To(Succeed())
+			Eventually(func() (string, error) {
+				resp, err := frozen.Get(ctx, "/etcdproc/frozen", nil)
+				if err != nil {
+					return "", err
+				}
+				return resp.Node.Value, nil
+			}).WithContext(ctx).Should(Equal("1"))
+		}, SpecTimeout(30*time.Second))
+
 		It("goes back in time as a whole on Restore", func(ctx SpecContext) {
 			kapi := keysAPI(c.Endpoints())
 			_, err := kapi.Set(ctx, "/etcdproc/kept", "old", nil)

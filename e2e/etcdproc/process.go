@@ -110,6 +110,7 @@ func (p *process) signal(sig syscall.Signal, grace time.Duration) error {
 	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("etcdproc: signal %v to pid %d: %w", sig, p.cmd.Process.Pid, err)
 	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a frozen member handles sig only once it runs
 	p.wait(grace)
 	return nil
 }
