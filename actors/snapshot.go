@@ -37,8 +37,9 @@ type snapshotShared struct {
 }
 
 // NewSnapshotReaderProps returns the props of a SnapshotReader. On each
-// messages.SnapshotRequest it reads a recursive, non-quorum snapshot of the
-// prefix, re-reading while the answer is below the requested index, and
+// messages.SnapshotRequest it reads a recursive snapshot of the prefix from
+// any member, re-reading with quorum reads while the answer is below the
+// requested index (a member behind, or cut off from its quorum), and
 // sends the requester SnapshotStarted, SnapshotBatch messages and
 // SnapshotFinished. A prefix that does not exist yet is an empty snapshot at
 // the index etcd's "key not found" carries. Transport errors are retried
@@ -134,6 +135,7 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 	size := max(1, s.cfg.BatchSize)
 	var staleSince time.Time
 	var staleID string
+	quorum := false // the first read may come from any member
 	for {
 		var idx uint64
 		var id string
@@ -159,7 +161,7 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 				batch = make([]messages.KV, 0, size)
 			}
 		}
-		err := s.env.Snapshots.Snapshot(ctx, s.env.Prefix, head, leaf)
+		err := s.env.Snapshots.Snapshot(ctx, s.env.Prefix, quorum, head, leaf)
 		if ctx.Err() != nil {
 			return
 		}
@@ -180,8 +182,12 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			send(snapshotOut{gen, messages.SnapshotFinished{Index: idx}})
 			return
 		case errors.Is(err, errStale):
-			// A follower behind the leader catches up within moments; a
-			// datastore restored from a backup never does.
+			// A follower behind the leader catches up within moments; one
+			// cut off from its quorum never does, and a datastore restored
+			// from a backup neither. Re-read with a quorum read: the cut-off
+			// member cannot answer it, so the client moves to another, and
+			// only a datastore that went back in time stays behind.
+			quorum = true
 			retry.Reset()
 			now := s.env.Clock.Now()
 			if staleSince.IsZero() || (id != "" && id != staleID) {

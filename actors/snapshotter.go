@@ -13,7 +13,9 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// Snapshotter reads a recursive, non-quorum snapshot of a prefix.
+// Snapshotter reads a recursive snapshot of a prefix: from any member, or,
+// if quorum, as a quorum read, which a member cut off from its quorum cannot
+// answer and which is never behind.
 //
 // Snapshot calls head once, with the index and cluster ID the answer
 // carries, before any leaf; if head returns an error the read stops there
@@ -21,7 +23,7 @@ import (
 // the order etcd lists them. A prefix that does not exist is a client.Error
 // with code 100 carrying etcd's index, as client/v2 returns it.
 type Snapshotter interface {
-	Snapshot(ctx context.Context, prefix string, head func(index uint64, clusterID string) error, leaf func(messages.KV)) error
+	Snapshot(ctx context.Context, prefix string, quorum bool, head func(index uint64, clusterID string) error, leaf func(messages.KV)) error
 }
 
 // KeysSnapshotter reads snapshots through a KeysAPI: a GET, then a walk of
@@ -32,8 +34,8 @@ type KeysSnapshotter struct {
 }
 
 // Snapshot implements Snapshotter.
-func (s KeysSnapshotter) Snapshot(ctx context.Context, prefix string, head func(uint64, string) error, leaf func(messages.KV)) error {
-	resp, err := s.Keys.Get(ctx, prefix, &client.GetOptions{Recursive: true})
+func (s KeysSnapshotter) Snapshot(ctx context.Context, prefix string, quorum bool, head func(uint64, string) error, leaf func(messages.KV)) error {
+	resp, err := s.Keys.Get(ctx, prefix, &client.GetOptions{Recursive: true, Quorum: quorum})
 	if err != nil {
 		return err
 	}
@@ -66,8 +68,12 @@ type HTTPSnapshotter struct {
 }
 
 // Snapshot implements Snapshotter.
-func (s *HTTPSnapshotter) Snapshot(ctx context.Context, prefix string, head func(uint64, string) error, leaf func(messages.KV)) error {
-	a, err := s.get(ctx, prefix, url.Values{"recursive": {"true"}})
+func (s *HTTPSnapshotter) Snapshot(ctx context.Context, prefix string, quorum bool, head func(uint64, string) error, leaf func(messages.KV)) error {
+	q := url.Values{"recursive": {"true"}}
+	if quorum {
+		q.Set("quorum", "true")
+	}
+	a, err := s.get(ctx, prefix, q)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 // read runs one snapshot and returns what it saw.
 func read(ctx context.Context, s actors.Snapshotter, prefix string) (index uint64, id string, kvs map[string]m.KV, err error) {
 	kvs = map[string]m.KV{}
-	err = s.Snapshot(ctx, prefix,
+	err = s.Snapshot(ctx, prefix, false,
 		func(i uint64, c string) error { index, id = i, c; return nil },
 		func(kv m.KV) { kvs[kv.Key] = kv })
 	return index, id, kvs, err
@@ -76,7 +76,7 @@ var _ = Describe("HTTPSnapshotter", func() {
 		It("stops before any key when head refuses the index", func(ctx SpecContext) {
 			stale := errors.New("stale")
 			n := 0
-			err := snap.Snapshot(ctx, "/snap", func(uint64, string) error { return stale }, func(m.KV) { n++ })
+			err := snap.Snapshot(ctx, "/snap", false, func(uint64, string) error { return stale }, func(m.KV) { n++ })
 			Expect(err).To(MatchError(stale))
 			Expect(n).To(BeZero())
 		})
