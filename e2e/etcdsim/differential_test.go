@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -271,7 +272,8 @@ func expectSameLogs(sim, real *side) {
 }
 
 // differ runs script on the real etcd, then on a simulation that starts
-// at the index etcd had, and compares what the client saw.
+// at the index etcd had, called directly, and on another called over HTTP
+// (ServeHTTP, through client/v2), and compares what the client saw.
 func differ(ctx context.Context, script func(context.Context, *side)) {
 	GinkgoHelper()
 	real := &side{name: "etcd", kapi: realKeysAPI(), endpoint: realEtcd}
@@ -284,6 +286,29 @@ func differ(ctx context.Context, script func(context.Context, *side)) {
 	simSide := &side{name: "sim", kapi: sim, sim: sim}
 	script(ctx, simSide)
 	expectSameLogs(simSide, real)
+
+	sim = etcdsim.NewWithConfig(etcdsim.Config{StartIndex: base, Endpoint: realEtcd})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	httpSide := &side{name: "sim over HTTP", kapi: overHTTP{KeysAPI: sim, reads: keysAPIFor(srv.URL)}, sim: sim, endpoint: srv.URL}
+	script(ctx, httpSide)
+	expectSameLogs(httpSide, real)
+}
+
+// overHTTP reads and watches through client/v2 over the simulation's HTTP
+// front end, and writes through the simulation's KeysAPI (ServeHTTP
+// answers GETs only).
+type overHTTP struct {
+	client.KeysAPI
+	reads client.KeysAPI
+}
+
+func (o overHTTP) Get(ctx context.Context, key string, opts *client.GetOptions) (*client.Response, error) {
+	return o.reads.Get(ctx, key, opts)
+}
+
+func (o overHTTP) Watcher(key string, opts *client.WatcherOptions) client.Watcher {
+	return o.reads.Watcher(key, opts)
 }
 
 var _ = Describe("The simulation beside a real etcd", Label("etcd"), Serial, func() {
@@ -364,6 +389,108 @@ var _ = Describe("The simulation beside a real etcd", Label("etcd"), Serial, fun
 		expectSameLogs(simSide, real)
 	}, SpecTimeout(20*time.Second))
 })
+
+var _ = Describe("The simulation's streams beside a real etcd's", Label("etcd"), Serial, func() {
+	It("stream from the head, answer a past index once and then never, and go silent, not closed, when dropped", func(ctx SpecContext) {
+		real := &side{name: "etcd", kapi: realKeysAPI(), endpoint: realEtcd}
+		real.waitWatchers(ctx, 0)
+		base := real.index(ctx)
+		streamScript(ctx, real)
+		sim := etcdsim.NewWithConfig(etcdsim.Config{StartIndex: base, Endpoint: realEtcd})
+		srv := httptest.NewServer(sim)
+		defer srv.Close()
+		simSide := &side{name: "sim over HTTP", kapi: sim, sim: sim, endpoint: srv.URL}
+		streamScript(ctx, simSide)
+		expectSameLogs(simSide, real)
+	}, SpecTimeout(60*time.Second))
+})
+
+// streamScript reads streaming watches (?wait=true&stream=true) over plain
+// HTTP: what the syncer's stream mode relies on, and what it must survive.
+func streamScript(ctx context.Context, d *side) {
+	const p = "/diff-stream"
+	ctx, cancel := context.WithCancel(ctx) // ends the streams with the script
+	defer cancel()
+	logEvents := func(label string, evs []*client.Response) {
+		for _, ev := range evs {
+			d.record(label, ev, nil)
+		}
+	}
+	silent := func(label string, st *streamReader) {
+		GinkgoHelper()
+		// etcd writes an event to a stream within milliseconds: none in
+		// 300 ms is none at all.
+		Consistently(st.events).WithTimeout(300*time.Millisecond).ShouldNot(Receive(), label)
+		d.log = append(d.log, label+": silent, and still open")
+	}
+
+	d.set(ctx, p+"/before", "1", nil)
+	head := openStream(ctx, d.endpoint, p, "wait=true&stream=true&recursive=true")
+	d.log = append(d.log, fmt.Sprintf("a stream from the head starts at the store's index: %v", head.Index == fmt.Sprint(d.index(ctx))))
+	d.set(ctx, p+"/a", "1", nil)
+	d.set(ctx, p+"/_hidden", "h", nil)
+	d.set(ctx, p+"/a", "", &client.SetOptions{Dir: true})
+	d.set(ctx, p+"/a/b", "1", nil)
+	d.del(ctx, p+"/a", &client.DeleteOptions{Recursive: true})
+	logEvents("from the head", head.take(ctx, 4))
+	silent("after them, the hidden key not among them", head)
+
+	first := modIndex(d.set(ctx, p+"/past", "1", nil))
+	d.set(ctx, p+"/past", "2", nil)
+	past := openStream(ctx, d.endpoint, p, fmt.Sprintf("wait=true&stream=true&recursive=true&waitIndex=%d", first))
+	logEvents("from a past index", past.take(ctx, 1))
+	d.set(ctx, p+"/after-past", "1", nil)
+	silent("a stream asked for the past, after its one event", past)
+
+	const burst, ttl = 600, 2 * time.Second
+	d.setTTLs(ctx, p+"/ttl/k", burst, ttl)
+	dropped := openStream(ctx, d.endpoint, p, "wait=true&stream=true&recursive=true")
+	d.waitExpiry(ctx, fmt.Sprintf("%s/ttl/k%d", p, burst-1), ttl)
+	got := 0
+	for quiet := false; !quiet; {
+		select {
+		case ev := <-dropped.events:
+			Expect(ev).NotTo(BeNil(), "the stream ended: %v", dropped.err)
+			got++
+		case <-time.After(300 * time.Millisecond):
+			quiet = true
+		}
+	}
+	d.set(ctx, p+"/marker", "1", nil)
+	d.log = append(d.log, fmt.Sprintf("%d expiries at once: the stream got at least %d, fewer than all: %v",
+		burst, etcdsim.StreamBuffer, got >= etcdsim.StreamBuffer && got < burst))
+	GinkgoWriter.Printf("%s: the stream got %d of %d expiries\n", d.name, got, burst)
+	silent("then, the marker not among them", dropped)
+}
+
+// setTTLs sets n keys prefix0..prefix<n-1> with a TTL, not logged; on etcd
+// eight writers share the work, so that they expire close together.
+func (d *side) setTTLs(ctx context.Context, prefix string, n int, ttl time.Duration) {
+	GinkgoHelper()
+	work := make(chan int, n)
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	writers := 8
+	if d.sim != nil {
+		writers = 1 // the same events, in a reproducible order
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range writers {
+		wg.Go(func() {
+			for i := range work {
+				if _, err := d.kapi.Set(ctx, fmt.Sprint(prefix, i), "soon gone", &client.SetOptions{TTL: ttl}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	Expect(errs).To(BeEmpty())
+}
 
 var _ = Describe("The simulation beside a real etcd that is rebuilt or restored", Label("etcd", "slow"), func() {
 	// Each spec has a member of its own: it restarts it.

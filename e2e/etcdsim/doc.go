@@ -11,9 +11,14 @@
 // (etcdserver/api/v2http) as the client sees them through client/v2:
 // actions, keys, values, directories, created/modified indexes, PrevNode,
 // X-Etcd-Index (Response.Index), X-Etcd-Cluster-ID (Response.ClusterID),
-// error codes, messages, causes and indexes, hidden "_" keys, the 1000
-// event history and its 401 errors, and the errors client/v2 returns for a
-// dead server. A differential spec (differential_test.go, label "etcd")
+// error codes, messages, causes and indexes, hidden "_" keys (hidden from
+// GETs and live notifications, not from the history), a directory set over
+// a file, the 1000 event history and its 401 errors, and the errors
+// client/v2 returns for a dead server. Its ServeHTTP serves the same over
+// HTTP, streaming watches included, with etcd's quirks: a stream asked for
+// an index in the history answers one event and then nothing, and a stream
+// that falls StreamBuffer (100) events behind is dropped by the hub and
+// left open and silent. A differential spec (differential_test.go, label "etcd")
 // runs one script against the simulation and against a real etcd and
 // compares what a client sees; it is what keeps this package honest.
 //
@@ -46,9 +51,9 @@
 //
 // Not simulated: multi-member behaviour beyond one stale follower (no
 // leader elections, no "no leader" answers but the one etcd gives for an
-// update of a directory), streaming watches, authentication, the
-// server-side 100-event watcher buffer (a long-poll watcher never needs
-// it), and the v2 members and stats APIs. The follower is frozen at one
+// update of a directory), authentication, writes over HTTP (ServeHTTP
+// answers GETs and watches; writes go through the KeysAPI), and the v2
+// members and stats APIs. The follower is frozen at one
 // index until released; it does not lag by a number of indexes. Keys
 // expire only when Advance moves the clock (etcd's leader checks every
 // 500 ms); keys due at the same instant expire in key order (etcd's heap

@@ -9,27 +9,45 @@ import (
 	"go.etcd.io/etcd/client/v2"
 )
 
-// hub is v2store's watcherHub: long-poll watchers by watched key. Each
-// watcher takes one event and is gone, as for a non-streaming request.
+// hub is v2store's watcherHub: watchers by watched key. A long-poll
+// watcher takes one event and is gone; a stream watcher stays, until the
+// events it has not taken yet fill its buffer (StreamBuffer): then it is
+// removed without a word, as etcd does (v2store's watcher.notify), and its
+// stream, left open, never hears another event.
 type hub struct {
 	watchers map[string]map[*hubWatcher]struct{}
 }
+
+// StreamBuffer is how many events a stream watcher may have waiting before
+// the hub drops it (v2store's watcherHub.watch: make(chan *Event, 100)).
+const StreamBuffer = 100
 
 type hubWatcher struct {
 	key       string
 	recursive bool
 	since     uint64
-	ch        chan *event // buffered: notify never blocks
+	stream    bool
+	ch        chan *event   // buffered: notify never blocks
+	wake      chan struct{} // streams: signalled after each event added to ch
+	dropped   bool          // streams: removed because ch was full
 }
 
 func newHub() *hub { return &hub{watchers: map[string]map[*hubWatcher]struct{}{}} }
 
 func (h *hub) add(key string, recursive bool, since uint64) *hubWatcher {
-	w := &hubWatcher{key: key, recursive: recursive, since: since, ch: make(chan *event, 1)}
-	if h.watchers[key] == nil {
-		h.watchers[key] = map[*hubWatcher]struct{}{}
+	return h.addWatcher(&hubWatcher{key: key, recursive: recursive, since: since, ch: make(chan *event, 1)})
+}
+
+func (h *hub) addStream(key string, recursive bool, since uint64) *hubWatcher {
+	return h.addWatcher(&hubWatcher{key: key, recursive: recursive, since: since, stream: true,
+		ch: make(chan *event, StreamBuffer), wake: make(chan struct{}, 1)})
+}
+
+func (h *hub) addWatcher(w *hubWatcher) *hubWatcher {
+	if h.watchers[w.key] == nil {
+		h.watchers[w.key] = map[*hubWatcher]struct{}{}
 	}
-	h.watchers[key][w] = struct{}{}
+	h.watchers[w.key][w] = struct{}{}
 	return w
 }
 
@@ -61,8 +79,21 @@ func (h *hub) notifyAt(e *event, nodePath string, deleted bool) {
 			continue
 		}
 		if (w.recursive || original || deleted) && e.index() >= w.since {
-			w.ch <- e
-			h.remove(w)
+			if !w.stream {
+				w.ch <- e
+				h.remove(w)
+				continue
+			}
+			select {
+			case w.ch <- e:
+				select {
+				case w.wake <- struct{}{}:
+				default:
+				}
+			default:
+				h.remove(w) // its channel stays open: the stream just goes silent
+				w.dropped = true
+			}
 		}
 	}
 }
@@ -135,7 +166,7 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 	var clusterID string
 	var err error
 	if held == nil {
-		ev, hw, startIndex, clusterID, err = w.request(f)
+		ev, hw, startIndex, clusterID, err = s.watchRequest(f, w.key, w.recursive, false, w.waitIndex)
 	}
 	s.mu.Unlock()
 	if held != nil {
@@ -144,7 +175,7 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 			return nil, err
 		}
 		s.mu.Lock()
-		ev, hw, startIndex, clusterID, err = w.request(f)
+		ev, hw, startIndex, clusterID, err = s.watchRequest(f, w.key, w.recursive, false, w.waitIndex)
 		s.mu.Unlock()
 	}
 	if err != nil {
@@ -174,27 +205,32 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 	return ev.response(startIndex, clusterID), nil
 }
 
-// request is the watch request reaching the server: the history's
-// answer, or a watcher registered to wait. Called with s.mu held.
-func (w *Watcher) request(f *flight) (ev *event, hw *hubWatcher, startIndex uint64, clusterID string, err error) {
-	s := w.s
+// watchRequest is a watch request reaching the server: the history's
+// answer, or a watcher registered to wait (a stream watcher if stream). A
+// waitIndex of 0 waits for the next event. Called with s.mu held.
+func (s *Server) watchRequest(f *flight, key string, recursive, stream bool, waitIndex uint64) (
+	ev *event, hw *hubWatcher, startIndex uint64, clusterID string, err error) {
 	select {
 	case <-f.cut:
 		return nil, nil, 0, "", errCutWatch()
 	default:
 	}
 	startIndex, clusterID = s.st.index, s.clusterID
-	since := w.waitIndex
+	since := waitIndex
 	if since == 0 {
 		since = startIndex + 1
 	}
-	ev, herr := s.st.hist.scan(w.key, w.recursive, since)
+	ev, herr := s.st.hist.scan(key, recursive, since)
 	if herr != nil {
 		herr.Index = startIndex
 		return nil, nil, 0, "", *herr
 	}
 	if ev == nil {
-		hw = s.hub.add(w.key, w.recursive, since)
+		if stream {
+			hw = s.hub.addStream(key, recursive, since)
+		} else {
+			hw = s.hub.add(key, recursive, since)
+		}
 	}
 	return ev, hw, startIndex, clusterID, nil
 }
