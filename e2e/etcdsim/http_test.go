@@ -135,7 +135,7 @@ var _ = Describe("The simulation over HTTP", func() {
 		st := openStream(ctx, srv.URL, "/p", fmt.Sprintf("wait=true&stream=true&recursive=true&waitIndex=%d", first))
 		Expect(actionsAndKeys(st.take(ctx, 1))).To(Equal([]string{"set /p/a"}))
 		must(sim.Set(ctx, "/p/c", "1", nil))
-		Consistently(st.events).WithTimeout(200 * time.Millisecond).ShouldNot(Receive(), "open and silent")
+		Consistently(st.events).WithTimeout(200*time.Millisecond).ShouldNot(Receive(), "open and silent")
 	})
 
 	It("drops a stream whose buffer a burst overflows, leaving it open and silent", func(ctx SpecContext) {
@@ -146,7 +146,7 @@ var _ = Describe("The simulation over HTTP", func() {
 		sim.Advance(time.Second) // 200 expiries, one store operation
 		Expect(st.take(ctx, etcdsim.StreamBuffer)).To(HaveEach(HaveField("Action", "expire")))
 		must(sim.Set(ctx, "/p/after", "1", nil))
-		Consistently(st.events).WithTimeout(200 * time.Millisecond).ShouldNot(Receive(), "open and silent")
+		Consistently(st.events).WithTimeout(200*time.Millisecond).ShouldNot(Receive(), "open and silent")
 	})
 
 	It("drops a stream held back while more than its buffer happens", func(ctx SpecContext) {
