@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"time"
@@ -62,17 +63,25 @@ func runSchedule(ctx context.Context, seed uint64) {
 	}
 	sim := etcdsim.NewWithConfig(etcdsim.Config{Seed: seed, ClusterID: fmt.Sprintf("%016x", seed)})
 	keys := sim // the writers' client
+	// Names with "_" are hidden keys and directories, which etcd's history
+	// shows and its GETs and live notifications don't.
+	name := func(kind string, n int) string {
+		if r.IntN(8) == 0 {
+			return fmt.Sprintf("_%s%d", kind, r.IntN(n))
+		}
+		return fmt.Sprintf("%s%d", kind, r.IntN(n))
+	}
 	randomKey := func() string {
-		return fmt.Sprintf("%s/d%d/s%d/k%d", prefix, r.IntN(3), r.IntN(3), r.IntN(6))
+		return fmt.Sprintf("%s/%s/%s/%s", prefix, name("d", 3), name("s", 3), name("k", 6))
 	}
 	randomDir := func() string {
 		if r.IntN(2) == 0 {
-			return fmt.Sprintf("%s/d%d", prefix, r.IntN(3))
+			return fmt.Sprintf("%s/%s", prefix, name("d", 3))
 		}
-		return fmt.Sprintf("%s/d%d/s%d", prefix, r.IntN(3), r.IntN(3))
+		return fmt.Sprintf("%s/%s/%s", prefix, name("d", 3), name("s", 3))
 	}
 	write := func() {
-		switch k := randomKey(); r.IntN(10) {
+		switch k := randomKey(); r.IntN(11) {
 		case 0, 1:
 			_, _ = keys.Delete(ctx, k, nil) // may not exist: etcd says 100
 		case 2:
@@ -83,6 +92,9 @@ func runSchedule(ctx context.Context, seed uint64) {
 			if resp, err := keys.Get(ctx, k, nil); err == nil {
 				_, _ = keys.Set(ctx, k, "cas", &client.SetOptions{PrevIndex: resp.Node.ModifiedIndex})
 			}
+		case 5:
+			// A directory over a file (or a new one): the file is gone.
+			_, _ = keys.Set(ctx, k, "", &client.SetOptions{Dir: true})
 		default:
 			_, _ = keys.Set(ctx, k, fmt.Sprint(r.IntN(100)), nil)
 		}
@@ -91,8 +103,24 @@ func runSchedule(ctx context.Context, seed uint64) {
 		write()
 	}
 
+	// The syncer talks to the simulation directly (a KeysAPI, long poll),
+	// or over HTTP (client/v2 and the streaming snapshot), by long poll or
+	// stream.
 	cfg := supervisor.LoopbackConfig()
-	cfg.KeysAPI = sim
+	mode := []string{"keysapi", "http long-poll", "http stream"}[seed%3]
+	if mode == "keysapi" {
+		cfg.KeysAPI = sim
+	} else {
+		srv := httptest.NewServer(sim)
+		defer srv.Close()
+		defer sim.Reconnect() // a handler that waits for a held watch would hold up Close
+		cfg.Endpoints = []string{srv.URL}
+		if mode == "http stream" {
+			cfg.WatchMode = supervisor.WatchStream
+		}
+	}
+	GinkgoWriter.Printf("schedule %d: %s\n", seed, mode)
+	cfg.WatchStallTimeout = 200 * time.Millisecond
 	cfg.Logger = logger
 	cfg.WatchErrorLimit = 1 + r.IntN(3)
 	cfg.SnapshotBatchSize = 1 + r.IntN(20)
@@ -110,7 +138,7 @@ func runSchedule(ctx context.Context, seed uint64) {
 	for round := range 3 {
 		for range 5 + r.IntN(30) {
 			f := r.IntN(40)
-			if f < 10 {
+			if f <= 10 {
 				GinkgoWriter.Printf("schedule %d round %d: fault %d at index %d\n", seed, round, f, sim.Index())
 			}
 			switch {
@@ -135,6 +163,13 @@ func runSchedule(ctx context.Context, seed uint64) {
 				sim.ReleaseWatches()
 			case f == 7:
 				sim.Advance(time.Duration(r.IntN(4)) * time.Second)
+			case f == 10 && r.IntN(2) == 0:
+				// Hundreds of keys expiring at once: more events in one go
+				// than a stream's buffer holds.
+				for i := range 50 + r.IntN(300) {
+					_, _ = keys.Set(ctx, fmt.Sprintf("%s/ttl/k%d", prefix, i), "burst", &client.SetOptions{TTL: time.Second})
+				}
+				sim.Advance(time.Second)
 			case f == 8 && r.IntN(3) == 0:
 				sim.Reset("", nil)
 				for range r.IntN(20) {
