@@ -34,7 +34,7 @@ type pollerShared struct {
 // only with different writes.
 func NewClusterIDPollerProps(env *Env, cfg PollerConfig) *actor.Props {
 	shared := &pollerShared{}
-	return actor.PropsFromProducer(func() actor.Actor {
+	return env.Props(func() actor.Actor {
 		return &ClusterIDPoller{env: env, cfg: cfg, shared: shared}
 	})
 }
@@ -88,7 +88,7 @@ func (p *ClusterIDPoller) Receive(c actor.Context) {
 
 func (p *ClusterIDPoller) poll(c actor.Context) {
 	ctx, send, gen := p.ctx, sender(c), p.gen
-	p.env.Goroutines.Go(func() {
+	p.env.goroutine(p.env.Goroutines, func() {
 		applied := p.cfg.Applied()
 		resp, err := p.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
 		if ctx.Err() == nil {

@@ -67,7 +67,7 @@ type batch struct {
 // messages.Deliver as it comes.
 func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
 	shared := &consumerShared{outbox: Outbox{FoldAt: cfg.CoalesceAfter}}
-	return actor.PropsFromProducer(func() actor.Actor {
+	return env.Props(func() actor.Actor {
 		return &Consumer{env: env, cfg: cfg, shared: shared}
 	})
 }
@@ -150,7 +150,7 @@ func (k *Consumer) next(c actor.Context) {
 func (k *Consumer) start(c actor.Context) {
 	k.shared.attempts++
 	b, send, gen := k.shared.inflight, sender(c), k.gen
-	k.env.HostCalls.Go(func() {
+	k.env.goroutine(k.env.HostCalls, func() {
 		if p := k.call(b); p != nil {
 			send(callbackPanicked{gen, p})
 		} else {

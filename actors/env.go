@@ -56,6 +56,46 @@ type Env struct {
 	Rand func(n int64) int64
 	// Observer hears about what the actors do, for metrics.
 	Observer Observer
+	// Runner, when not nil, runs the actors' mailboxes and the goroutines
+	// they start, and times their waits; nil means protoactor's default
+	// dispatcher, plain goroutines and waits on Clock. A deterministic one
+	// (e2e/stepper) makes a schedule replay exactly.
+	Runner Runner
+}
+
+// Runner runs everything an actor does: its mailbox (as an
+// actor.Dispatcher), the goroutines it starts for blocking calls, and the
+// waits in them.
+type Runner interface {
+	actor.Dispatcher
+	// Go runs f in a goroutine of its own.
+	Go(f func())
+	// Sleep waits for d, or until ctx is done; it reports whether the
+	// wait ran its course.
+	Sleep(ctx context.Context, d time.Duration) bool
+}
+
+// Props returns the props of an actor made by producer, run by the Env's
+// Runner if it has one.
+func (env *Env) Props(producer actor.Producer) *actor.Props {
+	if env.Runner != nil {
+		return actor.PropsFromProducer(producer, actor.WithDispatcher(env.Runner))
+	}
+	return actor.PropsFromProducer(producer)
+}
+
+// goroutine runs f in a goroutine that wg counts.
+func (env *Env) goroutine(wg *sync.WaitGroup, f func()) {
+	wg.Add(1)
+	run := func() {
+		defer wg.Done()
+		f()
+	}
+	if env.Runner != nil {
+		env.Runner.Go(run)
+	} else {
+		go run()
+	}
 }
 
 // NopObserver is an Observer that ignores everything.
@@ -114,6 +154,9 @@ func sender(c actor.Context) func(msg any) {
 // sleep waits for d on the env's clock, or until ctx is done; it reports
 // whether the wait ran its course.
 func (env *Env) sleep(ctx context.Context, d time.Duration) bool {
+	if env.Runner != nil {
+		return env.Runner.Sleep(ctx, d)
+	}
 	t := env.Clock.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -24,7 +24,7 @@ type MergerConfig struct {
 // returns: updates and status to the consumer, requests to the snapshot
 // reader. The Merge lives in the props, so a restarted merger resumes it.
 func NewMergerProps(env *Env, cfg MergerConfig) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor {
+	return env.Props(func() actor.Actor {
 		return &Merger{env: env, cfg: cfg}
 	})
 }

@@ -47,7 +47,7 @@ type snapshotShared struct {
 // messages.ErrIndexRegressed.
 func NewSnapshotReaderProps(env *Env, cfg SnapshotConfig) *actor.Props {
 	shared := &snapshotShared{}
-	return actor.PropsFromProducer(func() actor.Actor {
+	return env.Props(func() actor.Actor {
 		return &SnapshotReader{env: env, cfg: cfg, shared: shared}
 	})
 }
@@ -114,7 +114,7 @@ func (s *SnapshotReader) start(c actor.Context) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	send, gen, minIdx := sender(c), s.gen, s.shared.request.MinIndex
-	s.env.Goroutines.Go(func() { s.read(ctx, send, gen, minIdx) })
+	s.env.goroutine(s.env.Goroutines, func() { s.read(ctx, send, gen, minIdx) })
 }
 
 func (s *SnapshotReader) stop() {

@@ -42,7 +42,7 @@ type watcherShared struct {
 // restarts it.
 func NewWatcherProps(env *Env, cfg WatcherConfig) *actor.Props {
 	shared := &watcherShared{}
-	return actor.PropsFromProducer(func() actor.Actor {
+	return env.Props(func() actor.Actor {
 		return &Watcher{env: env, cfg: cfg, shared: shared}
 	})
 }
@@ -91,7 +91,7 @@ func (w *Watcher) Receive(c actor.Context) {
 			w.cause = "watcher-restart"
 		}
 		send, gen := sender(c), w.gen
-		w.env.Goroutines.Go(func() { w.run(ctx, send, gen) })
+		w.env.goroutine(w.env.Goroutines, func() { w.run(ctx, send, gen) })
 	case *actor.Stopping, *actor.Restarting:
 		if w.cancel != nil {
 			w.cancel()

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
+	"github.com/etcdsync/etcdsync/e2e/stepper"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
 )
@@ -107,9 +109,18 @@ func runSchedule(ctx context.Context, seed uint64) {
 	// or over HTTP (client/v2 and the streaming snapshot), by long poll or
 	// stream.
 	cfg := supervisor.LoopbackConfig()
-	mode := []string{"keysapi", "http long-poll", "http stream"}[seed%3]
-	if mode == "keysapi" {
-		cfg.KeysAPI = sim
+	mode := []string{"stepped", "http long-poll", "http stream"}[seed%3]
+	// Stepped, everything the syncer does runs one thing at a time, in an
+	// order drawn from the seed, on the stepper's clock: the schedule
+	// replays exactly. Over HTTP, the client's and server's goroutines run
+	// as the machine schedules them.
+	var st *stepper.Stepper
+	if mode == "stepped" {
+		st = stepper.New(seed, etcdsim.DefaultStart)
+		sim.SetPark(st.Park)
+		cfg.KeysAPI, cfg.Runner, cfg.Clock = st.KeysAPI(sim), st, st.Clock()
+		rnd := rand.New(rand.NewPCG(seed, 1))
+		cfg.Rand = rnd.Int64N
 	} else {
 		srv := httptest.NewServer(sim)
 		defer srv.Close()
@@ -128,10 +139,35 @@ func runSchedule(ctx context.Context, seed uint64) {
 	s, err := supervisor.Start(system, cfg, rec)
 	Expect(err).NotTo(HaveOccurred(), why())
 	defer func() {
-		Expect(s.Stop(ctx)).To(Succeed(), why())
+		if st != nil {
+			Expect(st.Stop(s.Stop)).To(Succeed(), why())
+		} else {
+			Expect(s.Stop(ctx)).To(Succeed(), why())
+		}
 		rec.Close()
 		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
 	}()
+	// interleave lets the syncer take a few steps between two of the
+	// schedule's actions (stepped), or just go on (over HTTP).
+	interleave := func() {
+		if st != nil {
+			for range r.IntN(4) {
+				if !st.Step() {
+					return
+				}
+			}
+		}
+	}
+	// eventually waits for cond: stepped, until the syncer is quiet with
+	// cond holding; else by polling.
+	eventually := func(cond func() bool, timeout time.Duration, what string) {
+		GinkgoHelper()
+		if st != nil {
+			Expect(st.RunUntil(cond, timeout)).To(BeTrue(), "%s: %s (after %d steps)", what, why(), st.Steps())
+			return
+		}
+		Eventually(cond).WithContext(ctx).WithTimeout(timeout).Should(BeTrue(), "%s: %s", what, why())
+	}
 
 	var backup *etcdsim.Backup
 	var backupID string // the cluster the backup was taken of
@@ -180,13 +216,16 @@ func runSchedule(ctx context.Context, seed uint64) {
 			default:
 				write()
 			}
+			interleave()
 		}
 		// Quiet: no more faults, and the watch may drain.
 		sim.Reconnect()
 		sim.ReleaseFollower()
 		sim.ReleaseWatches()
-		Eventually(rec.InSyncMap).WithContext(ctx).WithTimeout(20*time.Second).
-			Should(Equal(sim.Map(prefix)), "round %d of %s", round, why())
+		want := sim.Map(prefix)
+		eventually(func() bool { m := rec.InSyncMap(); return m != nil && maps.Equal(m, want) }, 20*time.Second,
+			fmt.Sprintf("round %d: in sync with etcd", round))
+		Expect(rec.InSyncMap()).To(Equal(want), "round %d of %s", round, why())
 		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
 
 		// A restore from backup is detectable only while etcd's index is
@@ -202,13 +241,12 @@ func runSchedule(ctx context.Context, seed uint64) {
 				_, err := keys.Set(ctx, prefix+"/marker", marker, nil)
 				Expect(err).NotTo(HaveOccurred())
 			}
-			Eventually(rec.Map).WithContext(ctx).WithTimeout(10*time.Second).Should(HaveKeyWithValue(prefix+"/marker", marker), why())
+			eventually(func() bool { return rec.Map()[prefix+"/marker"] == marker }, 10*time.Second, "the marker")
 			resets := countResets(rec)
 			sim.Restore(backup)
 			sim.Restart() // as a real restore does: watches cut, one more index
 			backup = nil
-			Eventually(countResets).WithContext(ctx).WithTimeout(10*time.Second).WithArguments(rec).
-				Should(BeNumerically(">", resets), "restore in %s", why())
+			eventually(func() bool { return countResets(rec) > resets }, 10*time.Second, "the restore seen")
 		}
 	}
 }

@@ -149,6 +149,11 @@ type Config struct {
 
 	// Clock drives every timer; default the real clock. Tests pass a fake.
 	Clock clock.WithDelayedExecution
+	// Runner, when set, runs the actors and the goroutines they start; the
+	// default is protoactor's dispatcher and plain goroutines. Tests pass
+	// e2e/stepper's, with its clock as Clock, to replay a schedule exactly;
+	// with Endpoints it cannot control the HTTP client's goroutines.
+	Runner actors.Runner
 	// Rand returns a uniform value in [0, n) and jitters every delay;
 	// default math/rand/v2.
 	Rand func(n int64) int64

@@ -87,6 +87,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		},
 		Rand:     cfg.Rand,
 		Observer: cfg.Observer,
+		Runner:   cfg.Runner,
 	}
 	r := &root{
 		cfg:      cfg,
@@ -97,7 +98,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		backoff:  &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter, Clock: cfg.Clock, Rand: cfg.Rand},
 		failures: map[string]*failureCount{},
 	}
-	props := actor.PropsFromProducer(func() actor.Actor { return r })
+	props := s.env.Props(func() actor.Actor { return r })
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
 	cfg.Logger.Info("syncer started", "prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String(),
 		"watch", cfg.WatchMode.String())

@@ -42,6 +42,11 @@ type Config struct {
 	// Start is the fake clock's start (after 2000, as etcd treats earlier
 	// expiry times as none); zero means DefaultStart.
 	Start time.Time
+	// Park, when not nil, is called by a Watcher.Next before it waits (for
+	// an event, or for held watches to be released), and must return once
+	// ready() holds or ctx is done: e2e/stepper's Park, so that a
+	// deterministic scheduler decides when the wait ends.
+	Park func(ctx context.Context, ready func() bool, what string)
 }
 
 // Op is a kind of KeysAPI call, for Disconnect and Calls.
@@ -133,6 +138,14 @@ func NewWithConfig(cfg Config) *Server {
 	s.st = newStore(cfg.StartIndex)
 	s.st.hub = s.hub
 	return s
+}
+
+// SetPark sets Config.Park: the waits of watches from now on go through
+// park (nil: none).
+func (s *Server) SetPark(park func(ctx context.Context, ready func() bool, what string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Park = park
 }
 
 // begin counts a call and returns the transport error it meets, if any.

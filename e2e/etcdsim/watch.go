@@ -171,6 +171,7 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 	s.mu.Unlock()
 	if held != nil {
 		// A held request reaches the server only on release.
+		s.park(ctx, func() bool { return closed(held) || closed(f.cut) }, "held watch request")
 		if err := waitRelease(ctx, held, f); err != nil {
 			return nil, err
 		}
@@ -183,6 +184,7 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 	}
 
 	if hw != nil {
+		s.park(ctx, func() bool { return len(hw.ch) > 0 || closed(f.cut) }, "watch "+w.key)
 		select {
 		case ev = <-hw.ch:
 		case <-ctx.Done():
@@ -198,6 +200,9 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 	s.mu.Lock()
 	held = s.held
 	s.mu.Unlock()
+	if held != nil {
+		s.park(ctx, func() bool { return closed(held) || closed(f.cut) }, "held watch response")
+	}
 	if err := waitRelease(ctx, held, f); err != nil {
 		return nil, err
 	}
@@ -253,5 +258,28 @@ func waitRelease(ctx context.Context, held chan struct{}, f *flight) error {
 		return ctx.Err()
 	case <-f.cut:
 		return errCutWatch()
+	}
+}
+
+// park waits through Config.Park, if set, until ready() or ctx.
+func (s *Server) park(ctx context.Context, ready func() bool, what string) {
+	s.mu.Lock()
+	park := s.cfg.Park
+	s.mu.Unlock()
+	if park != nil {
+		park(ctx, ready, what)
+	}
+}
+
+// closed reports whether ch is closed (a nil ch never is).
+func closed(ch chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
