@@ -7,7 +7,7 @@ FUZZTIME ?= 5m
 
 # Extra flags for `make run`.
 NODE_FLAGS ?=
-# Random fault schedules for `make soak` (make test runs 200).
+# Random fault schedules for `make soak` (make test runs 500).
 SCHEDULES ?= 5000
 
 .PHONY: help deps etcd build test lint run bench fuzz soak clean

@@ -22,10 +22,10 @@ import (
 )
 
 // schedules returns how many random schedules to run and the seed of the
-// first: ETCDSYNC_SCHEDULES (default 200; `make soak` runs thousands) and
+// first: ETCDSYNC_SCHEDULES (default 500; `make soak` runs thousands) and
 // ETCDSYNC_SCHEDULE_SEED (default random) set them.
 func schedules() (n int, base uint64) {
-	n, base = 200, rand.Uint64()>>1
+	n, base = 500, rand.Uint64()>>1
 	if s := os.Getenv("ETCDSYNC_SCHEDULES"); s != "" {
 		v, err := strconv.Atoi(s)
 		Expect(err).NotTo(HaveOccurred(), "ETCDSYNC_SCHEDULES")
@@ -38,6 +38,24 @@ func schedules() (n int, base uint64) {
 	}
 	return n, base
 }
+
+var _ = Describe("Stepped schedules", Label("schedule"), func() {
+	It("replay exactly: the same seed delivers the same updates and statuses, in the same order", func(ctx SpecContext) {
+		_, base := schedules()
+		seed := base - base%3 // a stepped one
+		first := runSchedule(ctx, seed)
+		Expect(first).NotTo(BeEmpty())
+		second := runSchedule(ctx, seed)
+		i := 0
+		for i < min(len(first), len(second)) && first[i] == second[i] {
+			i++
+		}
+		if i < len(first) || i < len(second) {
+			Fail(fmt.Sprintf("schedule seed %d delivered differently from entry %d on:\n  first:  %q\n  second: %q",
+				seed, i, first[max(0, i-3):min(len(first), i+4)], second[max(0, i-3):min(len(second), i+4)]))
+		}
+	}, NodeTimeout(5*time.Minute))
+})
 
 var _ = Describe("Random schedules on a simulated etcd", Label("schedule"), func() {
 	It("keeps the invariant after every quiet period", func(ctx SpecContext) {
@@ -57,7 +75,7 @@ var _ = Describe("Random schedules on a simulated etcd", Label("schedule"), func
 // faults, each followed by a quiet period after which the host's map must
 // equal etcd's. A failure names the seed; ETCDSYNC_SCHEDULE_SEED=<seed>
 // ETCDSYNC_SCHEDULES=1 replays it.
-func runSchedule(ctx context.Context, seed uint64) {
+func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 	GinkgoHelper()
 	r := rand.New(rand.NewPCG(seed, 0))
 	why := func() string {
@@ -146,6 +164,7 @@ func runSchedule(ctx context.Context, seed uint64) {
 		}
 		rec.Close()
 		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
+		journal = rec.Journal()
 	}()
 	// interleave lets the syncer take a few steps between two of the
 	// schedule's actions (stepped), or just go on (over HTTP).
@@ -249,6 +268,7 @@ func runSchedule(ctx context.Context, seed uint64) {
 			eventually(func() bool { return countResets(rec) > resets }, 10*time.Second, "the restore seen")
 		}
 	}
+	return nil // the deferred Stop fills it in
 }
 
 // countResets counts the cluster generations the host has been told of.

@@ -2,8 +2,10 @@ package etcdsim
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -137,16 +139,16 @@ func repr(n *node, recursive, sorted bool, now time.Time, rng *rand.Rand) *clien
 // listChildren lists a directory as a GET does. An empty listing is nil:
 // etcd omits an empty "nodes", so client/v2 decodes nil.
 func listChildren(n *node, recursive, sorted bool, now time.Time, rng *rand.Rand) client.Nodes {
+	// Map order is random in etcd too; list in key order (so that the seed
+	// is drawn on in the same order below), then shuffle under the seed, so
+	// that a run is reproducible.
+	names := slices.Sorted(maps.Keys(n.children))
 	var nodes client.Nodes
-	for _, child := range n.children {
-		if child.hidden() {
-			continue
+	for _, name := range names {
+		if child := n.children[name]; !child.hidden() {
+			nodes = append(nodes, repr(child, recursive, sorted, now, rng))
 		}
-		nodes = append(nodes, repr(child, recursive, sorted, now, rng))
 	}
-	// Map order is random in etcd too; sort, then shuffle under the seed,
-	// so that a run is reproducible.
-	sort.Sort(nodes)
 	if !sorted {
 		rng.Shuffle(len(nodes), nodes.Swap)
 	}

@@ -185,6 +185,10 @@ func (w *Watcher) Next(ctx context.Context) (*client.Response, error) {
 
 	if hw != nil {
 		s.park(ctx, func() bool { return len(hw.ch) > 0 || closed(f.cut) }, "watch "+w.key)
+		if err := ended(ctx, f); err != nil {
+			s.dropWatcher(hw)
+			return nil, err
+		}
 		select {
 		case ev = <-hw.ch:
 		case <-ctx.Done():
@@ -246,10 +250,27 @@ func (s *Server) dropWatcher(hw *hubWatcher) {
 	s.hub.remove(hw)
 }
 
+// ended returns ctx's error, or the cut's, if the request has ended. It is
+// asked before waiting, so that an end wins over an event (or a release)
+// that came at the same time: a select picks at random, and a replay must
+// not.
+func ended(ctx context.Context, f *flight) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if closed(f.cut) {
+		return errCutWatch()
+	}
+	return nil
+}
+
 // waitRelease blocks while held is open.
 func waitRelease(ctx context.Context, held chan struct{}, f *flight) error {
 	if held == nil {
 		return nil
+	}
+	if err := ended(ctx, f); err != nil {
+		return err
 	}
 	select {
 	case <-held:

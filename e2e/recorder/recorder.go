@@ -30,6 +30,7 @@ type Recorder struct {
 	updates   int
 	violation error
 	closed    bool
+	journal   []string // every status and update, in order
 
 	// Panic, when set, is called before each OnUpdates is applied; if it
 	// returns true the call panics instead (a faulty host).
@@ -50,6 +51,7 @@ func (r *Recorder) OnStatusUpdated(s messages.SyncStatus) {
 		clear(r.revs) // a new cluster generation: revisions start over
 	}
 	r.statuses = append(r.statuses, s)
+	r.journal = append(r.journal, s.String())
 }
 
 // OnUpdates implements messages.Callbacks.
@@ -73,6 +75,7 @@ func (r *Recorder) OnUpdates(updates []messages.Update) {
 			r.violate("%v: revision below %d", u, r.revs[u.Key])
 		}
 		r.revs[u.Key] = u.Revision
+		r.journal = append(r.journal, u.String())
 		if u.Type == messages.UpdateTypeDeleted {
 			delete(r.view, u.Key)
 		} else {
@@ -140,6 +143,13 @@ func (r *Recorder) Statuses() []messages.SyncStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]messages.SyncStatus(nil), r.statuses...)
+}
+
+// Journal returns every status and update delivered, in order, as text.
+func (r *Recorder) Journal() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.journal...)
 }
 
 // Calls returns how many OnUpdates calls were applied, and the updates they

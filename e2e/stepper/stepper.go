@@ -268,30 +268,37 @@ func (s *Stepper) RunUntil(done func() bool, budget time.Duration) bool {
 }
 
 // Stop runs stop (a Syncer's Stop) on a goroutine of its own and steps
-// until it returns.
+// until it returns. Nothing moves until stop has asked the actors to stop,
+// so that the steps before the stop do not depend on when its goroutine
+// runs.
 func (s *Stepper) Stop(stop func(context.Context) error) error {
+	s.mu.Lock()
+	before := len(s.queue)
+	s.mu.Unlock()
 	errc := make(chan error, 1)
 	go func() { errc <- stop(context.Background()) }()
-	for {
+	for posted := false; ; {
 		select {
 		case err := <-errc:
 			return err
 		default:
 		}
 		s.mu.Lock()
-		for len(s.queue) == 0 && len(s.starts) == 0 && s.running == 0 && !s.anyReady() {
-			// Nothing to do: Stop has not posted yet, or it waits for
-			// time to pass.
-			s.mu.Unlock()
+		posted = posted || len(s.queue) > before
+		idle := len(s.queue) == 0 && len(s.starts) == 0 && s.running == 0 && !s.anyReady()
+		s.mu.Unlock()
+		if !posted || idle {
+			// Stop has not posted yet, or waits for goroutines of its own.
 			select {
 			case err := <-errc:
 				return err
 			case <-time.After(time.Millisecond):
 			}
-			s.Advance()
-			s.mu.Lock()
+			if posted {
+				s.Advance()
+			}
+			continue
 		}
-		s.mu.Unlock()
 		s.Step()
 	}
 }
