@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -17,8 +18,12 @@ import (
 type ConsumerConfig struct {
 	Callbacks messages.Callbacks
 	// HostPID receives every messages.Deliver instead of Callbacks being
-	// called.
+	// called, and answers each with messages.Delivered once it has applied
+	// it; the next waits for that.
 	HostPID *actor.PID
+	// AckTimeout is how long a HostPID may take to answer a Deliver before
+	// the batch counts as failed and is delivered again.
+	AckTimeout time.Duration
 	// MaxAttempts is how many times one batch may make the callbacks panic
 	// before the consumer gives up with messages.ErrPoisonBatch.
 	MaxAttempts int
@@ -63,8 +68,10 @@ type batch struct {
 // busy. If a callback panics, the consumer fails with a *CallbackPanic;
 // once its supervisor restarts it, it delivers the same batch again, whole,
 // before anything else, and after MaxAttempts failures it fails with
-// messages.ErrPoisonBatch instead. With a HostPID it forwards every
-// messages.Deliver as it comes.
+// messages.ErrPoisonBatch instead. A HostPID host is handled alike: its
+// batch is a messages.Deliver it must answer with messages.Delivered, one
+// at a time; a decoder that panics, or a host actor that does not answer
+// within AckTimeout, fails the batch as a panicking callback does.
 func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
 	shared := &consumerShared{outbox: Outbox{FoldAt: cfg.CoalesceAfter}}
 	return env.Props(func() actor.Actor {
@@ -110,13 +117,6 @@ func (k *Consumer) Receive(c actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		k.stopping = true
 	case messages.Deliver:
-		if k.cfg.HostPID != nil {
-			b := &batch{Deliver: m}
-			k.decode(b)
-			c.Send(k.cfg.HostPID, b.Deliver)
-			k.delivered(b)
-			return
-		}
 		sh.outbox.Push(m.Updates, m.Status)
 		k.next(c)
 	case callbackDone:
@@ -149,9 +149,9 @@ func (k *Consumer) next(c actor.Context) {
 // start calls the host with the batch in flight, from a goroutine.
 func (k *Consumer) start(c actor.Context) {
 	k.shared.attempts++
-	b, send, gen := k.shared.inflight, sender(c), k.gen
+	b, send, gen, root := k.shared.inflight, sender(c), k.gen, c.ActorSystem().Root
 	k.env.goroutine(k.env.HostCalls, func() {
-		if p := k.call(b); p != nil {
+		if p := k.call(root, b); p != nil {
 			send(callbackPanicked{gen, p})
 		} else {
 			send(callbackDone{gen})
@@ -166,9 +166,10 @@ func (k *Consumer) delivered(b *batch) {
 	}
 }
 
-// call decodes the batch and runs the host's callbacks, turning a panic in
-// any of them into a *CallbackPanic.
-func (k *Consumer) call(b *batch) (p *CallbackPanic) {
+// call decodes the batch and runs the host's callbacks, or sends it to the
+// host actor and waits for its answer, turning a panic in any of them (or a
+// host actor that does not answer) into a *CallbackPanic.
+func (k *Consumer) call(root *actor.RootContext, b *batch) (p *CallbackPanic) {
 	defer func() {
 		if r := recover(); r != nil {
 			p = &CallbackPanic{Value: r, Stack: debug.Stack()}
@@ -177,6 +178,10 @@ func (k *Consumer) call(b *batch) (p *CallbackPanic) {
 	}()
 	hostCall(func() {
 		k.decode(b)
+		if k.cfg.HostPID != nil {
+			k.deliverToActor(root, b)
+			return
+		}
 		if len(b.Updates) > 0 && !k.env.Stopped.Load() {
 			k.cfg.Callbacks.OnUpdates(b.Updates)
 		}
@@ -185,6 +190,23 @@ func (k *Consumer) call(b *batch) (p *CallbackPanic) {
 		}
 	})
 	return nil
+}
+
+// deliverToActor sends the batch to the host actor and waits for its
+// messages.Delivered: that is the host's flow control, as a callback's
+// return is.
+func (k *Consumer) deliverToActor(root *actor.RootContext, b *batch) {
+	if k.env.Stopped.Load() {
+		return
+	}
+	answer, err := root.RequestFuture(k.cfg.HostPID, b.Deliver, k.cfg.AckTimeout).Result()
+	if err != nil {
+		panic(fmt.Errorf("the host actor %s did not answer a Deliver of %d updates with messages.Delivered within %v: %w",
+			k.cfg.HostPID, len(b.Updates), k.cfg.AckTimeout, err))
+	}
+	if _, ok := answer.(messages.Delivered); !ok {
+		panic(fmt.Errorf("the host actor %s answered a Deliver with %T, not messages.Delivered", k.cfg.HostPID, answer))
+	}
 }
 
 // hostCall runs f, which calls into the host's code, in a frame of its own
@@ -227,7 +249,7 @@ func (k *Consumer) decode(b *batch) {
 	if k.cfg.Decoder == nil || b.decoded {
 		return
 	}
-	failed, _ := k.cfg.Callbacks.(messages.ParseFailedCallback)
+	failed, _ := k.cfg.Callbacks.(messages.ParseFailedCallback) // nil for a host actor
 	kept := make([]messages.Update, 0, len(b.Updates))
 	for _, u := range b.Updates {
 		key, ok := k.cfg.Decoder.DecodeKey(u.Key)

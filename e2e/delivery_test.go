@@ -137,42 +137,135 @@ var _ = Describe("Delivery", func() {
 	})
 
 	When("the host is an actor", func() {
-		It("sends it every batch and status as messages.Deliver", func(ctx SpecContext) {
-			sim.Load(map[string]string{prefix + "/a": "1"})
-			got := make(chan messages.Deliver, 100)
-			host := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
-				if d, ok := c.Message().(messages.Deliver); ok {
-					got <- d
-				}
-			}))
-			DeferCleanup(func() { system.Root.Stop(host) })
-			cfg.HostPID = host
+		// startHostActor spawns a hostActor and a syncer delivering to it.
+		startHostActor := func(h *hostActor) *supervisor.Syncer {
+			GinkgoHelper()
+			pid := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return h }))
+			DeferCleanup(func() { system.Root.Stop(pid) })
+			cfg.HostPID = pid
 			s, err := supervisor.Start(system, cfg, nil)
 			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(func(ctx context.Context) { Expect(s.Stop(ctx)).To(Succeed()) })
+			return s
+		}
 
-			var view = map[string]string{}
-			var last messages.SyncStatus
-			Eventually(func() messages.SyncStatus {
-				for {
-					select {
-					case d := <-got:
-						for _, u := range d.Updates {
-							view[u.Key] = u.Value
-						}
-						if d.Status != 0 {
-							last = d.Status
-						}
-					default:
-						return last
-					}
-				}
-			}).WithContext(ctx).Should(Equal(messages.InSync))
-			Expect(view).To(Equal(map[string]string{prefix + "/a": "1"}))
+		It("sends it every batch and status as messages.Deliver, one at a time", func(ctx SpecContext) {
+			sim.Load(map[string]string{prefix + "/a": "1"})
+			h := &hostActor{rec: recorder.New()}
+			s := startHostActor(h)
+			DeferCleanup(func(ctx context.Context) { Expect(s.Stop(ctx)).To(Succeed()) })
+			Eventually(h.rec.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{prefix + "/a": "1"}))
 			Expect(s.Status()).To(Equal(messages.InSync))
+			Expect(h.rec.Violation()).NotTo(HaveOccurred())
+		}, SpecTimeout(10*time.Second))
+
+		It("coalesces while a slow host actor works, instead of filling its mailbox", func(ctx SpecContext) {
+			h := &hostActor{rec: recorder.New(), delay: 5 * time.Millisecond}
+			s := startHostActor(h)
+			DeferCleanup(func(ctx context.Context) { Expect(s.Stop(ctx)).To(Succeed()) })
+			Eventually(h.rec.InSyncMap).WithContext(ctx).ShouldNot(BeNil())
+			const writes, keys = 3000, 30
+			for i := range writes {
+				_, err := sim.Set(ctx, fmt.Sprintf("%s/k%d", prefix, i%keys), fmt.Sprint(i), nil)
+				Expect(err).NotTo(HaveOccurred())
+			}
+			Eventually(h.rec.InSyncMap).WithContext(ctx).Should(Equal(sim.Map(prefix)))
+			Expect(h.delivers()).To(BeNumerically("<", writes/10), "one Deliver at a time, the rest coalesced meanwhile")
+			Expect(h.rec.Violation()).NotTo(HaveOccurred())
+		}, SpecTimeout(20*time.Second))
+
+		It("delivers a batch again, whole, when the decoder panics on it", func(ctx SpecContext) {
+			sim.Load(map[string]string{prefix + "/good/a": "1", prefix + "/good/b": "2"})
+			cfg.Decoder = &panicsOnce{Decoder: goodOnly{}, on: "2"}
+			h := &hostActor{rec: recorder.New()}
+			s := startHostActor(h)
+			DeferCleanup(func(ctx context.Context) { Expect(s.Stop(ctx)).To(Succeed()) })
+			Eventually(h.rec.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{prefix + "/good/a": "1", prefix + "/good/b": "2"}))
+		}, SpecTimeout(10*time.Second))
+
+		It("delivers a batch again when the host actor does not answer it", func(ctx SpecContext) {
+			sim.Load(map[string]string{prefix + "/a": "1"})
+			cfg.HostAckTimeout = 200 * time.Millisecond
+			h := &hostActor{rec: recorder.New(), ignore: 1} // lost, as by a host that restarted
+			s := startHostActor(h)
+			DeferCleanup(func(ctx context.Context) { Expect(s.Stop(ctx)).To(Succeed()) })
+			Eventually(h.rec.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{prefix + "/a": "1"}))
+		}, SpecTimeout(10*time.Second))
+
+		It("has had every batch sent to it processed when Stop returns", func(ctx SpecContext) {
+			h := &hostActor{rec: recorder.New(), delay: 300 * time.Millisecond}
+			s := startHostActor(h)
+			Eventually(h.delivers).WithContext(ctx).Should(BeNumerically(">=", 1), "a Deliver is with the host")
+			Expect(s.Stop(ctx)).To(Succeed())
+			sent := h.delivers()
+			Expect(h.answered()).To(Equal(sent), "nothing sent before Stop waits in the host's mailbox")
+			Consistently(h.delivers).WithTimeout(300 * time.Millisecond).Should(Equal(sent))
 		}, SpecTimeout(10*time.Second))
 	})
 })
+
+// hostActor is a host actor that applies each Deliver to a recorder, after
+// a delay, and answers it, except for the first ignore of them.
+type hostActor struct {
+	rec    *recorder.Recorder
+	delay  time.Duration // the slow host under test, not synchronisation
+	ignore int
+
+	mu           sync.Mutex
+	got, answers int
+}
+
+func (h *hostActor) Receive(c actor.Context) {
+	d, ok := c.Message().(messages.Deliver)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	h.got++
+	lost := h.got <= h.ignore
+	h.mu.Unlock()
+	if lost {
+		return
+	}
+	time.Sleep(h.delay)
+	if len(d.Updates) > 0 {
+		h.rec.OnUpdates(d.Updates)
+	}
+	if d.Status != 0 {
+		h.rec.OnStatusUpdated(d.Status)
+	}
+	h.mu.Lock()
+	h.answers++
+	h.mu.Unlock()
+	c.Respond(messages.Delivered{})
+}
+
+func (h *hostActor) delivers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.got
+}
+
+func (h *hostActor) answered() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.answers
+}
+
+// panicsOnce is a Decoder that panics the first time it decodes the value
+// on.
+type panicsOnce struct {
+	messages.Decoder
+	on       string
+	panicked bool
+}
+
+func (p *panicsOnce) DecodeValue(k any, value string) (any, error) {
+	if value == p.on && !p.panicked {
+		p.panicked = true
+		panic("a decoder that panics")
+	}
+	return p.Decoder.DecodeValue(k, value)
+}
 
 // slowHost takes 10 ms over every batch.
 type slowHost struct{ *recorder.Recorder }

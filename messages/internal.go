@@ -79,12 +79,19 @@ type SnapshotFinished struct {
 	Index uint64
 }
 
-// Deliver is the merger's output for the consumer adapter: updates, then a
-// status change (zero: none).
+// Deliver is the merger's output for the consumer adapter, and what a host
+// actor (supervisor.Config.HostPID) receives: updates, then a status change
+// (zero: none). A host actor answers each with Delivered once it has
+// applied it; until then no other is sent, and one it does not answer is
+// sent again, as a batch whose callback panicked is.
 type Deliver struct {
 	Updates []Update
 	Status  SyncStatus
 }
+
+// Delivered is a host actor's answer to a Deliver (ctx.Respond), once it
+// has applied it: the consumer sends the next Deliver only then.
+type Delivered struct{}
 
 func (m WatcherNeedsSnapshot) String() string {
 	return fmt.Sprintf("watcher needs snapshot >= %d (%s)", m.MinIndex, m.Cause)

@@ -142,8 +142,15 @@ type Config struct {
 	// are delivered (see messages.Decoder); default none: raw strings.
 	Decoder messages.Decoder
 	// HostPID, when set, receives every messages.Deliver instead of the
-	// callbacks passed to Start being called.
+	// callbacks passed to Start being called. It must answer each with
+	// messages.Delivered (ctx.Respond(messages.Delivered{})) once it has
+	// applied it: the next waits for that, coalescing meanwhile, as for a
+	// busy callback, and Stop waits for the answer to the one in flight.
 	HostPID *actor.PID
+	// HostAckTimeout is how long a HostPID may take to answer a Deliver;
+	// past it the batch is delivered again (and counts towards
+	// MaxDeliveryAttempts). Default 30 s.
+	HostAckTimeout time.Duration
 	// Observer hears what the actors do, for metrics; default none.
 	Observer actors.Observer
 
@@ -236,6 +243,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"StaleReadRetry", &cfg.StaleReadRetry, 100 * time.Millisecond},
 		{"WatchStallTimeout", &cfg.WatchStallTimeout, 5 * time.Second},
 		{"RequestTimeout", &cfg.RequestTimeout, 10 * time.Second},
+		{"HostAckTimeout", &cfg.HostAckTimeout, 30 * time.Second},
 		{"Backoff.Initial", &cfg.Backoff.Initial, 800 * time.Millisecond},
 		{"Backoff.Max", &cfg.Backoff.Max, 30 * time.Second},
 		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, 2 * time.Minute},

@@ -65,6 +65,7 @@ func (r *root) Receive(c actor.Context) {
 		r.consumer = r.spawn(c, "consumer", actors.NewConsumerProps(r.env, actors.ConsumerConfig{
 			Callbacks:     r.syncer.callbacks,
 			HostPID:       r.cfg.HostPID,
+			AckTimeout:    r.cfg.HostAckTimeout,
 			Decoder:       r.cfg.Decoder,
 			CoalesceAfter: r.cfg.CoalesceAfter,
 			MaxAttempts:   r.cfg.MaxDeliveryAttempts,
