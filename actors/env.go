@@ -124,7 +124,7 @@ type Observer interface {
 	WatcherRestarted()
 	// ClusterReset reports an escalated cluster reset or index regression.
 	ClusterReset()
-	// SnapshotRead reports a snapshot merged: how long from request to
+	// SnapshotRead reports a snapshot read: how long from request to
 	// finish, and how many keys it held.
 	SnapshotRead(d time.Duration, keys int)
 	// WatchEvent reports an event received on the watch.

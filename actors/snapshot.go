@@ -31,17 +31,18 @@ type SnapshotConfig struct {
 // snapshotShared is what outlives one incarnation of the reader: the
 // request being served, so that a restarted reader serves it again.
 type snapshotShared struct {
-	gens      atomic.Uint64
-	requester *actor.PID
-	request   *messages.SnapshotRequest
+	gens        atomic.Uint64
+	requester   *actor.PID
+	request     *messages.SnapshotRequest
+	requestedAt time.Time // when the request came, for the read's duration
+	keys        int       // keys sent of the read being served
 }
 
 // NewSnapshotReaderProps returns the props of a SnapshotReader. On each
 // messages.SnapshotRequest it reads a recursive snapshot of the prefix from
 // any member, re-reading with quorum reads while the answer is below the
 // requested index (a member behind, or cut off from its quorum), and
-// sends the requester SnapshotStarted, SnapshotBatch messages and
-// SnapshotFinished. A prefix that does not exist yet is an empty snapshot at
+// sends the requester SnapshotBatch messages and SnapshotFinished. A prefix that does not exist yet is an empty snapshot at
 // the index etcd's "key not found" carries. Transport errors are retried
 // with backoff; a datastore that stays behind the request is
 // messages.ErrIndexRegressed.
@@ -63,7 +64,7 @@ type SnapshotReader struct {
 
 // Messages from the read goroutine, tagged with the read's generation.
 type (
-	snapshotOut struct { // SnapshotStarted, SnapshotBatch or SnapshotFinished
+	snapshotOut struct { // SnapshotBatch or SnapshotFinished
 		gen uint64
 		msg any
 	}
@@ -88,13 +89,18 @@ func (s *SnapshotReader) Receive(c actor.Context) {
 		s.stop()
 	case messages.SnapshotRequest:
 		s.shared.requester, s.shared.request = c.Sender(), &m
+		s.shared.requestedAt, s.shared.keys = s.env.Clock.Now(), 0
 		s.start(c)
 	case snapshotOut:
 		if m.gen != s.gen {
 			return
 		}
-		if _, done := m.msg.(messages.SnapshotFinished); done {
+		switch msg := m.msg.(type) {
+		case messages.SnapshotBatch:
+			s.shared.keys += len(msg.KVs)
+		case messages.SnapshotFinished:
 			s.shared.request = nil
+			s.env.Observer.SnapshotRead(s.env.Clock.Since(s.shared.requestedAt), s.shared.keys)
 		}
 		c.Send(s.shared.requester, m.msg)
 	case snapshotTrouble:
@@ -148,7 +154,6 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			if idx < minIdx {
 				return errStale
 			}
-			send(snapshotOut{gen, messages.SnapshotStarted{Index: idx}})
 			return nil
 		}
 		leaf := func(kv messages.KV) {

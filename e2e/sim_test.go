@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -281,6 +282,27 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 		}, SpecTimeout(10*time.Second))
 	})
 
+	When("the merger fails in the middle of a snapshot", func() {
+		It("is restarted, resumes the snapshot, and reports its duration and cause as if nothing happened", func(ctx SpecContext) {
+			kv := map[string]string{}
+			for i := range 2500 {
+				kv[fmt.Sprintf("%s/host/h%d/k%d", prefix, i%10, i)] = fmt.Sprint(i)
+			}
+			sim.Load(kv)
+			cfg.SnapshotBatchSize = 1000
+			obs := &failingMerger{}
+			cfg.Observer = obs
+			events := watchSupervision()
+			_, rec := startSyncer(cfg)
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(events.Restarts("merger")).To(Equal(1))
+			reads, causes := obs.seen()
+			Expect(reads).To(HaveLen(1))
+			Expect(reads[0]).To(BeNumerically("<", 10*time.Second), "not the time since the zero time")
+			Expect(causes).To(Equal([]string{"start"}))
+		}, SpecTimeout(10*time.Second))
+	})
+
 	When("the host's callback panics", func() {
 		It("delivers the failed batch again, whole, and loses nothing", func(ctx SpecContext) {
 			events := watchSupervision()
@@ -412,3 +434,40 @@ type resetHook struct {
 }
 
 func (h resetHook) ClusterReset() { h.onReset() }
+
+// failingMerger is an Observer that makes the merger fail once, when it has
+// merged part of a snapshot, and records snapshot reads and resync causes.
+type failingMerger struct {
+	actors.NopObserver
+	mu     sync.Mutex
+	failed bool
+	reads  []time.Duration
+	causes []string
+}
+
+func (o *failingMerger) Merged(keys int, _, _ uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if keys > 0 && keys < 2500 && !o.failed {
+		o.failed = true
+		panic("a merger that fails mid-snapshot")
+	}
+}
+
+func (o *failingMerger) SnapshotRead(d time.Duration, _ int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.reads = append(o.reads, d)
+}
+
+func (o *failingMerger) Resync(cause string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.causes = append(o.causes, cause)
+}
+
+func (o *failingMerger) seen() ([]time.Duration, []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Duration(nil), o.reads...), append([]string(nil), o.causes...)
+}

@@ -30,6 +30,17 @@ type KV struct {
 	ModifiedIndex uint64
 }
 
+// MergeInput is a message the merger merges: the watcher's and the
+// snapshot reader's. It is sealed: the types below are the whole list.
+type MergeInput interface{ mergeInput() }
+
+func (WatcherNeedsSnapshot) mergeInput() {}
+func (WatcherLostSync) mergeInput()      {}
+func (WatcherUpdate) mergeInput()        {}
+func (WatcherDeletion) mergeInput()      {}
+func (SnapshotBatch) mergeInput()        {}
+func (SnapshotFinished) mergeInput()     {}
+
 // WatcherNeedsSnapshot is sent by the watcher when it (re)starts watching
 // from MinIndex: only a snapshot at or above MinIndex, merged with the watch,
 // gives a complete view.
@@ -57,14 +68,10 @@ type WatcherDeletion struct {
 }
 
 // SnapshotRequest asks the snapshot reader for a snapshot at or above
-// MinIndex.
+// MinIndex, and says why one is needed ("start", "watcher-restart", ...).
 type SnapshotRequest struct {
 	MinIndex uint64
-}
-
-// SnapshotStarted precedes the batches of a snapshot read at Index.
-type SnapshotStarted struct {
-	Index uint64
+	Cause    string
 }
 
 // SnapshotBatch carries keys of a snapshot read at Index.
@@ -107,8 +114,9 @@ func (m WatcherDeletion) String() string {
 	return fmt.Sprintf("watch delete %s@%d", m.Key, m.ModifiedIndex)
 }
 
-func (m SnapshotRequest) String() string { return fmt.Sprintf("snapshot request >= %d", m.MinIndex) }
-func (m SnapshotStarted) String() string { return fmt.Sprintf("snapshot started @%d", m.Index) }
+func (m SnapshotRequest) String() string {
+	return fmt.Sprintf("snapshot request >= %d (%s)", m.MinIndex, m.Cause)
+}
 func (m SnapshotFinished) String() string {
 	return fmt.Sprintf("snapshot finished @%d", m.Index)
 }

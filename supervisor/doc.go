@@ -22,5 +22,5 @@
 // actors against the new datastore keeping the host's keys, or stop and
 // report the error. Nothing here exits the process or calls log.Fatal.
 //
-// The package must not hold merge logic: that is actors.Merge.
+// The package must not hold merge logic: that is actors.MergeCore.
 package supervisor

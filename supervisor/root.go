@@ -29,9 +29,9 @@ type root struct {
 	env    *actors.Env
 	syncer *Syncer
 
-	merge   *actors.Merge  // outlives the merger's restarts and resets
-	applied atomic.Uint64  // the merger's highest applied index, for the poller
-	status  *atomic.Uint32 // last status the host was told
+	merge   *actors.MergeCore // outlives the merger's restarts and resets
+	applied atomic.Uint64     // the merger's highest applied index, for the poller
+	status  *atomic.Uint32    // last status the host was told
 
 	consumer, poller, snapshot, merger, watcher *actor.PID
 	// pipeline, once spawned, is every child but the consumer, which keeps
@@ -128,7 +128,7 @@ func (r *root) spawnPipeline(c actor.Context) {
 		StaleTimeout: r.cfg.StaleSnapshotTimeout,
 	}))
 	r.merger = r.spawn(c, "merger", actors.NewMergerProps(r.env, actors.MergerConfig{
-		Merge:    r.merge,
+		Core:     r.merge,
 		Snapshot: r.snapshot,
 		Consumer: r.consumer,
 		Applied:  &r.applied,

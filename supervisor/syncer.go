@@ -93,7 +93,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		cfg:      cfg,
 		env:      s.env,
 		syncer:   s,
-		merge:    actors.NewMerge(),
+		merge:    actors.NewMergeCore(),
 		status:   &s.status,
 		backoff:  &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter, Clock: cfg.Clock, Rand: cfg.Rand},
 		failures: map[string]*failureCount{},

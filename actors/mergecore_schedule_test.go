@@ -19,7 +19,7 @@ import (
 // it.
 type history struct {
 	states []map[string]m.KV // states[i] is the key space at index i
-	events []any             // events[i-1] is the watch event of index i
+	events []m.MergeInput    // events[i-1] is the watch event of index i
 }
 
 func newHistory() *history {
@@ -79,7 +79,7 @@ func runSchedule(t *testing.T, seed uint64) {
 		t.Fatalf("seed %d (ETCDSYNC_MERGE_SEED=%d reproduces): %s", seed, seed, fmt.Sprintf(format, args...))
 	}
 	etcd := newHistory()
-	merge := actors.NewMerge()
+	merge := actors.NewMergeCore()
 	view := map[string]string{}
 	revs := map[string]uint64{}
 	var status m.SyncStatus
@@ -107,15 +107,11 @@ func runSchedule(t *testing.T, seed uint64) {
 		}
 		return nil
 	}
-	step := func(in any) []uint64 {
+	step := func(in m.MergeInput) []uint64 {
 		if os.Getenv("ETCDSYNC_MERGE_TRACE") != "" {
 			t.Logf("step %v", in)
 		}
-		out, err := merge.Step(in)
-		if err != nil {
-			fail("Step(%v): %v", in, err)
-		}
-		return take(out)
+		return take(merge.Step(in))
 	}
 	take(merge.Start())
 
@@ -123,8 +119,8 @@ func runSchedule(t *testing.T, seed uint64) {
 		etcd.write(r)
 	}
 	watchNext := etcd.head() + 1
-	var pending []uint64 // snapshot requests not yet served
-	var reading []any    // the rest of the snapshot being delivered
+	var pending []uint64       // snapshot requests not yet served
+	var reading []m.MergeInput // the rest of the snapshot being delivered
 	pending = append(pending, step(m.WatcherNeedsSnapshot{MinIndex: etcd.head(), Cause: "start"})...)
 	watcherDown := false
 	// restartWatcher restarts the watch at the current head, as the watcher
@@ -179,7 +175,6 @@ func runSchedule(t *testing.T, seed uint64) {
 			at := lo + uint64(r.IntN(int(etcd.head()-lo)+1))
 			kvs := slices.SortedFunc(maps.Values(etcd.states[at]), func(a, b m.KV) int { return strings.Compare(a.Key, b.Key) })
 			r.Shuffle(len(kvs), func(i, j int) { kvs[i], kvs[j] = kvs[j], kvs[i] })
-			reading = append(reading, m.SnapshotStarted{Index: at})
 			for len(kvs) > 0 {
 				n := min(len(kvs), 1+r.IntN(3))
 				reading = append(reading, m.SnapshotBatch{Index: at, KVs: kvs[:n]})
@@ -205,7 +200,6 @@ func runSchedule(t *testing.T, seed uint64) {
 		default:
 			lo := pending[0]
 			pending = pending[1:]
-			reading = append(reading, m.SnapshotStarted{Index: lo})
 			reading = append(reading, m.SnapshotBatch{Index: lo, KVs: slices.Collect(maps.Values(etcd.states[lo]))})
 			reading = append(reading, m.SnapshotFinished{Index: lo})
 		}

@@ -10,10 +10,11 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// Merge is the merger's state machine: it merges snapshots with the
+// MergeCore is the merger's state machine: it merges snapshots with the
 // free-running watch into one eventually consistent stream of updates. It is
 // a plain struct with no goroutines, clocks or actor types; the Merger actor
-// feeds it with Step and sends what Step returns. Not safe for concurrent use.
+// feeds it with Step and sends what Step returns, and keeps nothing of its
+// own. Not safe for concurrent use.
 //
 // Semantics (those of the seed syncer, see DESIGN.md "Merge semantics"):
 // snapshot keys are stored in the tracker at the snapshot's index, watch
@@ -22,7 +23,7 @@ import (
 // deletions are tracked so a stale snapshot value cannot resurrect a key the
 // watch deleted; when it ends, every key the snapshot did not refresh is
 // swept as deleted.
-type Merge struct {
+type MergeCore struct {
 	marks  *hwm.Tracker
 	status messages.SyncStatus
 	// reported is the last status Step returned; 0 before Start.
@@ -51,52 +52,60 @@ type Merge struct {
 	carried map[string]struct{}
 
 	suppressed uint64 // updates not emitted because newer data was seen
+
+	cause        string // why the latest WatcherNeedsSnapshot came
+	snapshotKeys int    // keys merged from the snapshot being read
 }
 
 // Output is what one Step asks its caller to do, in this order: deliver
 // Updates, then report Status (if not zero), then send Snapshot (if not nil)
-// to the snapshot reader.
+// to the snapshot reader. Merged, when not nil, says a snapshot has just
+// been merged whole, for logs and metrics.
 type Output struct {
 	Updates  []messages.Update
 	Status   messages.SyncStatus
 	Snapshot *messages.SnapshotRequest
+	Merged   *SnapshotMerged
 }
 
-// NewMerge returns a Merge for a host that has nothing yet.
-func NewMerge() *Merge {
-	return &Merge{marks: hwm.New(), status: messages.WaitForDatastore}
+// SnapshotMerged describes a snapshot merged whole.
+type SnapshotMerged struct {
+	Index uint64 // it was read at
+	Keys  int    // it held
+}
+
+// NewMergeCore returns a MergeCore for a host that has nothing yet.
+func NewMergeCore() *MergeCore {
+	return &MergeCore{marks: hwm.New(), status: messages.WaitForDatastore}
 }
 
 // Start returns the status the host must be told about when the merger
 // starts: WaitForDatastore the first time, nothing when a restarted merger
-// resumes a Merge that already reported.
-func (m *Merge) Start() Output {
+// resumes a MergeCore that already reported.
+func (m *MergeCore) Start() Output {
 	var out Output
 	m.report(&out)
 	return out
 }
 
 // Status returns the current sync status.
-func (m *Merge) Status() messages.SyncStatus { return m.status }
+func (m *MergeCore) Status() messages.SyncStatus { return m.status }
 
 // Applied returns the highest etcd index merged so far. The cluster-ID
 // poller compares etcd's current index with it to spot a restored datastore.
-func (m *Merge) Applied() uint64 { return m.applied }
+func (m *MergeCore) Applied() uint64 { return m.applied }
 
 // Suppressed returns how many watch or snapshot values were dropped because
 // the merger had already seen newer data for their key.
-func (m *Merge) Suppressed() uint64 { return m.suppressed }
+func (m *MergeCore) Suppressed() uint64 { return m.suppressed }
 
 // Keys returns how many keys the host holds, once every pending Output has
 // been delivered.
-func (m *Merge) Keys() int { return m.marks.Len() + len(m.carried) }
+func (m *MergeCore) Keys() int { return m.marks.Len() + len(m.carried) }
 
-// Step merges one input (WatcherNeedsSnapshot, WatcherLostSync,
-// WatcherUpdate, WatcherDeletion, SnapshotStarted, SnapshotBatch or
-// SnapshotFinished) and
-// returns what must be emitted. It returns an error, and changes nothing, for
-// an input it does not know.
-func (m *Merge) Step(in any) (Output, error) {
+// Step merges one input from the watcher or the snapshot reader and returns
+// what must be emitted.
+func (m *MergeCore) Step(in messages.MergeInput) Output {
 	var out Output
 	switch in := in.(type) {
 	case messages.WatcherNeedsSnapshot:
@@ -106,6 +115,7 @@ func (m *Merge) Step(in any) (Output, error) {
 		m.minRequired = max(m.minRequired, in.MinIndex, m.applied)
 		m.synced = m.synced && m.highestCompleted >= m.minRequired
 		m.watcherDown = false
+		m.cause = in.Cause
 	case messages.WatcherLostSync:
 		m.synced, m.watcherDown = false, true
 		if m.status == messages.InSync {
@@ -124,10 +134,9 @@ func (m *Merge) Step(in any) (Output, error) {
 		if m.snapshotRequested {
 			m.recentDels = append(m.recentDels, in)
 		}
-	case messages.SnapshotStarted:
-		// Informational: the batches carry their index.
 	case messages.SnapshotBatch:
 		m.applied = max(m.applied, in.Index)
+		m.snapshotKeys += len(in.KVs)
 		out.Updates = make([]messages.Update, 0, len(in.KVs))
 		for _, kv := range in.KVs {
 			m.storeUpdate(&out, kv, in.Index)
@@ -136,13 +145,13 @@ func (m *Merge) Step(in any) (Output, error) {
 		m.applied = max(m.applied, in.Index)
 		m.finishSnapshot(&out, in.Index)
 	default:
-		return Output{}, fmt.Errorf("merge: unexpected input %T", in)
+		panic(fmt.Sprintf("merge: MergeInput %T has no case", in)) // sealed: a new type needs one
 	}
 	if !m.synced && !m.snapshotRequested && !m.watcherDown {
 		m.requestSnapshot(&out)
 	}
 	m.report(&out)
-	return out, nil
+	return out
 }
 
 // ResetCluster prepares the Merge for a new etcd cluster whose index space
@@ -150,7 +159,7 @@ func (m *Merge) Step(in any) (Output, error) {
 // host holds are carried, so that the first snapshot of the new cluster sends
 // each key it holds as updated (or new) and each carried key it lacks as
 // deleted. The status returns to WaitForDatastore.
-func (m *Merge) ResetCluster() {
+func (m *MergeCore) ResetCluster() {
 	carried := make(map[string]struct{}, m.Keys())
 	for k := range m.carried {
 		carried[k] = struct{}{}
@@ -158,7 +167,7 @@ func (m *Merge) ResetCluster() {
 	for k := range m.marks.ToMap() {
 		carried[k] = struct{}{}
 	}
-	*m = Merge{
+	*m = MergeCore{
 		marks:    hwm.New(),
 		status:   messages.WaitForDatastore,
 		reported: m.reported,
@@ -170,7 +179,7 @@ func (m *Merge) ResetCluster() {
 // the newest finished snapshot is already in it. Applying it anyway, as the
 // seed did, can briefly resurrect a key that the snapshot's sweep deleted,
 // with a revision below the deletion's.
-func (m *Merge) afterSnapshot(idx uint64) bool {
+func (m *MergeCore) afterSnapshot(idx uint64) bool {
 	if idx <= m.highestCompleted {
 		m.suppressed++
 		return false
@@ -179,7 +188,7 @@ func (m *Merge) afterSnapshot(idx uint64) bool {
 	return true
 }
 
-func (m *Merge) requestSnapshot(out *Output) {
+func (m *MergeCore) requestSnapshot(out *Output) {
 	m.snapshotRequested = true
 	m.marks.StartTrackingDeletions()
 	// Deletions at or below minRequired are in any snapshot that satisfies
@@ -194,10 +203,11 @@ func (m *Merge) requestSnapshot(out *Output) {
 	}
 	m.recentDels = kept
 	m.status = messages.Resync
-	out.Snapshot = &messages.SnapshotRequest{MinIndex: m.minRequired}
+	m.snapshotKeys = 0
+	out.Snapshot = &messages.SnapshotRequest{MinIndex: m.minRequired, Cause: m.cause}
 }
 
-func (m *Merge) storeUpdate(out *Output, kv messages.KV, storeIdx uint64) {
+func (m *MergeCore) storeUpdate(out *Output, kv messages.KV, storeIdx uint64) {
 	old := m.marks.StoreUpdate(kv.Key, storeIdx)
 	if old >= kv.ModifiedIndex {
 		m.suppressed++
@@ -214,13 +224,13 @@ func (m *Merge) storeUpdate(out *Output, kv messages.KV, storeIdx uint64) {
 	out.Updates = append(out.Updates, messages.Update{Key: kv.Key, Value: kv.Value, Revision: kv.ModifiedIndex, Type: t})
 }
 
-func (m *Merge) deleted(out *Output, keys []string, rev uint64) {
+func (m *MergeCore) deleted(out *Output, keys []string, rev uint64) {
 	for _, k := range keys {
 		out.Updates = append(out.Updates, messages.Update{Key: k, Revision: rev, Type: messages.UpdateTypeDeleted})
 	}
 }
 
-func (m *Merge) finishSnapshot(out *Output, idx uint64) {
+func (m *MergeCore) finishSnapshot(out *Output, idx uint64) {
 	m.snapshotRequested = false
 	m.marks.StopTrackingDeletions()
 	m.deleted(out, m.marks.DeleteOldKeys(idx), idx)
@@ -230,6 +240,7 @@ func (m *Merge) finishSnapshot(out *Output, idx uint64) {
 		m.carried = nil
 	}
 	m.highestCompleted = max(m.highestCompleted, idx)
+	out.Merged = &SnapshotMerged{Index: idx, Keys: m.snapshotKeys}
 	if idx >= m.minRequired && !m.watcherDown {
 		m.synced = true
 		m.status = messages.InSync
@@ -241,7 +252,7 @@ func (m *Merge) finishSnapshot(out *Output, idx uint64) {
 
 // forgetCarriedUnder sends deletions for carried keys at or below key, which
 // the new cluster's watch has just deleted.
-func (m *Merge) forgetCarriedUnder(out *Output, key string, rev uint64) {
+func (m *MergeCore) forgetCarriedUnder(out *Output, key string, rev uint64) {
 	if len(m.carried) == 0 {
 		return
 	}
@@ -257,7 +268,7 @@ func (m *Merge) forgetCarriedUnder(out *Output, key string, rev uint64) {
 	m.deleted(out, gone, rev)
 }
 
-func (m *Merge) report(out *Output) {
+func (m *MergeCore) report(out *Output) {
 	if m.status != m.reported {
 		out.Status = m.status
 		m.reported = m.status
