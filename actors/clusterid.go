@@ -45,18 +45,14 @@ type ClusterIDPoller struct {
 	env    *Env
 	cfg    PollerConfig
 	shared *pollerShared
-	gen    uint64
-	ctx    context.Context // cancelled when this incarnation ends
-	cancel context.CancelFunc
+	task   task // a poll, or the timer until the next
 	timer  clock.Timer
 }
 
+// What a poll, or the timer, posts to the actor.
 type (
-	pollNow struct {
-		gen uint64
-	}
+	pollNow    struct{}
 	pollResult struct {
-		gen     uint64
 		applied uint64 // read before the request was sent
 		resp    *client.Response
 		err     error
@@ -67,32 +63,33 @@ type (
 func (p *ClusterIDPoller) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		p.gen = p.shared.gens.Add(1)
-		p.ctx, p.cancel = context.WithCancel(context.Background())
-		c.Send(c.Self(), pollNow{p.gen}) // learn the ID at once
+		p.task = newTask(&p.shared.gens)
+		p.poll(c) // learn the ID at once
 	case *actor.Stopping, *actor.Restarting:
-		p.cancel()
+		p.task.stop()
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-	case pollNow:
-		if m.gen == p.gen {
-			p.poll(c)
+	case taskMessage:
+		msg, ok := p.task.message(m)
+		if !ok {
+			return
 		}
-	case pollResult:
-		if m.gen == p.gen {
-			p.handleResult(c, m)
+		switch msg := msg.(type) {
+		case pollNow:
+			p.poll(c)
+		case pollResult:
+			p.handleResult(c, msg)
 		}
 	}
 }
 
 func (p *ClusterIDPoller) poll(c actor.Context) {
-	ctx, send, gen := p.ctx, sender(c), p.gen
-	p.env.goroutine(p.env.Goroutines, func() {
+	p.task.start(c, p.env, p.env.Goroutines, func(ctx context.Context, send func(any)) {
 		applied := p.cfg.Applied()
 		resp, err := p.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
 		if ctx.Err() == nil {
-			send(pollResult{gen: gen, applied: applied, resp: resp, err: err})
+			send(pollResult{applied: applied, resp: resp, err: err})
 		}
 	})
 }
@@ -108,8 +105,8 @@ func (p *ClusterIDPoller) handleResult(c actor.Context, r pollResult) {
 	}
 	// ±10 %, so that many hosts restarted together do not poll in step.
 	jitter := 0.9 + 0.2*float64(p.env.Rand(1_000_000))/1_000_000
-	send, gen := sender(c), p.gen
-	p.timer = p.env.Clock.AfterFunc(time.Duration(float64(p.cfg.Interval)*jitter), func() { send(pollNow{gen}) })
+	post := p.task.poster(c)
+	p.timer = p.env.Clock.AfterFunc(time.Duration(float64(p.cfg.Interval)*jitter), func() { post(pollNow{}) })
 }
 
 var _ actor.Actor = (*ClusterIDPoller)(nil)

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -84,25 +85,20 @@ type Consumer struct {
 	env      *Env
 	cfg      ConsumerConfig
 	shared   *consumerShared
-	gen      uint64
+	task     task // the host call
 	stopping bool
 }
 
-// Messages from the callback goroutine of incarnation gen.
-type (
-	callbackDone     struct{ gen uint64 }
-	callbackPanicked struct {
-		gen uint64
-		p   *CallbackPanic
-	}
-)
+// What a host call posts to its actor: nil when it returned, or how it
+// panicked.
+type callbackDone struct{ p *CallbackPanic }
 
 // Receive implements actor.Actor.
 func (k *Consumer) Receive(c actor.Context) {
 	sh := k.shared
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		k.gen = sh.gens.Add(1)
+		k.task = newTask(&sh.gens)
 		if b := sh.inflight; b != nil {
 			if sh.attempts >= max(1, k.cfg.MaxAttempts) {
 				panic(fmt.Errorf("%w: %d attempts at a batch of %d updates (status %v)",
@@ -119,17 +115,18 @@ func (k *Consumer) Receive(c actor.Context) {
 	case messages.Deliver:
 		sh.outbox.Push(m.Updates, m.Status)
 		k.next(c)
-	case callbackDone:
-		if m.gen == k.gen {
-			k.delivered(sh.inflight)
-			sh.inflight, sh.attempts = nil, 0
-			sh.outbox.Done()
-			k.next(c)
+	case taskMessage:
+		msg, ok := k.task.message(m)
+		if !ok {
+			return
 		}
-	case callbackPanicked:
-		if m.gen == k.gen {
-			panic(m.p)
+		if done := msg.(callbackDone); done.p != nil {
+			panic(done.p)
 		}
+		k.delivered(sh.inflight)
+		sh.inflight, sh.attempts = nil, 0
+		sh.outbox.Done()
+		k.next(c)
 	}
 }
 
@@ -149,13 +146,9 @@ func (k *Consumer) next(c actor.Context) {
 // start calls the host with the batch in flight, from a goroutine.
 func (k *Consumer) start(c actor.Context) {
 	k.shared.attempts++
-	b, send, gen, root := k.shared.inflight, sender(c), k.gen, c.ActorSystem().Root
-	k.env.goroutine(k.env.HostCalls, func() {
-		if p := k.call(root, b); p != nil {
-			send(callbackPanicked{gen, p})
-		} else {
-			send(callbackDone{gen})
-		}
+	b, root := k.shared.inflight, c.ActorSystem().Root
+	k.task.start(c, k.env, k.env.HostCalls, func(_ context.Context, send func(any)) {
+		send(callbackDone{k.call(root, b)})
 	})
 }
 

@@ -144,13 +144,6 @@ type Observer interface {
 	ValueDecodeFailed()
 }
 
-// sender returns a function that posts messages to pid from any goroutine.
-// Goroutines capture it, never the actor.Context.
-func sender(c actor.Context) func(msg any) {
-	root, self := c.ActorSystem().Root, c.Self()
-	return func(msg any) { root.Send(self, msg) }
-}
-
 // sleep waits for d on the env's clock, or until ctx is done; it reports
 // whether the wait ran its course.
 func (env *Env) sleep(ctx context.Context, d time.Duration) bool {

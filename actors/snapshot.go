@@ -58,76 +58,54 @@ type SnapshotReader struct {
 	env    *Env
 	cfg    SnapshotConfig
 	shared *snapshotShared
-	gen    uint64
-	cancel context.CancelFunc
+	task   task // the read
 }
 
-// Messages from the read goroutine, tagged with the read's generation.
+// What the read posts to its actor, besides the SnapshotBatch and
+// SnapshotFinished it sends on.
 type (
-	snapshotOut struct { // SnapshotBatch or SnapshotFinished
-		gen uint64
-		msg any
-	}
-	snapshotTrouble struct {
-		gen uint64
-		err error
-	}
-	snapshotFailed struct {
-		gen uint64
-		err error
-	}
+	snapshotTrouble struct{ err error }
+	snapshotFailed  struct{ err error }
 )
 
 // Receive implements actor.Actor.
 func (s *SnapshotReader) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
+		s.task = newTask(&s.shared.gens)
 		if s.shared.request != nil {
 			s.start(c) // a restart interrupted a read: serve it again
 		}
 	case *actor.Stopping, *actor.Restarting:
-		s.stop()
+		s.task.stop()
 	case messages.SnapshotRequest:
 		s.shared.requester, s.shared.request = c.Sender(), &m
 		s.shared.requestedAt, s.shared.keys = s.env.Clock.Now(), 0
 		s.start(c)
-	case snapshotOut:
-		if m.gen != s.gen {
+	case taskMessage:
+		msg, ok := s.task.message(m)
+		if !ok {
 			return
 		}
-		switch msg := m.msg.(type) {
+		switch msg := msg.(type) {
 		case messages.SnapshotBatch:
 			s.shared.keys += len(msg.KVs)
+			c.Send(s.shared.requester, msg)
 		case messages.SnapshotFinished:
 			s.shared.request = nil
 			s.env.Observer.SnapshotRead(s.env.Clock.Since(s.shared.requestedAt), s.shared.keys)
-		}
-		c.Send(s.shared.requester, m.msg)
-	case snapshotTrouble:
-		if m.gen == s.gen {
-			s.env.Logger.Warn("snapshot read failed; retrying", "err", m.err)
-		}
-	case snapshotFailed:
-		if m.gen == s.gen {
-			panic(m.err)
+			c.Send(s.shared.requester, msg)
+		case snapshotTrouble:
+			s.env.Logger.Warn("snapshot read failed; retrying", "err", msg.err)
+		case snapshotFailed:
+			panic(msg.err)
 		}
 	}
 }
 
 func (s *SnapshotReader) start(c actor.Context) {
-	s.stop()
-	s.gen = s.shared.gens.Add(1)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	send, gen, minIdx := sender(c), s.gen, s.shared.request.MinIndex
-	s.env.goroutine(s.env.Goroutines, func() { s.read(ctx, send, gen, minIdx) })
-}
-
-func (s *SnapshotReader) stop() {
-	if s.cancel != nil {
-		s.cancel()
-		s.cancel = nil
-	}
+	minIdx := s.shared.request.MinIndex
+	s.task.start(c, s.env, s.env.Goroutines, func(ctx context.Context, send func(any)) { s.read(ctx, send, minIdx) })
 }
 
 // errStale stops a read whose answer is below the requested index before
@@ -136,11 +114,10 @@ var errStale = errors.New("snapshot below the requested index")
 
 // read is the goroutine of one request: read until a snapshot at or above
 // minIdx arrives, streaming it to the merger as it is decoded.
-func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx uint64) {
+func (s *SnapshotReader) read(ctx context.Context, send func(any), minIdx uint64) {
 	retry := s.env.NewBackoff()
 	size := max(1, s.cfg.BatchSize)
-	var staleSince time.Time
-	var staleID string
+	stale := StaleCheck{Timeout: s.cfg.StaleTimeout}
 	quorum := false // the first read may come from any member
 	for {
 		var idx uint64
@@ -162,7 +139,7 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			}
 			batch = append(batch, kv)
 			if len(batch) == size {
-				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
+				send(messages.SnapshotBatch{Index: idx, KVs: batch})
 				batch = make([]messages.KV, 0, size)
 			}
 		}
@@ -178,13 +155,13 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 		}
 		switch {
 		case errors.Is(err, messages.ErrClusterIDChanged):
-			send(snapshotFailed{gen, err})
+			send(snapshotFailed{err})
 			return
 		case err == nil:
 			if len(batch) > 0 {
-				send(snapshotOut{gen, messages.SnapshotBatch{Index: idx, KVs: batch}})
+				send(messages.SnapshotBatch{Index: idx, KVs: batch})
 			}
-			send(snapshotOut{gen, messages.SnapshotFinished{Index: idx}})
+			send(messages.SnapshotFinished{Index: idx})
 			return
 		case errors.Is(err, errStale):
 			// A follower behind the leader catches up within moments; one
@@ -194,13 +171,8 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 			// only a datastore that went back in time stays behind.
 			quorum = true
 			retry.Reset()
-			now := s.env.Clock.Now()
-			if staleSince.IsZero() || (id != "" && id != staleID) {
-				staleSince, staleID = now, id
-			}
-			if now.Sub(staleSince) >= s.cfg.StaleTimeout {
-				send(snapshotFailed{gen, fmt.Errorf("%w: snapshots stayed at index %d, below the %d already applied, for %v",
-					messages.ErrIndexRegressed, idx, minIdx, s.cfg.StaleTimeout)})
+			if err := stale.Observe(s.env.Clock.Now(), id, idx, minIdx); err != nil {
+				send(snapshotFailed{err})
 				return
 			}
 			if !s.env.sleep(ctx, s.cfg.StaleRetry) {
@@ -209,7 +181,7 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), gen, minIdx u
 		default:
 			// Whatever was sent of a broken read is harmless: the merge
 			// stores it at its index, and the next read supersedes it.
-			send(snapshotTrouble{gen, err})
+			send(snapshotTrouble{err})
 			if !s.env.sleep(ctx, retry.Next()) {
 				return
 			}

@@ -52,66 +52,48 @@ type Watcher struct {
 	env    *Env
 	cfg    WatcherConfig
 	shared *watcherShared
-	gen    uint64
+	task   task   // the watch
 	cause  string // why this incarnation watches: "start" or "watcher-restart"
-	cancel context.CancelFunc
 }
 
-// Messages from the watch goroutine to its actor, tagged with the
-// incarnation that started it.
+// What the watch posts to its actor.
 type (
 	watchStarted struct {
-		gen       uint64
 		index     uint64
 		clusterID string
 	}
-	watchEvent struct {
-		gen  uint64
-		resp *client.Response
-	}
-	watchTrouble struct { // a retryable error; the goroutine retries
-		gen uint64
-		err error
-	}
-	watchFailed struct {
-		gen uint64
-		err error
-	}
+	watchEvent   struct{ resp *client.Response }
+	watchTrouble struct{ err error } // a retryable error; the watch retries
+	watchFailed  struct{ err error }
 )
 
 // Receive implements actor.Actor.
 func (w *Watcher) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		w.gen = w.shared.gens.Add(1)
-		ctx, cancel := context.WithCancel(context.Background())
-		w.cancel = cancel
+		w.task = newTask(&w.shared.gens)
 		w.cause = "start"
 		if w.shared.starts.Add(1) > 1 {
 			w.cause = "watcher-restart"
 		}
-		send, gen := sender(c), w.gen
-		w.env.goroutine(w.env.Goroutines, func() { w.run(ctx, send, gen) })
+		w.task.start(c, w.env, w.env.Goroutines, w.run)
 	case *actor.Stopping, *actor.Restarting:
-		if w.cancel != nil {
-			w.cancel()
+		w.task.stop()
+	case taskMessage:
+		msg, ok := w.task.message(m)
+		if !ok {
+			return
 		}
-	case watchStarted:
-		if m.gen == w.gen {
+		switch m := msg.(type) {
+		case watchStarted:
 			w.judgeClusterID(c, m.clusterID)
 			w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
 			c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
-		}
-	case watchEvent:
-		if m.gen == w.gen {
+		case watchEvent:
 			w.handleEvent(c, m.resp)
-		}
-	case watchTrouble:
-		if m.gen == w.gen {
+		case watchTrouble:
 			w.env.Logger.Warn("watch error; retrying from the same index", "err", m.err)
-		}
-	case watchFailed:
-		if m.gen == w.gen {
+		case watchFailed:
 			w.fail(c, m.err)
 		}
 	}
@@ -146,19 +128,19 @@ func (w *Watcher) judgeClusterID(c actor.Context, id string) {
 	}
 }
 
-// run is the watch goroutine of incarnation gen: read the index, announce
-// it, then watch from it until cancelled or lost.
-func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
+// run is the watch: read the index, announce it, then watch from it until
+// cancelled or lost.
+func (w *Watcher) run(ctx context.Context, send func(any)) {
 	idx, startID, err := w.currentIndex(ctx)
 	if ctx.Err() != nil {
 		return
 	}
 	if err != nil {
-		send(watchFailed{gen, fmt.Errorf("reading etcd's current index: %w", err)})
+		send(watchFailed{fmt.Errorf("reading etcd's current index: %w", err)})
 		return
 	}
 	w.env.Observer.EtcdIndex(idx)
-	send(watchStarted{gen, idx, startID})
+	send(watchStarted{idx, startID})
 
 	watch := w.env.Watches.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
 	if c, ok := watch.(io.Closer); ok {
@@ -174,7 +156,7 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 		}
 		if errors.Is(err, errStalled) {
 			if err := w.checkStall(ctx, watch, startID, seen); err != nil {
-				send(watchFailed{gen, err})
+				send(watchFailed{err})
 				return
 			}
 			continue
@@ -185,17 +167,17 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 			if resp.Node != nil {
 				seen = max(seen, resp.Node.ModifiedIndex)
 			}
-			send(watchEvent{gen, resp})
+			send(watchEvent{resp})
 			continue
 		}
 		switch errs.Observe(err) {
 		case WatchStopped:
 			return
 		case WatchLostSync:
-			send(watchFailed{gen, err})
+			send(watchFailed{err})
 			return
 		}
-		send(watchTrouble{gen, err})
+		send(watchTrouble{err})
 		if !w.env.sleep(ctx, retry.Next()) {
 			return
 		}
@@ -204,7 +186,7 @@ func (w *Watcher) run(ctx context.Context, send func(any), gen uint64) {
 		// wait in silence. A quorum read tells.
 		if now, id, err := w.currentIndex(ctx); err == nil {
 			if err := CheckReconnect(startID, seen, id, now); err != nil {
-				send(watchFailed{gen, err})
+				send(watchFailed{err})
 				return
 			}
 		}
