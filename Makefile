@@ -39,6 +39,7 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	GO=$(GO) bash .ci/layering.sh
 
 # Every package runs under the race detector: the actor packages are
 # concurrent, and the pure ones are cheap enough that excluding them would

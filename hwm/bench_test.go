@@ -3,8 +3,8 @@ package hwm_test
 import (
 	"testing"
 
+	"github.com/etcdsync/etcdsync/e2e/bench/hwmbench"
 	"github.com/etcdsync/etcdsync/hwm"
-	"github.com/etcdsync/etcdsync/hwm/hwmbench"
 )
 
 // BenchmarkTracker measures the tracker on Calico-shaped keys; the seed's

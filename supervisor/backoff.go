@@ -25,10 +25,18 @@ type Backoff struct {
 	last     time.Time // when the last failure was counted
 }
 
-// DefaultBackoff returns the restart backoff of DESIGN.md: 0.8 s doubling to
-// 30 s, full jitter, reset after two minutes without a failure.
+// defaultBackoff is DESIGN.md's restart backoff: 0.8 s doubling to 30 s,
+// reset after two minutes without a failure.
+var defaultBackoff = BackoffConfig{Initial: 800 * time.Millisecond, Max: 30 * time.Second, ResetAfter: 2 * time.Minute}
+
+// DefaultBackoff returns the restart backoff of DESIGN.md, full jitter.
 func DefaultBackoff(c clock.PassiveClock, rand func(int64) int64) *Backoff {
-	return &Backoff{Initial: 800 * time.Millisecond, Max: 30 * time.Second, ResetAfter: 2 * time.Minute, Clock: c, Rand: rand}
+	return defaultBackoff.New(c, rand)
+}
+
+// New returns a Backoff with these bounds, reading c and drawing from rand.
+func (b BackoffConfig) New(c clock.PassiveClock, rand func(int64) int64) *Backoff {
+	return &Backoff{Initial: b.Initial, Max: b.Max, ResetAfter: b.ResetAfter, Clock: c, Rand: rand}
 }
 
 // Next counts a failure and returns how long to wait before the restart: a

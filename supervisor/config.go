@@ -1,13 +1,12 @@
 package supervisor
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -77,14 +76,18 @@ type Config struct {
 	// Endpoints are etcd client URLs, e.g. "http://127.0.0.1:2379".
 	// Ignored when KeysAPI is set.
 	Endpoints []string
-	// Transport carries requests to Endpoints; default client.DefaultTransport.
-	// Set it for TLS.
+	// TLS is the TLS configuration for https Endpoints (CA, client
+	// certificate), used by the syncer's own transport; default none.
+	TLS *tls.Config
+	// Transport, when set, carries requests to Endpoints instead of the
+	// syncer's own transport (which Stop closes every connection of); TLS
+	// is then the Transport's business.
 	Transport client.CancelableTransport
 	// Username and Password are etcd v2 basic-auth credentials.
 	Username, Password string
 	// KeysAPI, when set, is used instead of a client built from Endpoints
 	// (e2e/etcdsim's simulated etcd, or a client the host built).
-	KeysAPI actors.KeysAPI
+	KeysAPI KeysAPI
 
 	// WatchMode is how the watcher watches; default WatchLongPoll.
 	WatchMode WatchMode
@@ -152,7 +155,7 @@ type Config struct {
 	// MaxDeliveryAttempts). Default 30 s.
 	HostAckTimeout time.Duration
 	// Observer hears what the actors do, for metrics; default none.
-	Observer actors.Observer
+	Observer Observer
 
 	// Clock drives every timer; default the real clock. Tests pass a fake.
 	Clock clock.WithDelayedExecution
@@ -160,7 +163,7 @@ type Config struct {
 	// default is protoactor's dispatcher and plain goroutines. Tests pass
 	// e2e/stepper's, with its clock as Clock, to replay a schedule exactly;
 	// with Endpoints it cannot control the HTTP client's goroutines.
-	Runner actors.Runner
+	Runner Runner
 	// Rand returns a uniform value in [0, n) and jitters every delay;
 	// default math/rand/v2.
 	Rand func(n int64) int64
@@ -205,12 +208,8 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad("Endpoints", "no etcd endpoint given (and no KeysAPI)")
 		}
 		for i, ep := range cfg.Endpoints {
-			u, err := url.Parse(ep)
-			if err != nil {
-				return bad(fmt.Sprintf("Endpoints[%d]", i), "%q is not a URL: %w", ep, err)
-			}
-			if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return bad(fmt.Sprintf("Endpoints[%d]", i), "%q is not an http(s)://host:port URL", ep)
+			if err := ValidateEndpoint(ep); err != nil {
+				return Config{}, &ConfigError{Field: fmt.Sprintf("Endpoints[%d]", i), Err: err}
 			}
 		}
 	}
@@ -244,9 +243,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"WatchStallTimeout", &cfg.WatchStallTimeout, 5 * time.Second},
 		{"RequestTimeout", &cfg.RequestTimeout, 10 * time.Second},
 		{"HostAckTimeout", &cfg.HostAckTimeout, 30 * time.Second},
-		{"Backoff.Initial", &cfg.Backoff.Initial, 800 * time.Millisecond},
-		{"Backoff.Max", &cfg.Backoff.Max, 30 * time.Second},
-		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, 2 * time.Minute},
+		{"Backoff.Initial", &cfg.Backoff.Initial, defaultBackoff.Initial},
+		{"Backoff.Max", &cfg.Backoff.Max, defaultBackoff.Max},
+		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, defaultBackoff.ResetAfter},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -295,22 +294,17 @@ func (cfg Config) withDefaults() (Config, error) {
 // etcd returns the configured KeysAPI, or a client/v2 one for Endpoints;
 // how snapshots are read: through that KeysAPI, or, for Endpoints, by an
 // HTTPSnapshotter that decodes the answer as it streams in; and what
-// watches: the KeysAPI, or StreamWatches; and the transport they share,
-// whose idle connections Stop closes (nil with a KeysAPI).
-func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snapshotter, actors.Watches, http.RoundTripper, error) {
+// watches: the KeysAPI, or StreamWatches; and the tracker of the syncer's
+// own transport's connections, which Stop closes (nil with a KeysAPI or a
+// Transport of the host's).
+func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snapshotter, actors.Watches, *connTracker, error) {
 	if cfg.KeysAPI != nil {
 		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil, nil
 	}
 	transport := cfg.Transport
+	var conns *connTracker
 	if transport == nil {
-		// Our own rather than client.DefaultTransport: Stop closes its idle
-		// connections. A dial that outlives its cancelled request leaves one,
-		// and an embedded etcd's Close waits for it forever.
-		transport = &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: 10 * time.Second,
-		}
+		transport, conns = newTransport(cfg.TLS)
 	}
 	// One KeysHTTP: snapshots and a streaming watch stick to the same member.
 	keysHTTP := &actors.KeysHTTP{
@@ -325,7 +319,7 @@ func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snaps
 		// Its GETs too: the watcher's quorum reads then move the stream
 		// off a member that has lost its quorum.
 		watches := &actors.StreamWatches{KeysHTTP: keysHTTP, Goroutines: goroutines}
-		return watches, snapshots, watches, transport, nil
+		return watches, snapshots, watches, conns, nil
 	}
 	c, err := client.New(client.Config{
 		Endpoints: cfg.Endpoints,
@@ -339,7 +333,7 @@ func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snaps
 		return nil, nil, nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
 	}
 	keys := client.NewKeysAPI(c)
-	return keys, snapshots, keys, transport, nil
+	return keys, snapshots, keys, conns, nil
 }
 
 var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")

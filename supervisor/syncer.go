@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -34,7 +33,7 @@ type Syncer struct {
 	pid       *actor.PID
 	callbacks messages.Callbacks
 	env       *actors.Env
-	transport http.RoundTripper // nil with a host's KeysAPI
+	conns     *connTracker // the syncer's own transport's; nil with a host's KeysAPI or Transport
 	status    atomic.Uint32
 
 	errOnce sync.Once
@@ -66,11 +65,11 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
 	}
 	goroutines := &sync.WaitGroup{}
-	keys, snapshots, watches, transport, err := cfg.etcd(goroutines)
+	keys, snapshots, watches, conns, err := cfg.etcd(goroutines)
 	if err != nil {
 		return nil, err
 	}
-	s := &Syncer{system: system, callbacks: callbacks, transport: transport, done: make(chan struct{})}
+	s := &Syncer{system: system, callbacks: callbacks, conns: conns, done: make(chan struct{})}
 	s.env = &actors.Env{
 		Keys:       keys,
 		Snapshots:  snapshots,
@@ -82,8 +81,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		HostCalls:  &sync.WaitGroup{},
 		Stopped:    &atomic.Bool{},
 		NewBackoff: func() actors.Delayer {
-			return &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter,
-				Clock: cfg.Clock, Rand: cfg.Rand}
+			return cfg.Backoff.New(cfg.Clock, cfg.Rand)
 		},
 		Rand:     cfg.Rand,
 		Observer: cfg.Observer,
@@ -95,7 +93,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		syncer:   s,
 		merge:    actors.NewMergeCore(),
 		status:   &s.status,
-		backoff:  &Backoff{Initial: cfg.Backoff.Initial, Max: cfg.Backoff.Max, ResetAfter: cfg.Backoff.ResetAfter, Clock: cfg.Clock, Rand: cfg.Rand},
+		backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
 		failures: map[string]*failureCount{},
 	}
 	props := s.env.Props(func() actor.Actor { return r })
@@ -155,8 +153,8 @@ func (s *Syncer) Stop(ctx context.Context) error {
 			return fmt.Errorf("etcdsync: waiting for the host's callback to return: %w", err)
 		}
 	}
-	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
+	if s.conns != nil {
+		s.conns.CloseAll()
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -166,9 +165,8 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 		if ep = strings.TrimSpace(ep); ep == "" {
 			continue
 		}
-		u, err := url.Parse(ep)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return config{}, badFlag(endpointsFlag, "%q is not an http(s)://host:port URL", ep)
+		if err := supervisor.ValidateEndpoint(ep); err != nil {
+			return config{}, badFlag(endpointsFlag, "%w", err)
 		}
 		c.Endpoints = append(c.Endpoints, ep)
 	}

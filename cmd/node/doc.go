@@ -55,7 +55,7 @@
 //	GET /state    {"status":"in-sync","keys":{"/calico/v1/a":"x"}}: the view
 //	              and the status it was in, read together
 //	GET /metrics  Prometheus text format; the etcdsync_* metrics are fed by
-//	              the syncer's actors.Observer, not by parsing logs:
+//	              the syncer's supervisor.Observer, not by parsing logs:
 //	  etcdsync_sync_status{status}          gauge, 1 for the current status, 0 for the others
 //	  etcdsync_resyncs_total{cause}         counter, snapshots requested (start, watcher-restart)
 //	  etcdsync_watcher_restarts_total       counter

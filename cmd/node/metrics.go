@@ -7,11 +7,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/supervisor"
 )
 
-// metrics is the node's actors.Observer: it turns what the actors report
+// metrics is the node's supervisor.Observer: it turns what the actors report
 // into Prometheus metrics on its own registry. Its methods are called
 // concurrently from actor goroutines; each is a few atomic operations.
 type metrics struct {
@@ -100,26 +100,26 @@ func (m *metrics) lag() uint64 {
 	return etcd - applied
 }
 
-// Resync implements actors.Observer.
+// Resync implements supervisor.Observer.
 func (m *metrics) Resync(cause string) { m.resyncs.WithLabelValues(cause).Inc() }
 
-// WatcherRestarted implements actors.Observer.
+// WatcherRestarted implements supervisor.Observer.
 func (m *metrics) WatcherRestarted() { m.watcherRestarts.Inc() }
 
-// ClusterReset implements actors.Observer. The new cluster's index space
+// ClusterReset implements supervisor.Observer. The new cluster's index space
 // starts over: forget the old one's until it is seen again.
 func (m *metrics) ClusterReset() {
 	m.clusterResets.Inc()
 	m.etcdIndex.Store(0)
 }
 
-// SnapshotRead implements actors.Observer.
+// SnapshotRead implements supervisor.Observer.
 func (m *metrics) SnapshotRead(d time.Duration, keys int) {
 	m.snapshotSeconds.Observe(d.Seconds())
 	m.snapshotKeys.Set(float64(keys))
 }
 
-// WatchEvent implements actors.Observer. An event's index is a lower bound
+// WatchEvent implements supervisor.Observer. An event's index is a lower bound
 // of etcd's current one.
 func (m *metrics) WatchEvent(index uint64) {
 	m.watchEvents.Inc()
@@ -131,7 +131,7 @@ func (m *metrics) WatchEvent(index uint64) {
 	}
 }
 
-// Delivered implements actors.Observer.
+// Delivered implements supervisor.Observer.
 func (m *metrics) Delivered(updates []messages.Update) {
 	var n [len(m.updates)]int
 	for _, u := range updates {
@@ -146,7 +146,7 @@ func (m *metrics) Delivered(updates []messages.Update) {
 	}
 }
 
-// Merged implements actors.Observer. suppressed is the merger's running
+// Merged implements supervisor.Observer. suppressed is the merger's running
 // count; it is exposed as is through a CounterFunc.
 func (m *metrics) Merged(keys int, applied, suppressed uint64) {
 	m.keys.Set(float64(keys))
@@ -154,16 +154,16 @@ func (m *metrics) Merged(keys int, applied, suppressed uint64) {
 	m.suppressed.Store(suppressed)
 }
 
-// EtcdIndex implements actors.Observer.
+// EtcdIndex implements supervisor.Observer.
 func (m *metrics) EtcdIndex(index uint64) { m.etcdIndex.Store(index) }
 
-// KeyParseFailed implements actors.Observer.
+// KeyParseFailed implements supervisor.Observer.
 func (m *metrics) KeyParseFailed() { m.keyParseFails.Inc() }
 
-// ValueDecodeFailed implements actors.Observer.
+// ValueDecodeFailed implements supervisor.Observer.
 func (m *metrics) ValueDecodeFailed() { m.valueDecodeFail.Inc() }
 
-var _ actors.Observer = (*metrics)(nil)
+var _ supervisor.Observer = (*metrics)(nil)
 
 // factory registers each metric it makes.
 type factory struct{ r *prometheus.Registry }

@@ -122,11 +122,11 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	if c.Model == "calicov1" {
 		cfg.Decoder = calicov1.Decoder{}
 	}
-	transport, conns, err := etcdTransport(c)
+	tlsConfig, err := etcdTLS(c)
 	if err != nil {
 		return exitUsage, err
 	}
-	cfg.Transport = transport
+	cfg.TLS = tlsConfig
 	var etcdErr <-chan error // stays nil with an external etcd
 	if c.embedded() {
 		emb, err := startEmbedded(ctx, c, logger)
@@ -162,7 +162,6 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		if err := s.Stop(stopCtx); err != nil {
 			logger.Warn("stopping the syncer", "err", err)
 		}
-		conns.CloseAll() // see connTracker: else the embedded etcd's Close can hang
 	}
 
 	alive := func() bool {

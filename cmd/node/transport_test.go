@@ -8,11 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"io"
 	"math/big"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,19 +44,19 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-func TestEtcdTransport(t *testing.T) {
-	tr, _, err := etcdTransport(config{Endpoints: []string{"http://a:1"}})
-	if err != nil || tr.TLSClientConfig != nil {
-		t.Errorf("no TLS flags: %v, TLS config %v", err, tr.TLSClientConfig)
+func TestEtcdTLS(t *testing.T) {
+	tc, err := etcdTLS(config{Endpoints: []string{"http://a:1"}})
+	if err != nil || tc != nil {
+		t.Errorf("no TLS flags: %v, TLS config %v", err, tc)
 	}
 	dir := t.TempDir()
 	cert, key := writeCert(t, dir)
-	tr, _, err = etcdTransport(config{CAFile: cert, CertFile: cert, KeyFile: key})
+	tc, err = etcdTLS(config{CAFile: cert, CertFile: cert, KeyFile: key})
 	if err != nil {
-		t.Fatalf("etcdTransport: %v", err)
+		t.Fatalf("etcdTLS: %v", err)
 	}
-	if tr.TLSClientConfig == nil || tr.TLSClientConfig.RootCAs == nil || len(tr.TLSClientConfig.Certificates) != 1 {
-		t.Errorf("transport %#v lacks the CA or the client certificate", tr)
+	if tc == nil || tc.RootCAs == nil || len(tc.Certificates) != 1 {
+		t.Errorf("TLS config %#v lacks the CA or the client certificate", tc)
 	}
 
 	notPEM := filepath.Join(dir, "not.pem")
@@ -75,47 +71,11 @@ func TestEtcdTransport(t *testing.T) {
 		{config{CAFile: notPEM}, "--etcd-ca-file"},
 		{config{CertFile: cert, KeyFile: notPEM}, "--etcd-cert-file"},
 	} {
-		_, _, err := etcdTransport(tc.c)
+		_, err := etcdTLS(tc.c)
 		var fe *flagError
 		if !errors.As(err, &fe) || fe.Flag != tc.flag {
-			t.Errorf("etcdTransport(%+v) = %v, want a %s error", tc.c, err, tc.flag)
+			t.Errorf("etcdTLS(%+v) = %v, want a %s error", tc.c, err, tc.flag)
 		}
-	}
-}
-
-// TestConnTrackerClosesIdleConnections leaves a connection idle in the
-// transport's pool, as a cancelled request can, and checks that CloseAll
-// closes it (the server sees EOF) and that later dials fail.
-func TestConnTrackerClosesIdleConnections(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	serverSideClosed := make(chan struct{}, 10)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			serverSideClosed <- struct{}{}
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	tr, conns, err := etcdTransport(config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close() // the connection goes back to the pool, idle
-	if n := conns.open(); n != 1 {
-		t.Fatalf("%d connections open, want the idle one", n)
-	}
-	conns.CloseAll()
-	<-serverSideClosed // the server saw the idle connection close
-	if n := conns.open(); n != 0 {
-		t.Errorf("%d connections open after CloseAll", n)
-	}
-	if _, err := (&http.Client{Transport: tr}).Get(srv.URL); !errors.Is(err, errConnsClosed) {
-		t.Errorf("a request after CloseAll: %v, want errConnsClosed", err)
 	}
 }
 

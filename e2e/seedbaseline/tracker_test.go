@@ -3,8 +3,8 @@ package seedbaseline_test
 import (
 	"testing"
 
+	"github.com/etcdsync/etcdsync/e2e/bench/hwmbench"
 	"github.com/etcdsync/etcdsync/e2e/seedbaseline"
-	"github.com/etcdsync/etcdsync/hwm/hwmbench"
 )
 
 // BenchmarkTracker runs hwm's tracker benchmarks on the seed's tracker.

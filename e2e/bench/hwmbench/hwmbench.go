@@ -3,7 +3,8 @@
 // call Run, so that the two trackers are measured by the same code on the
 // same keys and their figures compare row for row.
 //
-// It is benchmark support only: nothing in the syncer imports it.
+// It is benchmark support only: it lives under e2e/ so that no production
+// package can depend on it (.ci/layering.sh checks).
 package hwmbench
 
 import (

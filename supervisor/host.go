@@ -1,0 +1,17 @@
+package supervisor
+
+import "github.com/etcdsync/etcdsync/actors"
+
+// What a host may give the syncer besides Callbacks, declared where hosts
+// look, so that a host needs no import of package actors.
+type (
+	// Observer hears what the actors do, for metrics (Config.Observer).
+	Observer = actors.Observer
+	// NopObserver ignores everything; embed it to hear only some events.
+	NopObserver = actors.NopObserver
+	// KeysAPI is the part of client/v2's KeysAPI the syncer calls
+	// (Config.KeysAPI).
+	KeysAPI = actors.KeysAPI
+	// Runner runs the actors and their goroutines (Config.Runner).
+	Runner = actors.Runner
+)
