@@ -49,9 +49,10 @@ test: lint $(ETCD)
 
 # The reference node on an embedded etcd (data in .data/etcd, git-ignored);
 # NODE_FLAGS="--help" lists its flags. Built, then run: `go run` exits 1
-# after Ctrl-C whatever the node returns.
+# after Ctrl-C whatever the node returns. -buildvcs=auto stamps the git
+# revision that `bin/node --version` prints, even where GOFLAGS turns it off.
 run:
-	$(GO) build -o bin/node ./cmd/node
+	$(GO) build -buildvcs=auto -o bin/node ./cmd/node
 	bin/node $(NODE_FLAGS)
 
 # Every measurement in one run, on real etcd; rewrites BENCHMARKS.md.

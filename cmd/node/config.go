@@ -99,6 +99,7 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9095", "host:port of the HTTP server (/healthz, /readyz, /state, /metrics)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&raw.version, "version", false, "print the module version and VCS revision, then exit")
 	return fs, raw
 }
 
@@ -128,7 +129,12 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 // rawFlags are the flags that need parsing beyond what package flag does.
 type rawFlags struct {
 	endpoints, watch, onClusterReset, logLevel string
+	version                                    bool
 }
+
+// errVersion is what parseFlags returns for --version, the version having
+// been written to usageOut.
+var errVersion = errors.New("version printed")
 
 // parseFlags parses and validates the command line args (without the
 // program name), reading the environment through getenv. A bad flag is a
@@ -150,6 +156,10 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 			name = "--" + m[1]
 		}
 		return config{}, &flagError{Flag: name, Err: err}
+	}
+	if raw.version {
+		fmt.Fprintln(usageOut, version())
+		return config{}, errVersion
 	}
 	if fs.NArg() > 0 {
 		return config{}, &flagError{Flag: "command line", Err: fmt.Errorf("unexpected argument %q (every setting is a --flag)", fs.Arg(0))}

@@ -16,7 +16,7 @@ import (
 
 // Exit codes.
 const (
-	exitOK     = 0 // stopped by SIGINT or SIGTERM, or --help
+	exitOK     = 0 // stopped by SIGINT or SIGTERM, or --help, --version
 	exitFailed = 1 // the syncer stopped itself, or a component failed
 	exitUsage  = 2 // a bad flag or setting
 )
@@ -27,7 +27,7 @@ const (
 // the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	c, err := parseFlags(args, getenv, stdout) // --help goes to stdout: it is asked for
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
 		return exitOK
 	}
 	if err != nil {

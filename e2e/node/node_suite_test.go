@@ -29,7 +29,9 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, dir)
 	bin := filepath.Join(dir, "node")
-	args := []string{"build", "-o", bin}
+	// -buildvcs=auto: --version prints the revision even where GOFLAGS
+	// (this machine's go env) turns VCS stamping off.
+	args := []string{"build", "-buildvcs=auto", "-o", bin}
 	if raceEnabled {
 		args = append(args, "-race")
 	}

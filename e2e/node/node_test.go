@@ -6,9 +6,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -234,6 +237,17 @@ var _ = Describe("The node", func() {
 			})
 			Eventually(s).WithContext(ctx).WithTimeout(10 * time.Second).Should(gexec.Exit(2))
 			Expect(string(s.Err.Contents())).To(And(ContainSubstring("--embedded-etcd-listen"), ContainSubstring("address already in use")))
+		}, SpecTimeout(15*time.Second))
+
+		It("prints its module version and the VCS revision it was built from with --version, and exits 0", func(ctx SpecContext) {
+			rev, err := exec.CommandContext(ctx, "git", "rev-parse", "HEAD").Output()
+			Expect(err).NotTo(HaveOccurred(), "the suite builds the node from this git checkout")
+			s := startProcess([]string{"--version"})
+			Eventually(s).WithContext(ctx).WithTimeout(10 * time.Second).Should(gexec.Exit(0))
+			Expect(string(s.Out.Contents())).To(And(
+				HavePrefix("node github.com/etcdsync/etcdsync "),
+				ContainSubstring("revision "+strings.TrimSpace(string(rev))),
+				ContainSubstring(runtime.Version())))
 		}, SpecTimeout(15*time.Second))
 
 		It("exits 2 naming --listen when its port is taken", func(ctx SpecContext) {
