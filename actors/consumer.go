@@ -260,6 +260,7 @@ func (k *Consumer) decode(b *batch) {
 			if err != nil {
 				k.env.Observer.ValueDecodeFailed()
 				k.env.Logger.Warn("value does not decode; delivering its key with a nil value", "key", u.Key, "err", err)
+				v = nil // whatever a decoder returns beside its error (strconv gives 0)
 			}
 			u.DecodedValue = v
 		}
