@@ -10,7 +10,7 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// PollerConfig configures a ClusterIDPoller.
+// PollerConfig configures a cluster-ID poller actor.
 type PollerConfig struct {
 	// Interval between polls; each wait is jittered by ±10 %.
 	Interval time.Duration
@@ -24,7 +24,7 @@ type pollerShared struct {
 	gens atomic.Uint64
 }
 
-// NewClusterIDPollerProps returns the props of a ClusterIDPoller. It polls
+// NewClusterIDPollerProps returns the props of a cluster-ID poller actor. It polls
 // etcd with a quorum read, so that a rebuilt or restored etcd is noticed
 // even while nothing else talks to it. It fails with
 // messages.ErrClusterIDChanged when the ID differs from the one the pipeline
@@ -35,13 +35,13 @@ type pollerShared struct {
 func NewClusterIDPollerProps(env *Env, cfg PollerConfig) *actor.Props {
 	shared := &pollerShared{}
 	return env.Props(func() actor.Actor {
-		return &ClusterIDPoller{env: env, cfg: cfg, shared: shared}
+		return &clusterIDPoller{env: env, cfg: cfg, shared: shared}
 	})
 }
 
-// ClusterIDPoller is the cluster-ID poller actor; see
+// clusterIDPoller is the cluster-ID poller actor; see
 // NewClusterIDPollerProps.
-type ClusterIDPoller struct {
+type clusterIDPoller struct {
 	env    *Env
 	cfg    PollerConfig
 	shared *pollerShared
@@ -60,7 +60,7 @@ type (
 )
 
 // Receive implements actor.Actor.
-func (p *ClusterIDPoller) Receive(c actor.Context) {
+func (p *clusterIDPoller) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		p.task = newTask(&p.shared.gens)
@@ -84,7 +84,7 @@ func (p *ClusterIDPoller) Receive(c actor.Context) {
 	}
 }
 
-func (p *ClusterIDPoller) poll(c actor.Context) {
+func (p *clusterIDPoller) poll(c actor.Context) {
 	p.task.start(c, p.env, p.env.Goroutines, func(ctx context.Context, send func(any)) {
 		applied := p.cfg.Applied()
 		resp, err := p.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
@@ -94,7 +94,7 @@ func (p *ClusterIDPoller) poll(c actor.Context) {
 	})
 }
 
-func (p *ClusterIDPoller) handleResult(c actor.Context, r pollResult) {
+func (p *clusterIDPoller) handleResult(c actor.Context, r pollResult) {
 	if r.err != nil {
 		p.env.Logger.Warn("polling etcd's cluster ID failed", "err", r.err)
 	} else {
@@ -109,4 +109,4 @@ func (p *ClusterIDPoller) handleResult(c actor.Context, r pollResult) {
 	p.timer = p.env.Clock.AfterFunc(time.Duration(float64(p.cfg.Interval)*jitter), func() { post(pollNow{}) })
 }
 
-var _ actor.Actor = (*ClusterIDPoller)(nil)
+var _ actor.Actor = (*clusterIDPoller)(nil)

@@ -8,9 +8,9 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// DefaultClusterID is the ID of an etcd cluster started without
+// defaultClusterID is the ID of an etcd cluster started without
 // --initial-cluster-token: two such clusters cannot be told apart.
-const DefaultClusterID = "7e27652122e8b2ae"
+const defaultClusterID = "7e27652122e8b2ae"
 
 // ClusterIDCheck remembers the etcd cluster ID first seen and judges every
 // later observation against it. Not safe for concurrent use.
@@ -25,7 +25,7 @@ type ClusterIDVerdict struct {
 	Err error
 	// First: the ID was learnt by this observation.
 	First bool
-	// Default: the ID learnt is DefaultClusterID; warn the operator once.
+	// Default: the ID learnt is defaultClusterID; warn the operator once.
 	Default bool
 }
 
@@ -40,7 +40,7 @@ func (c *ClusterIDCheck) ObserveID(id string) ClusterIDVerdict {
 		return ClusterIDVerdict{}
 	case c.id == "":
 		c.id = id
-		return ClusterIDVerdict{First: true, Default: id == DefaultClusterID}
+		return ClusterIDVerdict{First: true, Default: id == defaultClusterID}
 	case id != c.id:
 		return ClusterIDVerdict{Err: fmt.Errorf("%w: was %s, now %s", messages.ErrClusterIDChanged, c.id, id)}
 	}
@@ -94,7 +94,7 @@ func (g *ClusterIDGuard) report(v ClusterIDVerdict, log *slog.Logger) error {
 	}
 	if v.Default {
 		log.Error("etcd uses the default cluster ID; a rebuilt cluster with the same default ID "+
-			"cannot be detected. Start etcd with a unique --initial-cluster-token.", "clusterID", DefaultClusterID)
+			"cannot be detected. Start etcd with a unique --initial-cluster-token.", "clusterID", defaultClusterID)
 	}
 	return v.Err
 }

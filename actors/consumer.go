@@ -14,7 +14,7 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// ConsumerConfig configures a Consumer. Exactly one of Callbacks and HostPID
+// ConsumerConfig configures a consumer actor. Exactly one of Callbacks and HostPID
 // is set.
 type ConsumerConfig struct {
 	Callbacks messages.Callbacks
@@ -46,23 +46,18 @@ func (p *CallbackPanic) Error() string {
 	return fmt.Sprintf("etcdsync: host callback panicked: %v", p.Value)
 }
 
-// consumerShared outlives one incarnation: what waits for the host, the
-// batch being delivered, and how many times delivering it has failed.
+// consumerShared outlives one incarnation: what waits for the host and the
+// batch the host has (the Outbox holds both), how many times delivering that
+// batch has failed, and the batch decoded, once decoding it has succeeded
+// (a host call sets it; the actor reads it only after that call has ended).
 type consumerShared struct {
 	gens     atomic.Uint64
 	outbox   Outbox
-	inflight *batch
 	attempts int
+	decoded  *messages.Deliver
 }
 
-// batch is a Deliver on its way to the host; decoded once its updates carry
-// DecodedKey and DecodedValue.
-type batch struct {
-	messages.Deliver
-	decoded bool
-}
-
-// NewConsumerProps returns the props of a Consumer, the adapter between the
+// NewConsumerProps returns the props of a consumer actor, the adapter between the
 // merger and the host. It queues what the merger sends in an Outbox and
 // calls the host's callbacks with one batch at a time, from a goroutine of
 // its own, so that it keeps receiving (and coalescing) while the host is
@@ -76,12 +71,12 @@ type batch struct {
 func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
 	shared := &consumerShared{outbox: Outbox{FoldAt: cfg.CoalesceAfter}}
 	return env.Props(func() actor.Actor {
-		return &Consumer{env: env, cfg: cfg, shared: shared}
+		return &consumer{env: env, cfg: cfg, shared: shared}
 	})
 }
 
-// Consumer is the consumer actor; see NewConsumerProps.
-type Consumer struct {
+// consumer is the consumer actor; see NewConsumerProps.
+type consumer struct {
 	env      *Env
 	cfg      ConsumerConfig
 	shared   *consumerShared
@@ -94,12 +89,12 @@ type Consumer struct {
 type callbackDone struct{ p *CallbackPanic }
 
 // Receive implements actor.Actor.
-func (k *Consumer) Receive(c actor.Context) {
+func (k *consumer) Receive(c actor.Context) {
 	sh := k.shared
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		k.task = newTask(&sh.gens)
-		if b := sh.inflight; b != nil {
+		if b, busy := sh.outbox.InFlight(); busy {
 			if sh.attempts >= max(1, k.cfg.MaxAttempts) {
 				panic(fmt.Errorf("%w: %d attempts at a batch of %d updates (status %v)",
 					messages.ErrPoisonBatch, sh.attempts, len(b.Updates), b.Status))
@@ -123,36 +118,39 @@ func (k *Consumer) Receive(c actor.Context) {
 		if done := msg.(callbackDone); done.p != nil {
 			panic(done.p)
 		}
-		k.delivered(sh.inflight)
-		sh.inflight, sh.attempts = nil, 0
+		k.delivered()
+		sh.attempts, sh.decoded = 0, nil
 		sh.outbox.Done()
 		k.next(c)
 	}
 }
 
 // next starts delivering the next batch, if the host is free.
-func (k *Consumer) next(c actor.Context) {
-	if k.shared.inflight != nil || k.stopping || k.env.Stopped.Load() {
+func (k *consumer) next(c actor.Context) {
+	if k.stopping || k.env.Stopped.Load() {
 		return
 	}
-	d, ok := k.shared.outbox.Take()
-	if !ok {
-		return
+	if _, ok := k.shared.outbox.Take(); ok { // not while the host has one
+		k.start(c)
 	}
-	k.shared.inflight = &batch{Deliver: d}
-	k.start(c)
 }
 
 // start calls the host with the batch in flight, from a goroutine.
-func (k *Consumer) start(c actor.Context) {
+func (k *consumer) start(c actor.Context) {
 	k.shared.attempts++
-	b, root := k.shared.inflight, c.ActorSystem().Root
+	b, _ := k.shared.outbox.InFlight()
+	root := c.ActorSystem().Root
 	k.task.start(c, k.env, k.env.HostCalls, func(_ context.Context, send func(any)) {
 		send(callbackDone{k.call(root, b)})
 	})
 }
 
-func (k *Consumer) delivered(b *batch) {
+// delivered reports the batch the host is done with.
+func (k *consumer) delivered() {
+	b, _ := k.shared.outbox.InFlight()
+	if k.shared.decoded != nil {
+		b = *k.shared.decoded
+	}
 	k.env.Observer.Delivered(b.Updates)
 	if b.Status != 0 && k.cfg.Status != nil {
 		k.cfg.Status.Store(uint32(b.Status))
@@ -162,7 +160,7 @@ func (k *Consumer) delivered(b *batch) {
 // call decodes the batch and runs the host's callbacks, or sends it to the
 // host actor and waits for its answer, turning a panic in any of them (or a
 // host actor that does not answer) into a *CallbackPanic.
-func (k *Consumer) call(root *actor.RootContext, b *batch) (p *CallbackPanic) {
+func (k *consumer) call(root *actor.RootContext, raw messages.Deliver) (p *CallbackPanic) {
 	defer func() {
 		if r := recover(); r != nil {
 			p = &CallbackPanic{Value: r, Stack: debug.Stack()}
@@ -170,7 +168,7 @@ func (k *Consumer) call(root *actor.RootContext, b *batch) (p *CallbackPanic) {
 		}
 	}()
 	hostCall(func() {
-		k.decode(b)
+		b := k.decode(raw)
 		if k.cfg.HostPID != nil {
 			k.deliverToActor(root, b)
 			return
@@ -188,11 +186,11 @@ func (k *Consumer) call(root *actor.RootContext, b *batch) (p *CallbackPanic) {
 // deliverToActor sends the batch to the host actor and waits for its
 // messages.Delivered: that is the host's flow control, as a callback's
 // return is.
-func (k *Consumer) deliverToActor(root *actor.RootContext, b *batch) {
+func (k *consumer) deliverToActor(root *actor.RootContext, b messages.Deliver) {
 	if k.env.Stopped.Load() {
 		return
 	}
-	answer, err := root.RequestFuture(k.cfg.HostPID, b.Deliver, k.cfg.AckTimeout).Result()
+	answer, err := root.RequestFuture(k.cfg.HostPID, b, k.cfg.AckTimeout).Result()
 	if err != nil {
 		panic(fmt.Errorf("the host actor %s did not answer a Deliver of %d updates with messages.Delivered within %v: %w",
 			k.cfg.HostPID, len(b.Updates), k.cfg.AckTimeout, err))
@@ -234,13 +232,18 @@ func InHostCall() bool {
 	}
 }
 
-// decode fills in DecodedKey and DecodedValue, and takes out the updates
-// whose keys the decoder does not accept, reporting them to the host's
-// ParseFailed. It builds a new slice, so that a batch whose ParseFailed
-// panicked is decoded again from its raw updates.
-func (k *Consumer) decode(b *batch) {
-	if k.cfg.Decoder == nil || b.decoded {
-		return
+// decode returns b with DecodedKey and DecodedValue filled in, without the
+// updates whose keys the decoder does not accept, which it reports to the
+// host's ParseFailed. It builds a new slice, so that a batch whose
+// ParseFailed panicked is decoded again from its raw updates; once decoding
+// has succeeded, a delivery again reuses it and ParseFailed hears each key
+// once.
+func (k *consumer) decode(b messages.Deliver) messages.Deliver {
+	if k.cfg.Decoder == nil {
+		return b
+	}
+	if k.shared.decoded != nil {
+		return *k.shared.decoded
 	}
 	failed, _ := k.cfg.Callbacks.(messages.ParseFailedCallback) // nil for a host actor
 	kept := make([]messages.Update, 0, len(b.Updates))
@@ -266,7 +269,9 @@ func (k *Consumer) decode(b *batch) {
 		}
 		kept = append(kept, u)
 	}
-	b.Updates, b.decoded = kept, true
+	b.Updates = kept
+	k.shared.decoded = &b
+	return b
 }
 
-var _ actor.Actor = (*Consumer)(nil)
+var _ actor.Actor = (*consumer)(nil)

@@ -1,17 +1,28 @@
 // Package actors holds etcdsync's actors, one per file, each a thin shell
-// around a pure, deterministic core:
+// around a pure, deterministic core. The actors are unexported: a host or
+// the supervisor spawns them through their New…Props functions.
 //
-//   - Watcher (watcher.go) runs the free-running recursive watch; its error
-//     classification is the pure function classifyWatchError.
-//   - SnapshotReader (snapshot.go) reads recursive snapshots on request.
-//   - Merger (merger.go) feeds Merge (merge.go), the merge state machine.
-//   - ClusterIDPoller (clusterid.go) watches for a rebuilt or restored etcd.
-//   - Consumer (consumer.go) delivers batches to the host's Callbacks.
+//   - the watcher (watcher.go) runs the free-running recursive watch, by long
+//     poll or by etcd's stream (StreamWatches, streamwatch.go); its error
+//     classification is the pure ClassifyWatchError (watchclass.go).
+//   - the snapshot reader (snapshot.go) reads recursive snapshots on request,
+//     through a Snapshotter (snapshotter.go); StaleCheck (stalecheck.go)
+//     judges reads that came back behind.
+//   - the merger (merger.go) feeds MergeCore (mergecore.go), the merge state
+//     machine, and keeps nothing of its own.
+//   - the cluster-ID poller (clusterid.go) watches for a rebuilt or restored
+//     etcd; ClusterIDGuard (clusteridcheck.go) judges the cluster ID of every
+//     response before its data reaches the merger.
+//   - the consumer (consumer.go) delivers to the host's Callbacks or host
+//     actor, one batch at a time, through an Outbox (outbox.go) that
+//     coalesces per key while the host is busy.
 //
 // The cores take inputs and return outputs; they hold no goroutines, clocks
 // or actor types, and are tested by script. The actors only move messages in
-// and out, run every blocking etcd call in a goroutine they own and cancel on
-// stop or restart, and drop results of an earlier incarnation by generation.
-// Supervision policy does not live here: an actor fails by panicking with a
-// typed error, and its parent in package supervisor decides.
+// and out; every blocking call (etcd, the host) runs as a task (task.go),
+// which the actor cancels on stop or restart and whose stale results it drops
+// in one place. Env carries what they share, and its Runner lets e2e/stepper
+// run them one step at a time. Supervision policy does not live here: an
+// actor fails by panicking with a typed error, and its parent in package
+// supervisor decides.
 package actors

@@ -8,7 +8,7 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// MergerConfig configures a Merger.
+// MergerConfig configures a merger actor.
 type MergerConfig struct {
 	Core     *MergeCore // owned by the merger; outlives its restarts
 	Snapshot *actor.PID // receives SnapshotRequest
@@ -18,25 +18,25 @@ type MergerConfig struct {
 	Applied *atomic.Uint64
 }
 
-// NewMergerProps returns the props of a Merger: the thin shell that feeds
+// NewMergerProps returns the props of a merger actor: the thin shell that feeds
 // the watcher's and the snapshot reader's messages to the MergeCore and
 // sends what it returns: updates and status to the consumer, requests to
 // the snapshot reader. It keeps nothing itself: the core lives in the
 // props, so a restarted merger resumes it.
 func NewMergerProps(env *Env, cfg MergerConfig) *actor.Props {
 	return env.Props(func() actor.Actor {
-		return &Merger{env: env, cfg: cfg}
+		return &merger{env: env, cfg: cfg}
 	})
 }
 
-// Merger is the merger actor; see NewMergerProps.
-type Merger struct {
+// merger is the merger actor; see NewMergerProps.
+type merger struct {
 	env *Env
 	cfg MergerConfig
 }
 
 // Receive implements actor.Actor.
-func (m *Merger) Receive(c actor.Context) {
+func (m *merger) Receive(c actor.Context) {
 	switch msg := c.Message().(type) {
 	case *actor.Started:
 		m.emit(c, m.cfg.Core.Start())
@@ -48,7 +48,7 @@ func (m *Merger) Receive(c actor.Context) {
 // emit sends what the core returned before anything else: the core has
 // already moved on, so a failure (an Observer's panic) between the two would
 // lose the updates, which a restart must not.
-func (m *Merger) emit(c actor.Context, out Output) {
+func (m *merger) emit(c actor.Context, out Output) {
 	core := m.cfg.Core
 	if m.cfg.Applied != nil {
 		m.cfg.Applied.Store(core.Applied())
@@ -67,4 +67,4 @@ func (m *Merger) emit(c actor.Context, out Output) {
 	m.env.Observer.Merged(core.Keys(), core.Applied(), core.Suppressed())
 }
 
-var _ actor.Actor = (*Merger)(nil)
+var _ actor.Actor = (*merger)(nil)

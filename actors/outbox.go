@@ -24,8 +24,8 @@ type Outbox struct {
 	// that keeps up pays nothing for coalescing.
 	FoldAt int
 
-	segments []*segment // oldest first; only the last may still be open
-	inflight bool
+	segments []*segment        // oldest first; only the last may still be open
+	inflight *messages.Deliver // the batch with the host, until Done
 }
 
 // DefaultFoldAt is the default Outbox.FoldAt.
@@ -107,13 +107,13 @@ func (s *segment) fold() {
 // done (see Done). The batch's updates are what the host must apply to
 // reach the state the merger had emitted at the batch's end.
 func (o *Outbox) Take() (messages.Deliver, bool) {
-	for !o.inflight && len(o.segments) > 0 {
+	for o.inflight == nil && len(o.segments) > 0 {
 		seg := o.segments[0]
 		o.segments[0] = nil
 		o.segments = o.segments[1:]
 		d := messages.Deliver{Status: seg.status, Updates: seg.updates()}
 		if len(d.Updates) > 0 || d.Status != 0 {
-			o.inflight = true
+			o.inflight = &d
 			return d, true
 		}
 	}
@@ -152,10 +152,16 @@ func (s *segment) updates() []messages.Update {
 }
 
 // Done records that the host has finished with the batch Take returned.
-func (o *Outbox) Done() { o.inflight = false }
+func (o *Outbox) Done() { o.inflight = nil }
 
-// InFlight reports whether a batch is with the host.
-func (o *Outbox) InFlight() bool { return o.inflight }
+// InFlight returns the batch Take returned, while the host has it (until
+// Done): a batch whose delivery failed is delivered again from here.
+func (o *Outbox) InFlight() (messages.Deliver, bool) {
+	if o.inflight == nil {
+		return messages.Deliver{}, false
+	}
+	return *o.inflight, true
+}
 
 // Pending returns how many updates wait: one per key in a folded segment,
 // one per update in batches not yet folded.

@@ -144,7 +144,7 @@ var _ = Describe("Outbox", func() {
 			apply(direct, []m.Update{u})
 			o.Push([]m.Update{u}, status)
 			if r.IntN(10) == 0 { // the host finishes a batch now and then
-				if o.InFlight() {
+				if _, busy := o.InFlight(); busy {
 					o.Done()
 				}
 				if d, ok := o.Take(); ok {
@@ -153,7 +153,7 @@ var _ = Describe("Outbox", func() {
 			}
 		}
 		for {
-			if o.InFlight() {
+			if _, busy := o.InFlight(); busy {
 				o.Done()
 			}
 			d, ok := o.Take()

@@ -12,7 +12,7 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// SnapshotConfig configures a SnapshotReader.
+// SnapshotConfig configures a snapshot reader actor.
 type SnapshotConfig struct {
 	// Cluster judges the cluster ID of every snapshot before anything of it
 	// is sent.
@@ -38,7 +38,7 @@ type snapshotShared struct {
 	keys        int       // keys sent of the read being served
 }
 
-// NewSnapshotReaderProps returns the props of a SnapshotReader. On each
+// NewSnapshotReaderProps returns the props of a snapshot reader actor. On each
 // messages.SnapshotRequest it reads a recursive snapshot of the prefix from
 // any member, re-reading with quorum reads while the answer is below the
 // requested index (a member behind, or cut off from its quorum), and
@@ -49,12 +49,12 @@ type snapshotShared struct {
 func NewSnapshotReaderProps(env *Env, cfg SnapshotConfig) *actor.Props {
 	shared := &snapshotShared{}
 	return env.Props(func() actor.Actor {
-		return &SnapshotReader{env: env, cfg: cfg, shared: shared}
+		return &snapshotReader{env: env, cfg: cfg, shared: shared}
 	})
 }
 
-// SnapshotReader is the snapshot reader actor; see NewSnapshotReaderProps.
-type SnapshotReader struct {
+// snapshotReader is the snapshot reader actor; see NewSnapshotReaderProps.
+type snapshotReader struct {
 	env    *Env
 	cfg    SnapshotConfig
 	shared *snapshotShared
@@ -69,7 +69,7 @@ type (
 )
 
 // Receive implements actor.Actor.
-func (s *SnapshotReader) Receive(c actor.Context) {
+func (s *snapshotReader) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		s.task = newTask(&s.shared.gens)
@@ -103,7 +103,7 @@ func (s *SnapshotReader) Receive(c actor.Context) {
 	}
 }
 
-func (s *SnapshotReader) start(c actor.Context) {
+func (s *snapshotReader) start(c actor.Context) {
 	minIdx := s.shared.request.MinIndex
 	s.task.start(c, s.env, s.env.Goroutines, func(ctx context.Context, send func(any)) { s.read(ctx, send, minIdx) })
 }
@@ -114,7 +114,7 @@ var errStale = errors.New("snapshot below the requested index")
 
 // read is the goroutine of one request: read until a snapshot at or above
 // minIdx arrives, streaming it to the merger as it is decoded.
-func (s *SnapshotReader) read(ctx context.Context, send func(any), minIdx uint64) {
+func (s *snapshotReader) read(ctx context.Context, send func(any), minIdx uint64) {
 	retry := s.env.NewBackoff()
 	size := max(1, s.cfg.BatchSize)
 	stale := StaleCheck{Timeout: s.cfg.StaleTimeout}
@@ -191,7 +191,7 @@ func (s *SnapshotReader) read(ctx context.Context, send func(any), minIdx uint64
 
 // emptySnapshot is the head of the empty snapshot a missing prefix is, at
 // index: it learns the cluster ID from a GET of "/", which always exists.
-func (s *SnapshotReader) emptySnapshot(ctx context.Context, index uint64, head func(uint64, string) error) error {
+func (s *snapshotReader) emptySnapshot(ctx context.Context, index uint64, head func(uint64, string) error) error {
 	resp, err := s.env.Keys.Get(ctx, "/", nil)
 	if err != nil {
 		return fmt.Errorf("reading etcd's cluster ID for an empty snapshot: %w", err)
@@ -199,4 +199,4 @@ func (s *SnapshotReader) emptySnapshot(ctx context.Context, index uint64, head f
 	return head(index, resp.ClusterID)
 }
 
-var _ actor.Actor = (*SnapshotReader)(nil)
+var _ actor.Actor = (*snapshotReader)(nil)

@@ -66,7 +66,7 @@ var _ KeysAPI = (*StreamWatches)(nil)
 // connection until Close, or until the context of a Next ends while it
 // opens one.
 func (s *StreamWatches) Watcher(key string, opts *client.WatcherOptions) client.Watcher {
-	w := &StreamWatcher{watches: s, key: key}
+	w := &streamWatcher{watches: s, key: key}
 	if opts != nil {
 		w.next, w.recursive = opts.AfterIndex+1, opts.Recursive
 	}
@@ -88,10 +88,10 @@ func (s *StreamWatches) goroutine(f func()) {
 	}
 }
 
-// StreamWatcher is one watch of StreamWatches. Not safe for concurrent use
+// streamWatcher is one watch of StreamWatches. Not safe for concurrent use
 // (nor is client/v2's watcher): one goroutine calls Next, Reconnect and
 // Close.
-type StreamWatcher struct {
+type streamWatcher struct {
 	watches   *StreamWatches
 	key       string
 	recursive bool
@@ -113,7 +113,7 @@ type stream struct {
 
 // Next returns the next event. Cancelling ctx ends the wait, not the
 // stream: the next Next goes on reading it.
-func (w *StreamWatcher) Next(ctx context.Context) (*client.Response, error) {
+func (w *streamWatcher) Next(ctx context.Context) (*client.Response, error) {
 	for {
 		if w.stream == nil {
 			if err := w.open(ctx); err != nil {
@@ -158,16 +158,16 @@ func (w *StreamWatcher) Next(ctx context.Context) (*client.Response, error) {
 // Reconnect drops the stream, if one is open: the next Next opens another
 // at etcd's head and fills the gap from the watch's position, so nothing is
 // missed, and a position etcd's history no longer holds is a 401.
-func (w *StreamWatcher) Reconnect() { w.closeStream() }
+func (w *streamWatcher) Reconnect() { w.closeStream() }
 
 // Close drops the stream and waits for its reader. The watcher can be used
 // again: the next Next opens another.
-func (w *StreamWatcher) Close() error {
+func (w *streamWatcher) Close() error {
 	w.closeStream()
 	return nil
 }
 
-func (w *StreamWatcher) closeStream() {
+func (w *streamWatcher) closeStream() {
 	if st := w.stream; st != nil {
 		st.cancel()
 		<-st.done
@@ -177,7 +177,7 @@ func (w *StreamWatcher) closeStream() {
 
 // open opens a stream at etcd's head and starts its reader. The connection
 // outlives ctx: only the wait for etcd's answer is bound to it.
-func (w *StreamWatcher) open(ctx context.Context) error {
+func (w *streamWatcher) open(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
 	a, err := w.request(sctx, 0)
@@ -219,13 +219,13 @@ func (w *StreamWatcher) open(ctx context.Context) error {
 }
 
 // deliver returns resp with the headers of the answer it came in.
-func (w *StreamWatcher) deliver(resp *client.Response, index uint64, clusterID string) *client.Response {
+func (w *streamWatcher) deliver(resp *client.Response, index uint64, clusterID string) *client.Response {
 	w.next = resp.Node.ModifiedIndex + 1
 	resp.Index, resp.ClusterID = index, clusterID
 	return resp
 }
 
-func (w *StreamWatcher) transportError(ctx context.Context, err error) error {
+func (w *streamWatcher) transportError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -257,7 +257,7 @@ func (a *answer) read() (*client.Response, error) {
 
 // request sends a streaming watch request: from waitIndex, or, if it is 0,
 // from etcd's head.
-func (w *StreamWatcher) request(ctx context.Context, waitIndex uint64) (*answer, error) {
+func (w *streamWatcher) request(ctx context.Context, waitIndex uint64) (*answer, error) {
 	q := url.Values{"wait": {"true"}, "stream": {"true"}}
 	if w.recursive {
 		q.Set("recursive", "true")

@@ -14,7 +14,7 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// WatcherConfig configures a Watcher.
+// WatcherConfig configures a watcher actor.
 type WatcherConfig struct {
 	Merger *actor.PID // receives WatcherNeedsSnapshot, WatcherUpdate, WatcherDeletion
 	// Cluster judges the cluster ID of every response before the merger
@@ -34,7 +34,7 @@ type watcherShared struct {
 	starts atomic.Uint64
 }
 
-// NewWatcherProps returns the props of a Watcher: the free-running recursive
+// NewWatcherProps returns the props of a watcher actor: the free-running recursive
 // watch of the prefix. On every (re)start it reads etcd's current index,
 // tells the merger it needs a snapshot at that index, and watches from it
 // without waiting for the snapshot. It fails (panics with an error wrapping
@@ -43,12 +43,12 @@ type watcherShared struct {
 func NewWatcherProps(env *Env, cfg WatcherConfig) *actor.Props {
 	shared := &watcherShared{}
 	return env.Props(func() actor.Actor {
-		return &Watcher{env: env, cfg: cfg, shared: shared}
+		return &watcher{env: env, cfg: cfg, shared: shared}
 	})
 }
 
-// Watcher is the watcher actor; see NewWatcherProps.
-type Watcher struct {
+// watcher is the watcher actor; see NewWatcherProps.
+type watcher struct {
 	env    *Env
 	cfg    WatcherConfig
 	shared *watcherShared
@@ -68,7 +68,7 @@ type (
 )
 
 // Receive implements actor.Actor.
-func (w *Watcher) Receive(c actor.Context) {
+func (w *watcher) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		w.task = newTask(&w.shared.gens)
@@ -99,7 +99,7 @@ func (w *Watcher) Receive(c actor.Context) {
 	}
 }
 
-func (w *Watcher) handleEvent(c actor.Context, resp *client.Response) {
+func (w *watcher) handleEvent(c actor.Context, resp *client.Response) {
 	w.judgeClusterID(c, resp.ClusterID)
 	ev, err := EventFromResponse(w.env.Prefix, resp)
 	if err != nil {
@@ -115,14 +115,14 @@ func (w *Watcher) handleEvent(c actor.Context, resp *client.Response) {
 
 // fail tells the merger that events are being missed, then fails the
 // watcher so that its supervisor restarts it.
-func (w *Watcher) fail(c actor.Context, err error) {
+func (w *watcher) fail(c actor.Context, err error) {
 	err = fmt.Errorf("%w: %w", messages.ErrLostSync, err)
 	c.Send(w.cfg.Merger, messages.WatcherLostSync{Err: err})
 	panic(err)
 }
 
 // judgeClusterID fails the watcher if id is not the pipeline's cluster.
-func (w *Watcher) judgeClusterID(c actor.Context, id string) {
+func (w *watcher) judgeClusterID(c actor.Context, id string) {
 	if err := w.cfg.Cluster.Judge(id, w.env.Logger); err != nil {
 		w.fail(c, err)
 	}
@@ -130,7 +130,7 @@ func (w *Watcher) judgeClusterID(c actor.Context, id string) {
 
 // run is the watch: read the index, announce it, then watch from it until
 // cancelled or lost.
-func (w *Watcher) run(ctx context.Context, send func(any)) {
+func (w *watcher) run(ctx context.Context, send func(any)) {
 	idx, startID, err := w.currentIndex(ctx)
 	if ctx.Err() != nil {
 		return
@@ -199,7 +199,7 @@ var errStalled = errors.New("the watch stayed silent")
 // nextWithin is watch.Next, given up after StallTimeout of silence with
 // errStalled. A long poll given up is asked again from the same index; a
 // stream given up stays open.
-func (w *Watcher) nextWithin(ctx context.Context, watch client.Watcher) (*client.Response, error) {
+func (w *watcher) nextWithin(ctx context.Context, watch client.Watcher) (*client.Response, error) {
 	if w.cfg.StallTimeout <= 0 {
 		return watch.Next(ctx)
 	}
@@ -228,7 +228,7 @@ func (w *Watcher) nextWithin(ctx context.Context, watch client.Watcher) (*client
 // reconnects), and etcd's history answers at once with what it missed, or
 // with a 401 if it no longer holds it. The read also judges the cluster, as
 // after a broken connection.
-func (w *Watcher) checkStall(ctx context.Context, watch client.Watcher, startID string, seen uint64) error {
+func (w *watcher) checkStall(ctx context.Context, watch client.Watcher, startID string, seen uint64) error {
 	now, id, err := w.currentIndex(ctx)
 	if err != nil {
 		w.env.Logger.Warn("the watch is silent and etcd's index cannot be read; watching on", "err", err)
@@ -253,7 +253,7 @@ func (w *Watcher) checkStall(ctx context.Context, watch client.Watcher, startID 
 // Quorum, because a lagging follower's index would start the watch far
 // behind, maybe outside the event window (the seed read its Ready key from
 // any member).
-func (w *Watcher) currentIndex(ctx context.Context) (uint64, string, error) {
+func (w *watcher) currentIndex(ctx context.Context) (uint64, string, error) {
 	resp, err := w.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
 	if err != nil {
 		return 0, "", err
@@ -261,4 +261,4 @@ func (w *Watcher) currentIndex(ctx context.Context) (uint64, string, error) {
 	return resp.Index, resp.ClusterID, nil
 }
 
-var _ actor.Actor = (*Watcher)(nil)
+var _ actor.Actor = (*watcher)(nil)
