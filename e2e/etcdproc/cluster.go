@@ -43,6 +43,10 @@ type Options struct {
 	// They come last, so they override the harness's own, among which
 	// loopback timings: --heartbeat-interval 50 --election-timeout 500.
 	Args []string
+	// PeerProxies puts a proxy in front of every member's peer listener, so
+	// that Partition can cut a member off from the others while it keeps
+	// serving clients.
+	PeerProxies bool
 }
 
 // Cluster is a set of etcd processes forming one etcd cluster on
@@ -63,11 +67,13 @@ type Cluster struct {
 }
 
 type member struct {
-	name      string
-	clientURL string
-	peerURL   string
-	dataDir   string
-	proc      *process // nil or exited when not running
+	name       string
+	clientURL  string
+	peerURL    string     // advertised to the other members
+	peerListen string     // where etcd listens for peers: peerURL, or behind proxy
+	proxy      *peerProxy // with Options.PeerProxies
+	dataDir    string
+	proc       *process // nil or exited when not running
 }
 
 func (m *member) running() bool { return m.proc != nil && !m.proc.exited() }
@@ -105,6 +111,14 @@ func StartCluster(n int, opts Options) (*Cluster, error) {
 	c.members = make([]*member, n)
 	for i := range c.members {
 		c.members[i] = &member{name: "m" + strconv.Itoa(i)}
+		if opts.PeerProxies {
+			px, err := newPeerProxy()
+			if err != nil {
+				_ = c.Stop()
+				return nil, fmt.Errorf("etcdproc: peer proxy: %w", err)
+			}
+			c.members[i].proxy, c.members[i].peerURL = px, px.url()
+		}
 	}
 	// A free port can be taken between our probe and etcd's bind: retry
 	// with new ports when a member fails with "address already in use".
@@ -148,8 +162,13 @@ func (c *Cluster) assignPorts() error {
 		if m.clientURL, err = next(); err != nil {
 			return err
 		}
-		if m.peerURL, err = next(); err != nil {
+		if m.peerListen, err = next(); err != nil {
 			return err
+		}
+		if m.proxy == nil {
+			m.peerURL = m.peerListen
+		} else {
+			m.proxy.setTarget(strings.TrimPrefix(m.peerListen, "http://"))
 		}
 	}
 	return nil
@@ -201,7 +220,7 @@ func (c *Cluster) launch(m *member, extra []string) error {
 		"--enable-v2",
 		"--listen-client-urls", m.clientURL,
 		"--advertise-client-urls", m.clientURL,
-		"--listen-peer-urls", m.peerURL,
+		"--listen-peer-urls", m.peerListen,
 		"--initial-advertise-peer-urls", m.peerURL,
 		"--initial-cluster-token", c.token,
 	}
@@ -321,6 +340,11 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopped = true
 	errs := []error{c.stopAll(c.members, finalGrace)}
+	for _, m := range c.members {
+		if m.proxy != nil {
+			m.proxy.close()
+		}
+	}
 	if c.ownDir {
 		if err := os.RemoveAll(c.dir); err != nil {
 			errs = append(errs, fmt.Errorf("etcdproc: remove %s: %w", c.dir, err))
@@ -574,4 +598,58 @@ func keysAPI(endpoints []string) (client.KeysAPI, error) {
 		return nil, fmt.Errorf("etcdproc: client for %v: %w", endpoints, err)
 	}
 	return client.NewKeysAPI(cl), nil
+}
+
+// Partition cuts member i off from every other member, in both directions,
+// while it keeps running and serving clients: it answers non-quorum reads
+// from its store as it was, and its watches see nothing new. It needs
+// Options.PeerProxies. Heal undoes it.
+func (c *Cluster) Partition(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, err := c.member(i)
+	if err != nil {
+		return err
+	}
+	if m.proxy == nil {
+		return errors.New("etcdproc: Partition needs Options.PeerProxies")
+	}
+	id, err := c.memberID(m)
+	if err != nil {
+		return err
+	}
+	m.proxy.block(true, "")
+	for _, o := range c.members {
+		if o != m {
+			o.proxy.block(false, id)
+		}
+	}
+	return nil
+}
+
+// Heal lets every member reach every other again.
+func (c *Cluster) Heal() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return ErrStopped
+	}
+	for _, m := range c.members {
+		if m.proxy != nil {
+			m.proxy.unblock()
+		}
+	}
+	return nil
+}
+
+// memberID asks m for its own member ID (hex, as rafthttp's X-Server-From
+// carries it).
+func (c *Cluster) memberID(m *member) (string, error) {
+	var self struct {
+		ID string `json:"id"`
+	}
+	if err := getJSON(&http.Client{Timeout: time.Second}, m.clientURL+"/v2/stats/self", &self); err != nil {
+		return "", fmt.Errorf("etcdproc: %s's member ID: %w", m.name, err)
+	}
+	return self.ID, nil
 }

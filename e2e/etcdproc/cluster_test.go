@@ -216,6 +216,57 @@ var _ = Describe("Cluster", Label("etcd"), func() {
 	})
 })
 
+var _ = Describe("Cluster behind peer proxies", Label("etcd"), func() {
+	It("partitions a follower: it serves its old store without a quorum, then heals", func(ctx SpecContext) {
+		c, err := etcdproc.StartCluster(3, etcdproc.Options{Output: GinkgoWriter, PeerProxies: true})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(c.Stop)
+		leader, err := c.Leader()
+		Expect(err).NotTo(HaveOccurred())
+		follower := (leader + 1) % 3
+		all := keysAPI(c.Endpoints())
+		_, err = all.Set(ctx, "/etcdproc/p", "old", nil)
+		Expect(err).NotTo(HaveOccurred())
+		cut := keysAPI(c.Endpoints()[follower : follower+1])
+		Eventually(func() (string, error) {
+			resp, err := cut.Get(ctx, "/etcdproc/p", nil)
+			if err != nil {
+				return "", err
+			}
+			return resp.Node.Value, nil
+		}).WithContext(ctx).Should(Equal("old"))
+
+		Expect(c.Partition(follower)).To(Succeed())
+		before, err := cut.Get(ctx, "/etcdproc/p", nil)
+		Expect(err).NotTo(HaveOccurred())
+		others, err := c.KeysAPIOf(leader, (leader+2)%3)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = others.Set(ctx, "/etcdproc/p", "new", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Consistently(func() (string, error) {
+			resp, err := cut.Get(ctx, "/etcdproc/p", nil)
+			if err != nil {
+				return "", err
+			}
+			Expect(resp.Index).To(Equal(before.Index), "the cut member's store stays where it was")
+			return resp.Node.Value, nil
+		}).WithContext(ctx).WithTimeout(time.Second).Should(Equal("old"))
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err = cut.Get(short, "/etcdproc/p", &client.GetOptions{Quorum: true})
+		Expect(err).To(HaveOccurred(), "a quorum read needs the quorum the member has lost")
+
+		Expect(c.Heal()).To(Succeed())
+		Eventually(func() (string, error) {
+			resp, err := cut.Get(ctx, "/etcdproc/p", nil)
+			if err != nil {
+				return "", err
+			}
+			return resp.Node.Value, nil
+		}).WithContext(ctx).WithTimeout(15 * time.Second).Should(Equal("new"))
+	}, SpecTimeout(60*time.Second))
+})
+
 var _ = Describe("A member whose test process dies", Label("etcd"), func() {
 	It("dies with it (Pdeathsig)", func(ctx SpecContext) {
 		// The helper is this test binary: TestMain sees helperEnv, starts

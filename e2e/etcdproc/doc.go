@@ -7,7 +7,11 @@
 // Restart), leader changes (Leader tells who leads), whole-cluster
 // rebuilds (Rebuild: a new cluster ID, the index starting over) and
 // restores (Backup copies every member's data directory, Restore puts the
-// copies back: the same cluster ID, the index going back in time).
+// copies back: the same cluster ID, the index going back in time), frozen
+// members (Freeze, Thaw: SIGSTOP), and, with Options.PeerProxies, a member
+// cut off from its quorum while it keeps serving clients (Partition, Heal:
+// the proxies refuse the peer connections to and from it, told apart by
+// rafthttp's X-Server-From header).
 //
 // Facts about etcd 3.5 these operations show, which specs may rely on:
 // a fresh one-member cluster is at v2 index 3 (three members: 7); every

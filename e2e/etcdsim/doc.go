@@ -53,8 +53,14 @@
 // leader elections, no "no leader" answers but the one etcd gives for an
 // update of a directory), authentication, writes over HTTP (ServeHTTP
 // answers GETs and watches; writes go through the KeysAPI), and the v2
-// members and stats APIs. The follower is frozen at one
-// index until released; it does not lag by a number of indexes. Keys
+// members and stats APIs. The follower is frozen at one index until
+// released, as a real member cut off from its quorum is (the differential
+// spec partitions one with etcdproc.Partition and compares); it does not
+// lag by a number of indexes, and only its non-quorum GETs are stale: a
+// quorum GET is answered by the leader at once, where the real member
+// fails it after its request timeout and client/v2 moves on, and watches
+// are served by the leader, where the real member's stay silent (the
+// watch's stall check is spec'd against a real frozen member). Keys
 // expire only when Advance moves the clock (etcd's leader checks every
 // 500 ms); keys due at the same instant expire in key order (etcd's heap
 // order is arbitrary). An unsorted listing comes in a seeded shuffle
