@@ -239,6 +239,51 @@ func realEtcdSpecs(mode supervisor.WatchMode) {
 		Expect(etcd.Thaw(watched)).To(Succeed())
 	}, SpecTimeout(90*time.Second))
 
+	It("takes no member cut off from its quorum for a restored etcd, tries it first, and converges on the others", func(ctx SpecContext) {
+		etcd, err := etcdproc.StartCluster(3, etcdproc.Options{Output: GinkgoWriter, PeerProxies: true})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(etcd.Stop)
+		keys := writer(etcd)
+		load(ctx, keys, 100, 4)
+		leader, err := etcd.Leader()
+		Expect(err).NotTo(HaveOccurred())
+		cutOff, rest := (leader+1)%3, []int{leader, (leader + 2) % 3}
+		eps := etcd.Endpoints()
+		Eventually(func() (uint64, error) { // it has everything so far
+			resp, err := keysAPIOf(eps[cutOff]).Get(ctx, "/", nil)
+			if err != nil {
+				return 0, err
+			}
+			return resp.Index, nil
+		}).WithContext(ctx).Should(BeNumerically(">=", rootIndex(ctx, keys)))
+		Expect(etcd.Partition(cutOff)).To(Succeed())
+		DeferCleanup(etcd.Heal)
+		others, err := etcd.KeysAPIOf(rest...)
+		Expect(err).NotTo(HaveOccurred())
+		load(ctx, others, 150, 4) // 50 new keys, 100 new values the cut member never sees
+
+		// The cut member first: the syncer's own HTTP client tries endpoints
+		// in order. By long poll, the snapshot reader's first snapshot is
+		// the stale one; by stream, the poller's quorum read there fails
+		// first (after RequestTimeout) and the reader moves on with it.
+		cut := proxies(etcd)[cutOff] // to count the syncer's connections to it
+		cfg := config(cut.URL(), eps[rest[0]], eps[rest[1]])
+		cfg.OnClusterReset = supervisor.StopOnReset
+		gets := storeGets(ctx, eps[cutOff])
+		s, rec := startSyncer(cfg)
+		Eventually(inSyncWith(ctx, others, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		Expect(s.Done()).NotTo(BeClosed(), "a member behind is not a restored etcd")
+		Expect(cut.Accepted()).To(BeNumerically(">", 0), "the syncer tried the member cut off")
+		if mode == supervisor.WatchLongPoll {
+			Expect(storeGets(ctx, eps[cutOff])).To(BeNumerically(">", gets), "its first snapshot came from the member cut off")
+		}
+
+		_, err = others.Set(ctx, prefix+"/after", "1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(inSyncWith(ctx, others, rec)).WithContext(ctx).WithTimeout(10 * time.Second).Should(Succeed())
+		Expect(s.Done()).NotTo(BeClosed())
+	}, SpecTimeout(90*time.Second))
+
 	It("rides out every member down for 20 s without a tight retry loop, and recovers", func(ctx SpecContext) {
 		etcd := startEtcd(3)
 		keys := writer(etcd)
@@ -558,3 +603,35 @@ type resetCounter struct {
 }
 
 func (r *resetCounter) ClusterReset() { r.n.Add(1) }
+
+// keysAPIOf is a client of the one member at endpoint.
+func keysAPIOf(endpoint string) client.KeysAPI {
+	GinkgoHelper()
+	c, err := client.New(client.Config{Endpoints: []string{endpoint}, HeaderTimeoutPerRequest: 2 * time.Second})
+	Expect(err).NotTo(HaveOccurred())
+	return client.NewKeysAPI(c)
+}
+
+// rootIndex is etcd's index, by a quorum read.
+func rootIndex(ctx context.Context, keys client.KeysAPI) uint64 {
+	GinkgoHelper()
+	resp, err := keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
+	Expect(err).NotTo(HaveOccurred())
+	return resp.Index
+}
+
+// storeGets is how many GETs the member at endpoint has served (its v2
+// store's getsSuccess: each member counts its own).
+func storeGets(ctx context.Context, endpoint string) uint64 {
+	GinkgoHelper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/v2/stats/store", nil)
+	Expect(err).NotTo(HaveOccurred())
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	var stats struct {
+		Gets uint64 `json:"getsSuccess"`
+	}
+	Expect(json.NewDecoder(resp.Body).Decode(&stats)).To(Succeed())
+	return stats.Gets
+}
