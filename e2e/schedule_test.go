@@ -254,9 +254,13 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 			// A marker the host must see proves the syncer has applied
 			// etcd's head. Written twice, so that the head is at least
 			// two above the backup: the restart after the restore takes
-			// one index itself, and a gap it fills cannot be seen.
-			marker := fmt.Sprintf("restore-%d", round)
-			for range 2 {
+			// one index itself, and a gap it fills cannot be seen. The
+			// two values differ, or the host could be seen to hold the
+			// marker with only the first write applied, level with the
+			// restarted etcd.
+			var marker string
+			for i := range 2 {
+				marker = fmt.Sprintf("restore-%d-%d", round, i)
 				_, err := keys.Set(ctx, prefix+"/marker", marker, nil)
 				Expect(err).NotTo(HaveOccurred())
 			}
