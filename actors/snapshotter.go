@@ -2,12 +2,9 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/url"
 
-	jsoniter "github.com/json-iterator/go"
 	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/messages"
@@ -59,7 +56,8 @@ func (s KeysSnapshotter) Snapshot(ctx context.Context, prefix string, quorum boo
 }
 
 // HTTPSnapshotter reads snapshots with its own GET of etcd's v2 keys API
-// and decodes the JSON as it streams in, so that the merger merges the
+// and decodes the JSON as it streams in (decodeNodes, a scanner for exactly
+// the shape of etcd's answer), so that the merger merges the
 // first keys while etcd is still sending the rest, and the answer never
 // exists as a whole tree in memory. client/v2 cannot do this: it reads the
 // whole body before decoding.
@@ -81,56 +79,10 @@ func (s *HTTPSnapshotter) Snapshot(ctx context.Context, prefix string, quorum bo
 	if err := head(a.index, a.clusterID); err != nil {
 		return err
 	}
-	it := jsoniter.Parse(jsoniter.ConfigFastest, a.resp.Body, 64<<10)
-	complete := it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
-		if field == "node" {
-			readNode(it, leaf)
-		} else {
-			it.Skip()
-		}
-		return it.Error == nil
-	})
 	// A body cut short is an error, EOF included: taking a partial snapshot
 	// for a whole one would sweep the keys it missed.
-	if !complete || it.Error != nil {
-		return fmt.Errorf("decoding the snapshot: %w", cmpErr(it.Error, io.ErrUnexpectedEOF))
+	if err := decodeNodes(a.resp.Body, leaf); err != nil {
+		return fmt.Errorf("decoding the snapshot: %w", err)
 	}
 	return nil
-}
-
-func cmpErr(err, otherwise error) error {
-	if err == nil || errors.Is(err, io.EOF) {
-		return otherwise
-	}
-	return err
-}
-
-// readNode decodes one node of etcd's answer, calling leaf for every key
-// at or below it as soon as the key's object closes.
-func readNode(it *jsoniter.Iterator, leaf func(messages.KV)) {
-	var kv messages.KV
-	dir := false
-	it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
-		switch field {
-		case "key":
-			kv.Key = it.ReadString()
-		case "value":
-			kv.Value = it.ReadString()
-		case "modifiedIndex":
-			kv.ModifiedIndex = it.ReadUint64()
-		case "dir":
-			dir = it.ReadBool()
-		case "nodes":
-			it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-				readNode(it, leaf)
-				return true
-			})
-		default:
-			it.Skip()
-		}
-		return it.Error == nil
-	})
-	if !dir && it.Error == nil {
-		leaf(kv)
-	}
 }
