@@ -3,10 +3,13 @@
 # starts one etcd holding 10^5 Calico-shaped keys for every snapshot
 # benchmark, runs each measurement with `go test -bench` (raw outputs in a
 # temporary directory, printed at the end), then rewrites BENCHMARKS.md from
-# them with `go run ./e2e/bench/report`. About 12 minutes on 2 cores.
+# them with `go run ./e2e/bench/report`. About 13 minutes on 2 cores.
 #
 # Environment: GO (default go); BENCH_ROUNDS (default 7) snapshot rounds;
-# BENCH_RAW a directory for the raw outputs (default a new temporary one).
+# BENCH_RAW a directory for the raw outputs (default a new temporary one);
+# BENCH_LARGE=1 also loads 10^6 keys into a second etcd (about 3 minutes)
+# and runs BENCH_LARGE_ROUNDS (default 3) snapshot rounds on it, about 10
+# minutes more.
 # A failed measurement leaves its cells empty ("—"): the report is still
 # written, and the script exits 1.
 set -uo pipefail
@@ -15,6 +18,9 @@ cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 GO=${GO:-go}
 ROUNDS=${BENCH_ROUNDS:-7}
+LARGE=${BENCH_LARGE:-0}
+LARGE_ROUNDS=${BENCH_LARGE_ROUNDS:-3}
+LARGE_KEYS=1000000
 RAW=${BENCH_RAW:-$(mktemp -d "${TMPDIR:-/tmp}/etcdsync-bench.XXXXXX")}
 mkdir -p "$RAW/bin"
 START=$(date +%s)
@@ -68,26 +74,38 @@ fi
 $GO test -run '^$' -count 1 ./e2e/bench ./hwm >/dev/null || exit 1
 (cd e2e/seedbaseline && $GO test -run '^$' -count 1 . >/dev/null) || exit 1
 
-say "starting etcd and loading 10^5 keys into it"
-"$RAW/bin/snapshotetcd" -ready "$RAW/etcd.url" 2>"$RAW/snapshotetcd.log" &
-HOLDER=$!
+# start_holder KEYS: starts e2e/bench/snapshotetcd loading KEYS keys, waits
+# until they are in, and exports ETCDSYNC_BENCH_ETCD; the etcd runs until
+# stop_holder. The load's figures go to meta.txt as snapshot-etcd-KEYS.
+HOLDER=
 stop_holder() {
-	kill "$HOLDER" 2>/dev/null && wait "$HOLDER" 2>/dev/null
+	if [[ -n $HOLDER ]]; then
+		kill "$HOLDER" 2>/dev/null && wait "$HOLDER" 2>/dev/null
+	fi
+	HOLDER=
 }
 trap stop_holder EXIT
-for _ in $(seq 300); do
-	[[ -s $RAW/etcd.url ]] && break
-	kill -0 "$HOLDER" 2>/dev/null || break
-	sleep 1
-done
-if [[ ! -s $RAW/etcd.url ]]; then
-	cat "$RAW/snapshotetcd.log" >&2
-	echo "bench: the snapshot etcd did not come up" >&2
-	exit 1
-fi
-export ETCDSYNC_BENCH_ETCD=$(cat "$RAW/etcd.url")
-cat "$RAW/snapshotetcd.log" >&2
-echo "snapshot-etcd: $(sed -n 's/^snapshotetcd: //p' "$RAW/snapshotetcd.log" | sed 's/ into [^ ]*//')" >>"$RAW/meta.txt"
+start_holder() {
+	local keys=$1 url=$RAW/etcd-$1.url log=$RAW/snapshotetcd-$1.log
+	say "starting etcd and loading $keys keys into it"
+	"$RAW/bin/snapshotetcd" -keys "$keys" -ready "$url" 2>"$log" &
+	HOLDER=$!
+	for _ in $(seq 900); do
+		[[ -s $url ]] && break
+		kill -0 "$HOLDER" 2>/dev/null || break
+		sleep 1
+	done
+	if [[ ! -s $url ]]; then
+		cat "$log" >&2
+		echo "bench: the snapshot etcd did not come up" >&2
+		return 1
+	fi
+	export ETCDSYNC_BENCH_ETCD=$(cat "$url")
+	cat "$log" >&2
+	echo "snapshot-etcd-$keys: $(sed -n 's/^snapshotetcd: //p' "$log" | sed 's/ into [^ ]*//')" >>"$RAW/meta.txt"
+}
+
+start_holder 100000 || exit 1
 
 # 1. Snapshots. Real etcd: rounds of -count 1 that alternate the two
 # modules, so that a busy spell of the machine hits every candidate alike.
@@ -100,6 +118,25 @@ for _ in $(seq "$ROUNDS"); do
 	run snapshot-seed "$SNAP_SEED"
 done
 stop_holder
+
+# 1b. The same at 10^6 keys, with BENCH_LARGE=1.
+if [[ $LARGE == 1 ]]; then
+	if start_holder $LARGE_KEYS; then
+		export ETCDSYNC_BENCH_KEYS=$LARGE_KEYS
+		LARGE_MAIN="$GO test -run '^\$' -bench '^BenchmarkSnapshot\$' -benchtime 1x -benchmem -count 1 -timeout 30m ./e2e/bench"
+		LARGE_SEED="(cd e2e/seedbaseline && $GO test -run '^\$' -bench '^BenchmarkSnapshot\$' -benchtime 1x -benchmem -count 1 -timeout 30m .)"
+		record snapshot-large "# BENCH_LARGE=1: ETCDSYNC_BENCH_KEYS=$LARGE_KEYS, ETCDSYNC_BENCH_ETCD an etcd holding that many keys" \
+			"for round in \$(seq $LARGE_ROUNDS); do" "  ETCDSYNC_BENCH_KEYS=$LARGE_KEYS $LARGE_MAIN" "  ETCDSYNC_BENCH_KEYS=$LARGE_KEYS $LARGE_SEED" "done"
+		for _ in $(seq "$LARGE_ROUNDS"); do
+			run snapshot-large "$LARGE_MAIN"
+			run snapshot-large-seed "$LARGE_SEED"
+		done
+		unset ETCDSYNC_BENCH_KEYS
+	else
+		FAILED+=("snapshot-large")
+	fi
+	stop_holder
+fi
 trap - EXIT
 unset ETCDSYNC_BENCH_ETCD
 

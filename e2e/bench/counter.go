@@ -3,6 +3,7 @@ package bench
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -54,3 +55,47 @@ func (c *Counter) Updates() int64 { return c.updates.Load() }
 
 // Calls returns how many times OnUpdates has been called.
 func (c *Counter) Calls() int64 { return c.calls.Load() }
+
+// Holder is a host for memory benchmarks: a Counter that also keeps every
+// key and value it is given, as a real host keeps its view, so that the
+// heap the syncer needs beyond the host's own copy can be told apart. Delay,
+// if not zero, is slept per update in each OnUpdates: a slow host, behind
+// the snapshot.
+type Holder struct {
+	*Counter
+	Delay time.Duration
+
+	mu   sync.Mutex
+	view map[string]string
+}
+
+var _ messages.Callbacks = (*Holder)(nil)
+
+// NewHolder returns a Holder waiting for want updates and InSync.
+func NewHolder(want int, delay time.Duration) *Holder {
+	return &Holder{Counter: NewCounter(want), Delay: delay, view: make(map[string]string)}
+}
+
+// OnUpdates implements messages.Callbacks.
+func (h *Holder) OnUpdates(updates []messages.Update) {
+	h.mu.Lock()
+	for _, u := range updates {
+		if u.Type == messages.UpdateTypeDeleted {
+			delete(h.view, u.Key)
+		} else {
+			h.view[u.Key] = u.Value
+		}
+	}
+	h.mu.Unlock()
+	if h.Delay > 0 {
+		time.Sleep(time.Duration(len(updates)) * h.Delay)
+	}
+	h.Counter.OnUpdates(updates)
+}
+
+// Len returns how many keys the Holder holds.
+func (h *Holder) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.view)
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +18,22 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
 )
 
-// SnapshotKeys is how many Calico-shaped keys the snapshot etcd holds.
+// SnapshotKeys is how many Calico-shaped keys the snapshot etcd holds,
+// unless ETCDSYNC_BENCH_KEYS says otherwise (SnapshotKeyCount).
 const SnapshotKeys = 100_000
+
+// EnvSnapshotKeys names the environment variable that sets how many keys
+// the snapshot etcd holds: bench.sh sets it to 10^6 for BENCH_LARGE=1.
+const EnvSnapshotKeys = "ETCDSYNC_BENCH_KEYS"
+
+// SnapshotKeyCount returns how many keys the snapshot benchmarks expect:
+// ETCDSYNC_BENCH_KEYS if it is set to a positive number, else SnapshotKeys.
+func SnapshotKeyCount() int {
+	if n, err := strconv.Atoi(os.Getenv(EnvSnapshotKeys)); err == nil && n > 0 {
+		return n
+	}
+	return SnapshotKeys
+}
 
 // LoadWriters is how many concurrent writers Load uses.
 const LoadWriters = 32
@@ -73,9 +88,16 @@ func Load(ctx context.Context, keys client.KeysAPI, kvs []calico.KV) error {
 }
 
 // StartLoadedEtcd starts a one-member etcd and loads calico.KVs(n) into it
-// (one Set per key). The caller stops the cluster.
+// (one Set per key). The caller stops the cluster. Above 10^5 keys etcd's
+// own snapshots are put off until after the load: each one copies and
+// encodes the whole v2 store, which at 10^6 keys would slow the load down
+// several times over.
 func StartLoadedEtcd(n int) (*etcdproc.Cluster, time.Duration, error) {
-	c, err := etcdproc.StartMember(etcdproc.Options{})
+	var opts etcdproc.Options
+	if n > SnapshotKeys {
+		opts.Args = []string{"--snapshot-count", strconv.Itoa(2 * n)}
+	}
+	c, err := etcdproc.StartMember(opts)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -103,7 +125,7 @@ var shared struct {
 }
 
 // SnapshotEtcd returns the endpoints of an etcd holding
-// calico.KVs(SnapshotKeys) under calico.Prefix: the one named by
+// calico.KVs(SnapshotKeyCount()) under calico.Prefix: the one named by
 // ETCDSYNC_BENCH_ETCD, or else one it starts and loads on first use (15 to
 // 40 s) and shares with every later caller in the process. It fails tb if
 // that cannot be done.
@@ -114,13 +136,13 @@ func SnapshotEtcd(tb testing.TB) []string {
 			shared.endpoints = strings.Split(env, ",")
 			return
 		}
-		c, took, err := StartLoadedEtcd(SnapshotKeys)
+		c, took, err := StartLoadedEtcd(SnapshotKeyCount())
 		if err != nil {
 			shared.err = err
 			return
 		}
 		Track(c)
-		fmt.Fprintf(os.Stderr, "bench: loaded %d keys into %v in %v\n", SnapshotKeys, c.Endpoints(), took.Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "bench: loaded %d keys into %v in %v\n", SnapshotKeyCount(), c.Endpoints(), took.Round(time.Millisecond))
 		shared.endpoints = c.Endpoints()
 	})
 	if shared.err != nil {

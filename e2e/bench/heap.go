@@ -52,3 +52,15 @@ func (h *HeapSampler) Stop() uint64 {
 	close(h.stop)
 	return <-h.peak - h.base
 }
+
+// LiveHeap collects garbage and returns the bytes of heap objects left:
+// what is live.
+func LiveHeap() uint64 {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: heapObjects}}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
+}
+
+// Base returns the heap level the sampler's peak is measured above.
+func (h *HeapSampler) Base() uint64 { return h.base }

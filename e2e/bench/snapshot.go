@@ -2,7 +2,12 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +42,53 @@ func countLeaves(n *client.Node) int {
 		leaves += countLeaves(c)
 	}
 	return leaves
+}
+
+// RawFloor is the physical floor: the same recursive GET as Floor, over
+// Go's net/http, its body read into io.Discard and nothing decoded. It
+// returns how many bytes the body held.
+func RawFloor(ctx context.Context, hc *http.Client, endpoint, prefix string) (int64, error) {
+	u := strings.TrimSuffix(endpoint, "/") + "/v2/keys" + (&url.URL{Path: prefix}).EscapedPath() + "?recursive=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return io.Copy(io.Discard, resp.Body)
+}
+
+// MeasureRawFloor times RawFloor against endpoint, b.N times, and reports
+// the body's size ("body-MB") and the peak heap ("peak-heap-MB") as
+// MeasureFloor does.
+func MeasureRawFloor(b *testing.B, endpoint, prefix string) {
+	hc := &http.Client{Transport: Transport(2)}
+	defer hc.CloseIdleConnections()
+	var peak uint64
+	var size int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		h := StartHeapSampler()
+		b.StartTimer()
+		ctx, cancel := context.WithTimeout(context.Background(), SnapshotTimeout)
+		n, err := RawFloor(ctx, hc, endpoint, prefix)
+		cancel()
+		b.StopTimer()
+		peak = max(peak, h.Stop())
+		if err != nil {
+			b.Fatalf("raw GET of %s: %v", prefix, err)
+		}
+		size = n
+	}
+	b.ReportMetric(float64(size)/(1<<20), "body-MB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 }
 
 // MeasureFloor times Floor, b.N times, and reports its peak heap
@@ -108,4 +160,57 @@ func MeasureSnapshot(b *testing.B, want int, start StartFunc) {
 	}
 	b.ReportMetric(float64(calls), "calls")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+}
+
+// MeasureHeld is MeasureSnapshot with a Holder for host, which keeps every
+// key and value as a real host does, sleeping delay per update (0: none).
+// Besides the time and the peak heap above start ("peak-heap-MB"), it
+// reports what the host's copy alone takes ("host-MB": the live heap once
+// the syncer is stopped, above start) and the difference per key
+// ("beyond-host-B/key"): what the syncer needs on top of the host's view.
+func MeasureHeld(b *testing.B, want int, delay time.Duration, start StartFunc) {
+	var peak, host uint64
+	var calls int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		holder := NewHolder(want, delay)
+		h := StartHeapSampler()
+		b.StartTimer()
+		stop, err := start(holder)
+		if err != nil {
+			b.Fatalf("starting the syncer: %v", err)
+		}
+		timeout := time.NewTimer(SnapshotTimeout)
+		inSync := false
+		select {
+		case <-holder.Done():
+			inSync = true
+		case <-timeout.C:
+		}
+		b.StopTimer()
+		timeout.Stop()
+		p := h.Stop()
+		if err := stop(); err != nil {
+			b.Fatalf("stopping the syncer: %v", err)
+		}
+		if !inSync {
+			b.Fatalf("not in sync with %d keys within %v: %d updates delivered", want, SnapshotTimeout, holder.Updates())
+		}
+		if n := holder.Len(); n != want {
+			b.Fatalf("the host holds %d keys, want %d", n, want)
+		}
+		live := LiveHeap()
+		hostNow := live - min(h.Base(), live)
+		runtime.KeepAlive(holder)
+		if p > peak {
+			peak, host = p, hostNow
+		}
+		calls = holder.Calls()
+	}
+	b.ReportMetric(float64(calls), "calls")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+	b.ReportMetric(float64(host)/(1<<20), "host-MB")
+	b.ReportMetric((float64(peak)-float64(host))/float64(want), "beyond-host-B/key")
 }

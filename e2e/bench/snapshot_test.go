@@ -46,23 +46,40 @@ func startSyncer(cfg supervisor.Config) bench.StartFunc {
 	}
 }
 
-// BenchmarkSnapshot measures how long it takes to learn 10^5 Calico-shaped
-// keys from a real etcd: the floor (a bare client/v2 GET and walk),
-// etcdsync in process (supervisor.Start to InSync with every key
-// delivered), and the reference node process (exec to the first 200 from
-// /readyz, start-up included). The seed-style syncer runs the same floor
-// and measurement in e2e/seedbaseline.
+// SlowHostDelay is what the slow host of BenchmarkSnapshot spends per
+// update: several times what the syncer needs to decode and merge one, so
+// that the host falls behind the snapshot all the way.
+const SlowHostDelay = 10 * time.Microsecond
+
+// BenchmarkSnapshot measures how long it takes to learn the Calico-shaped
+// keys of a real etcd (10^5, or ETCDSYNC_BENCH_KEYS): the raw transfer (the
+// recursive GET over net/http, body discarded), the floor (a bare
+// client/v2 GET and walk), etcdsync in process (supervisor.Start to InSync
+// with every key delivered), the same with a host that keeps every key and
+// value (held), and slowly (slowhost), and the reference node process (exec
+// to the first 200 from /readyz, start-up included). The seed-style syncer
+// runs the same floors and measurement in e2e/seedbaseline.
 func BenchmarkSnapshot(b *testing.B) {
 	endpoints := bench.SnapshotEtcd(b)
+	want := bench.SnapshotKeyCount()
+	b.Run("raw", func(b *testing.B) {
+		bench.MeasureRawFloor(b, endpoints[0], calico.Prefix)
+	})
 	b.Run("floor", func(b *testing.B) {
 		keys, err := bench.KeysAPI(endpoints, 2)
 		if err != nil {
 			b.Fatal(err)
 		}
-		bench.MeasureFloor(b, keys, calico.Prefix, bench.SnapshotKeys)
+		bench.MeasureFloor(b, keys, calico.Prefix, want)
 	})
 	b.Run("syncer", func(b *testing.B) {
-		bench.MeasureSnapshot(b, bench.SnapshotKeys, startSyncer(supervisor.Config{Endpoints: endpoints}))
+		bench.MeasureSnapshot(b, want, startSyncer(supervisor.Config{Endpoints: endpoints}))
+	})
+	b.Run("held", func(b *testing.B) {
+		bench.MeasureHeld(b, want, 0, startSyncer(supervisor.Config{Endpoints: endpoints}))
+	})
+	b.Run("slowhost", func(b *testing.B) {
+		bench.MeasureHeld(b, want, SlowHostDelay, startSyncer(supervisor.Config{Endpoints: endpoints}))
 	})
 	b.Run("node", func(b *testing.B) {
 		measureNode(b, nodeBinary(b), endpoints)

@@ -31,23 +31,27 @@ func startSeed(keys client.KeysAPI) bench.StartFunc {
 }
 
 // BenchmarkSnapshot is e2e/bench's BenchmarkSnapshot for the seed-style
-// syncer: the same floor and the same measurement on the same etcd (the one
+// syncer: the same floors (raw transfer, GET and walk) and the same measurement on the same etcd (the one
 // ETCDSYNC_BENCH_ETCD names, when bench.sh runs it).
 func BenchmarkSnapshot(b *testing.B) {
 	endpoints := bench.SnapshotEtcd(b)
+	want := bench.SnapshotKeyCount()
+	b.Run("raw", func(b *testing.B) {
+		bench.MeasureRawFloor(b, endpoints[0], calico.Prefix)
+	})
 	b.Run("floor", func(b *testing.B) {
 		keys, err := bench.KeysAPI(endpoints, 2)
 		if err != nil {
 			b.Fatal(err)
 		}
-		bench.MeasureFloor(b, keys, calico.Prefix, bench.SnapshotKeys)
+		bench.MeasureFloor(b, keys, calico.Prefix, want)
 	})
 	b.Run("seed", func(b *testing.B) {
 		keys, err := bench.KeysAPI(endpoints, 2)
 		if err != nil {
 			b.Fatal(err)
 		}
-		bench.MeasureSnapshot(b, bench.SnapshotKeys, startSeed(keys))
+		bench.MeasureSnapshot(b, want, startSeed(keys))
 	})
 }
 

@@ -12,14 +12,16 @@ import (
 // Sections of a run, each with its raw output file <name>.txt and its
 // commands <name>.cmd.
 const (
-	secSnapshot     = "snapshot"      // e2e/bench BenchmarkSnapshot, in rounds
-	secSnapshotSeed = "snapshot-seed" // e2e/seedbaseline BenchmarkSnapshot, in the same rounds
-	secSim          = "sim"           // e2e/bench BenchmarkSnapshotSim
-	secSimSeed      = "sim-seed"      // e2e/seedbaseline BenchmarkSnapshotSim
-	secWatch        = "watch"         // e2e/bench BenchmarkWatch
-	secMerge        = "merge"         // e2e/bench BenchmarkMerge and BenchmarkPipeline
-	secHwm          = "hwm"           // hwm BenchmarkTracker
-	secHwmSeed      = "hwm-seed"      // e2e/seedbaseline BenchmarkTracker
+	secSnapshot     = "snapshot"            // e2e/bench BenchmarkSnapshot, in rounds
+	secSnapshotSeed = "snapshot-seed"       // e2e/seedbaseline BenchmarkSnapshot, in the same rounds
+	secLarge        = "snapshot-large"      // the same at 10^6 keys (BENCH_LARGE=1)
+	secLargeSeed    = "snapshot-large-seed" // e2e/seedbaseline's, in the same rounds
+	secSim          = "sim"                 // e2e/bench BenchmarkSnapshotSim
+	secSimSeed      = "sim-seed"            // e2e/seedbaseline BenchmarkSnapshotSim
+	secWatch        = "watch"               // e2e/bench BenchmarkWatch
+	secMerge        = "merge"               // e2e/bench BenchmarkMerge and BenchmarkPipeline
+	secHwm          = "hwm"                 // hwm BenchmarkTracker
+	secHwmSeed      = "hwm-seed"            // e2e/seedbaseline BenchmarkTracker
 )
 
 // Run is everything one bench.sh run left in its raw directory.
@@ -44,7 +46,7 @@ func Load(dir string) (*Run, error) {
 			run.Meta[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	for _, sec := range []string{secSnapshot, secSnapshotSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed} {
+	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed} {
 		f, err := os.Open(filepath.Join(dir, sec+".txt"))
 		if errors.Is(err, fs.ErrNotExist) {
 			run.Results[sec] = Results{}

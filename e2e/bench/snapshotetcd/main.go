@@ -20,7 +20,7 @@ import (
 
 func main() {
 	ready := flag.String("ready", "", "file to write the etcd client URLs to once the keys are loaded")
-	keys := flag.Int("keys", bench.SnapshotKeys, "how many Calico-shaped keys to load")
+	keys := flag.Int("keys", bench.SnapshotKeyCount(), "how many Calico-shaped keys to load")
 	flag.Parse()
 	if *ready == "" {
 		fmt.Fprintln(os.Stderr, "snapshotetcd: -ready is required")
