@@ -105,6 +105,13 @@ func (d *nodeDecoder) fail(what string) error {
 // peek skips whitespace and returns the next byte, or false at the end of
 // the body.
 func (d *nodeDecoder) peek() (byte, bool) {
+	if d.pos < d.end && d.buf[d.pos] > ' ' { // etcd writes no whitespace
+		return d.buf[d.pos], true
+	}
+	return d.peekSlow()
+}
+
+func (d *nodeDecoder) peekSlow() (byte, bool) {
 	for {
 		for d.pos < d.end {
 			switch c := d.buf[d.pos]; c {
@@ -260,6 +267,21 @@ func (d *nodeDecoder) stringField(dst *string) error {
 	if err := d.expect('"', "expected a string"); err != nil {
 		return err
 	}
+	// A string with nothing to unescape, whole in the buffer (every key,
+	// most of the time), is copied once, straight from it.
+	buf := d.buf[:d.end]
+	i := d.pos
+	for i+8 <= len(buf) && !special(binary.LittleEndian.Uint64(buf[i:])) {
+		i += 8
+	}
+	for i < len(buf) && plain[buf[i]] {
+		i++
+	}
+	if i < len(buf) && buf[i] == '"' {
+		*dst = string(buf[d.pos:i])
+		d.pos = i + 1
+		return nil
+	}
 	s, err := d.str(d.scratch[:0])
 	d.scratch = s[:0]
 	if err != nil {
@@ -276,6 +298,21 @@ func (d *nodeDecoder) uintField(dst *uint64) error {
 	c, ok := d.peek()
 	if !ok || (c != '-' && (c < '0' || c > '9')) {
 		return d.fail("expected a number")
+	}
+	// Fast path: 1 to 19 digits, no leading zero, ended by ',' or '}' in
+	// the buffer; anything else takes the checked way below.
+	if c != '0' && c != '-' {
+		var v uint64
+		i := d.pos
+		for i < d.end && i-d.pos < 19 && d.buf[i] >= '0' && d.buf[i] <= '9' {
+			v = v*10 + uint64(d.buf[i]-'0')
+			i++
+		}
+		if i < d.end && (d.buf[i] == ',' || d.buf[i] == '}') {
+			*dst = v
+			d.pos = i
+			return nil
+		}
 	}
 	num, err := d.number(d.scratch[:0])
 	d.scratch = num[:0]
@@ -346,6 +383,16 @@ func (d *nodeDecoder) skip() error {
 	case c == 'n':
 		return d.literal("null")
 	case c == '-' || (c >= '0' && c <= '9'):
+		if c != '0' && c != '-' { // createdIndex: digits, then ',' or '}'
+			i := d.pos
+			for i < d.end && d.buf[i] >= '0' && d.buf[i] <= '9' {
+				i++
+			}
+			if i < d.end && (d.buf[i] == ',' || d.buf[i] == '}' || d.buf[i] == ']') {
+				d.pos = i
+				return nil
+			}
+		}
 		num, err := d.number(d.scratch[:0])
 		d.scratch = num[:0]
 		return err
