@@ -3,7 +3,6 @@ package hwm
 import (
 	"path"
 	"slices"
-	"strings"
 )
 
 // Tracker records the high-water mark of every key. The zero value is not
@@ -123,14 +122,21 @@ func isClean(key string) bool {
 	if len(key) < 2 || key[0] != '/' {
 		return false
 	}
-	for rest := key[1:]; ; {
-		seg, next, more := strings.Cut(rest, "/")
-		if seg == "" || seg == "." || seg == ".." {
+	// One pass: every '/' must start a segment that is neither empty, nor
+	// "." nor "..", and the key must not end in '/'.
+	for i := 0; i < len(key); i++ {
+		if key[i] != '/' {
+			continue
+		}
+		rest := key[i+1:]
+		switch {
+		case rest == "" || rest[0] == '/':
+			return false
+		case rest[0] == '.' && (len(rest) == 1 || rest[1] == '/'):
+			return false
+		case rest[0] == '.' && rest[1] == '.' && (len(rest) == 2 || rest[2] == '/'):
 			return false
 		}
-		if !more {
-			return true
-		}
-		rest = next
 	}
+	return true
 }

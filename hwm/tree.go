@@ -70,9 +70,11 @@ func (n *node) child(seg string) *node {
 	if k.m != nil {
 		return k.m[seg]
 	}
-	off := n.off()
+	// A label starts with seg when seg is its first segment: compared in
+	// place, without cutting each label at its first '/'.
+	end := n.off() + len(seg)
 	for _, c := range k.list {
-		if firstSeg(c.path[off:]) == seg {
+		if p := c.path; len(p) >= end && (len(p) == end || p[end] == '/') && p[end-len(seg):end] == seg {
 			return c
 		}
 	}
