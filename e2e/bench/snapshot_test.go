@@ -62,6 +62,7 @@ const SlowHostDelay = 10 * time.Microsecond
 func BenchmarkSnapshot(b *testing.B) {
 	endpoints := bench.SnapshotEtcd(b)
 	want := bench.SnapshotKeyCount()
+	bench.WarmUp(b, endpoints[0], calico.Prefix)
 	b.Run("raw", func(b *testing.B) {
 		bench.MeasureRawFloor(b, endpoints[0], calico.Prefix)
 	})

@@ -36,6 +36,7 @@ func startSeed(keys client.KeysAPI) bench.StartFunc {
 func BenchmarkSnapshot(b *testing.B) {
 	endpoints := bench.SnapshotEtcd(b)
 	want := bench.SnapshotKeyCount()
+	bench.WarmUp(b, endpoints[0], calico.Prefix)
 	b.Run("raw", func(b *testing.B) {
 		bench.MeasureRawFloor(b, endpoints[0], calico.Prefix)
 	})
