@@ -248,7 +248,10 @@ func (t *tree) upsert(key string) *node {
 		}
 		off := n.off()
 		l := c.path[off:]
-		m := segPrefix(rem, l)
+		m := len(l) // rem runs through l: the common case, compared at once
+		if rem != l && !below(rem, l) {
+			m = segPrefix(rem, l)
+		}
 		if m == len(l) {
 			if m == len(rem) {
 				return c
