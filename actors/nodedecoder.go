@@ -105,8 +105,10 @@ func (d *nodeDecoder) fail(what string) error {
 // peek skips whitespace and returns the next byte, or false at the end of
 // the body.
 func (d *nodeDecoder) peek() (byte, bool) {
-	if d.pos < d.end && d.buf[d.pos] > ' ' { // etcd writes no whitespace
-		return d.buf[d.pos], true
+	if p := d.pos; p < d.end { // etcd writes no whitespace
+		if c := d.buf[p]; c > ' ' {
+			return c, true
+		}
 	}
 	return d.peekSlow()
 }
@@ -129,6 +131,14 @@ func (d *nodeDecoder) peekSlow() (byte, bool) {
 
 // expect consumes c, the next byte after whitespace.
 func (d *nodeDecoder) expect(c byte, what string) error {
+	if p := d.pos; p < d.end && d.buf[p] == c {
+		d.pos++
+		return nil
+	}
+	return d.expectSlow(c, what)
+}
+
+func (d *nodeDecoder) expectSlow(c byte, what string) error {
 	if b, ok := d.peek(); !ok || b != c {
 		return d.fail(what)
 	}
@@ -147,8 +157,8 @@ func (d *nodeDecoder) answer() error {
 }
 
 // object decodes an object whose opening brace is next, calling field for
-// each member with its unescaped name (valid until the next read) when the
-// decoder stands at the member's value.
+// each member with its unescaped name (valid until the next read: field must
+// look at it first) when the decoder stands at the member's value.
 func (d *nodeDecoder) object(what string, field func(name []byte) error) error {
 	if c, ok := d.peek(); !ok || c != '{' {
 		return d.fail("expected an object for " + what)
@@ -166,12 +176,8 @@ func (d *nodeDecoder) object(what string, field func(name []byte) error) error {
 		if err := d.expect('"', "expected a member name"); err != nil {
 			return err
 		}
-		name, err := d.str(d.scratch[:0])
-		d.scratch = name[:0]
+		name, err := d.name()
 		if err != nil {
-			return err
-		}
-		if err := d.expect(':', "expected ':' after a member name"); err != nil {
 			return err
 		}
 		if err := field(name); err != nil {
@@ -186,6 +192,33 @@ func (d *nodeDecoder) object(what string, field func(name []byte) error) error {
 			return nil
 		}
 	}
+}
+
+// name returns the unescaped name of the member whose opening quote has
+// just been consumed, and consumes the ':' after it. The name is valid until
+// the next read: each field function looks at it before reading anything.
+func (d *nodeDecoder) name() ([]byte, error) {
+	// etcd's names are plain and short: straight from the buffer, when
+	// it holds the name and the colon right after.
+	buf := d.buf[:d.end]
+	i := d.pos
+	for i < len(buf) && plain[buf[i]] {
+		i++
+	}
+	if i+1 < len(buf) && buf[i] == '"' && buf[i+1] == ':' {
+		name := buf[d.pos:i]
+		d.pos = i + 2
+		return name, nil
+	}
+	name, err := d.str(d.scratch[:0])
+	d.scratch = name[:0]
+	if err != nil {
+		return nil, err
+	}
+	if err := d.expect(':', "expected ':' after a member name"); err != nil {
+		return nil, err
+	}
+	return name, nil
 }
 
 // array decodes an array whose opening bracket is next, calling elem with
