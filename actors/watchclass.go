@@ -130,7 +130,14 @@ func Hidden(prefix, key string) bool {
 	if len(key) <= len(prefix) {
 		return false
 	}
-	return strings.Contains(path.Clean("/"+key[len(prefix):]), "/_")
+	rest := key[len(prefix):]
+	// Cleaning only drops elements, so a key with no element that starts
+	// with "_" cannot gain one: that, the common case, needs no Clean (it
+	// was a seventh of a snapshot's CPU).
+	if rest[0] != '_' && !strings.Contains(rest, "/_") {
+		return false
+	}
+	return strings.Contains(path.Clean("/"+rest), "/_")
 }
 
 // CheckReconnect judges etcd as a watch finds it after its connection broke:

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"path"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -102,6 +104,29 @@ var _ = Describe("Watch error classification", func() {
 		Entry("an ancestor of the prefix (a directory delete)", "/calico/v1", "/calico", false),
 		Entry("a hidden ancestor's delete", "/calico/v1", "/_calico", false),
 	)
+
+	It("Hidden gives v2store's answer for every key of a small alphabet, odd paths included", func() {
+		// The rule as v2store states it, without Hidden's shortcut.
+		isHidden := func(prefix, key string) bool {
+			return len(key) > len(prefix) && strings.Contains(path.Clean("/"+key[len(prefix):]), "/_")
+		}
+		var keys []string
+		var grow func(k string)
+		grow = func(k string) {
+			keys = append(keys, k)
+			if len(k) < 7 {
+				for _, c := range "/_.a" {
+					grow(k + string(c))
+				}
+			}
+		}
+		grow("")
+		Expect(keys).To(HaveLen(21845))
+		for _, k := range keys {
+			key := "/p" + k
+			Expect(actors.Hidden("/p", key)).To(Equal(isHidden("/p", key)), key)
+		}
+	})
 
 	DescribeTable("CheckReconnect",
 		func(startID string, seen int, id string, now int, want any) {
