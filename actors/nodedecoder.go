@@ -51,6 +51,7 @@ type nodeDecoder struct {
 	pos, end int   // buf[pos:end] is read and not yet decoded
 	rerr     error // the reader's error, once it returned one
 	scratch  []byte
+	keys     [][]byte // per depth, the key of the node open there
 	leaf     func(messages.KV)
 	depth    int
 	consumed int64 // bytes before buf[0], for error offsets
@@ -265,11 +266,29 @@ func (d *nodeDecoder) node() error {
 		return err
 	}
 	var kv messages.KV
+	// The key is kept as bytes and made a string only for a leaf: most
+	// nodes of a Calico tree are directories, whose keys nobody reads.
+	// Each depth has a buffer of its own, as a node's children decode
+	// theirs before it closes.
+	lvl := d.depth
+	for len(d.keys) <= lvl {
+		d.keys = append(d.keys, nil)
+	}
+	key := d.keys[lvl][:0]
 	dir := false
 	err := d.object("a node", func(name []byte) error {
 		switch string(name) {
 		case "key":
-			return d.stringField(&kv.Key)
+			if isNull, err := d.null(); isNull || err != nil {
+				return err
+			}
+			s, err := d.stringBytes()
+			if err != nil {
+				return err
+			}
+			key = append(key[:0], s...)
+			d.keys[lvl] = key
+			return nil
 		case "value":
 			return d.stringField(&kv.Value)
 		case "modifiedIndex":
@@ -288,6 +307,7 @@ func (d *nodeDecoder) node() error {
 		return err
 	}
 	if !dir {
+		kv.Key = string(key)
 		d.leaf(kv)
 	}
 	return nil
@@ -297,11 +317,23 @@ func (d *nodeDecoder) stringField(dst *string) error {
 	if isNull, err := d.null(); isNull || err != nil {
 		return err
 	}
-	if err := d.expect('"', "expected a string"); err != nil {
+	s, err := d.stringBytes()
+	if err != nil {
 		return err
 	}
+	*dst = string(s)
+	return nil
+}
+
+// stringBytes reads a string value and returns its decoded bytes, which
+// stay valid only until the decoder reads on: a slice of the read buffer,
+// or of the scratch buffer.
+func (d *nodeDecoder) stringBytes() ([]byte, error) {
+	if err := d.expect('"', "expected a string"); err != nil {
+		return nil, err
+	}
 	// A string with nothing to unescape, whole in the buffer (every key,
-	// most of the time), is copied once, straight from it.
+	// most of the time), is taken straight from it.
 	buf := d.buf[:d.end]
 	i := d.pos
 	for i+8 <= len(buf) && !special(binary.LittleEndian.Uint64(buf[i:])) {
@@ -311,17 +343,13 @@ func (d *nodeDecoder) stringField(dst *string) error {
 		i++
 	}
 	if i < len(buf) && buf[i] == '"' {
-		*dst = string(buf[d.pos:i])
+		s := buf[d.pos:i]
 		d.pos = i + 1
-		return nil
+		return s, nil
 	}
 	s, err := d.str(d.scratch[:0])
 	d.scratch = s[:0]
-	if err != nil {
-		return err
-	}
-	*dst = string(s)
-	return nil
+	return s, err
 }
 
 func (d *nodeDecoder) uintField(dst *uint64) error {

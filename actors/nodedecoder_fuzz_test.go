@@ -227,6 +227,10 @@ var etcdSeeds = []string{
 	`{"node":{"\u006bey":"/p/escaped-name","value":"v","key":"/p/dup","value":null}}`,
 	` 	{ "node" : { "key" : "/p/ws" , "dir" : false , "nodes" : [ ] } } trailing`,
 	`{"node":{"key":"/p","dir":true,"nodes":[{"key":"/p/a"},null,{"key":"/p/b","dir":true,"nodes":[{"key":"/p/b/c","modifiedIndex":0}]}]}}`,
+	// A leaf whose children decode their keys before it closes, and a
+	// key after the children: each node keeps its own.
+	`{"node":{"key":"/p/a","nodes":[{"key":"/q/b","value":"x"},{"nodes":[{"key":"/r/c/d"}],"key":"/s/c"}],"value":"y"}}`,
+	`{"node":{"key":"/p/a","key":null,"nodes":[{"key":"/q/b"}],"key":"/p/z"}}`,
 	`{"errorCode":100,"message":"Key not found","cause":"/x","index":12}`,
 	`{}`,
 	// Refused:
