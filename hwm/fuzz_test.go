@@ -205,3 +205,26 @@ func FuzzTracker(f *testing.F) {
 	f.Add([]byte{0, 3, 10, 3, 0, 0, 2, 3, 20, 0, 7, 15, 0, 7, 25, 4, 0, 0, 5, 0, 30})
 	f.Fuzz(runOps)
 }
+
+// TestIsCleanOnEveryShortKey holds isClean, normalise's shortcut, to
+// path.Clean on every key of up to 7 characters of "/.a".
+func TestIsCleanOnEveryShortKey(t *testing.T) {
+	var grow func(k string)
+	n := 0
+	grow = func(k string) {
+		n++
+		want := strings.HasPrefix(k, "/") && path.Clean(k) == k
+		if got := isClean(k); got != want {
+			t.Errorf("isClean(%q) = %v, want %v", k, got, want)
+		}
+		if len(k) < 7 {
+			for _, c := range "/.a" {
+				grow(k + string(c))
+			}
+		}
+	}
+	grow("")
+	if n != 3280 {
+		t.Fatalf("checked %d keys, want 3280", n)
+	}
+}

@@ -3,6 +3,7 @@ package hwm
 import (
 	"path"
 	"slices"
+	"strings"
 )
 
 // Tracker records the high-water mark of every key. The zero value is not
@@ -122,13 +123,10 @@ func isClean(key string) bool {
 	if len(key) < 2 || key[0] != '/' {
 		return false
 	}
-	// One pass: every '/' must start a segment that is neither empty, nor
-	// "." nor "..", and the key must not end in '/'.
-	for i := 0; i < len(key); i++ {
-		if key[i] != '/' {
-			continue
-		}
-		rest := key[i+1:]
+	// One pass from slash to slash (IndexByte skips the bytes between
+	// faster than a loop): every '/' must start a segment that is neither
+	// empty, nor "." nor "..", and the key must not end in '/'.
+	for rest := key[1:]; ; {
 		switch {
 		case rest == "" || rest[0] == '/':
 			return false
@@ -137,6 +135,10 @@ func isClean(key string) bool {
 		case rest[0] == '.' && rest[1] == '.' && (len(rest) == 2 || rest[2] == '/'):
 			return false
 		}
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			return true
+		}
+		rest = rest[i+1:]
 	}
-	return true
 }
