@@ -143,33 +143,10 @@ func MeasureSnapshot(b *testing.B, want int, start StartFunc) {
 	var calls int64
 	b.ResetTimer()
 	for range b.N {
-		b.StopTimer()
-		runtime.GC()
 		c := NewCounter(want)
-		h := StartHeapSampler()
-		b.StartTimer()
-		stop, err := start(c)
-		if err != nil {
-			b.Fatalf("starting the syncer: %v", err)
-		}
-		timeout := time.NewTimer(SnapshotTimeout)
-		inSync := false
-		select {
-		case <-c.Done():
-			inSync = true
-		case <-timeout.C:
-		}
-		b.StopTimer()
-		timeout.Stop()
-		peak = max(peak, h.Stop())
+		p, _ := syncOnce(b, want, start, c, c)
+		peak = max(peak, p)
 		calls = c.Calls()
-		got := c.Updates()
-		if err := stop(); err != nil {
-			b.Fatalf("stopping the syncer: %v", err)
-		}
-		if !inSync {
-			b.Fatalf("not in sync with %d keys within %v: %d updates delivered", want, SnapshotTimeout, got)
-		}
 	}
 	b.ReportMetric(float64(calls), "calls")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
@@ -186,36 +163,13 @@ func MeasureHeld(b *testing.B, want int, delay time.Duration, start StartFunc) {
 	var calls int64
 	b.ResetTimer()
 	for range b.N {
-		b.StopTimer()
-		runtime.GC()
 		holder := NewHolder(want, delay)
-		h := StartHeapSampler()
-		b.StartTimer()
-		stop, err := start(holder)
-		if err != nil {
-			b.Fatalf("starting the syncer: %v", err)
-		}
-		timeout := time.NewTimer(SnapshotTimeout)
-		inSync := false
-		select {
-		case <-holder.Done():
-			inSync = true
-		case <-timeout.C:
-		}
-		b.StopTimer()
-		timeout.Stop()
-		p := h.Stop()
-		if err := stop(); err != nil {
-			b.Fatalf("stopping the syncer: %v", err)
-		}
-		if !inSync {
-			b.Fatalf("not in sync with %d keys within %v: %d updates delivered", want, SnapshotTimeout, holder.Updates())
-		}
+		p, base := syncOnce(b, want, start, holder, holder.Counter)
 		if n := holder.Len(); n != want {
 			b.Fatalf("the host holds %d keys, want %d", n, want)
 		}
 		live := LiveHeap()
-		hostNow := live - min(h.Base(), live)
+		hostNow := live - min(base, live)
 		runtime.KeepAlive(holder)
 		if p > peak {
 			peak, host = p, hostNow
@@ -226,4 +180,36 @@ func MeasureHeld(b *testing.B, want int, delay time.Duration, start StartFunc) {
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(host)/(1<<20), "host-MB")
 	b.ReportMetric((float64(peak)-float64(host))/float64(want), "beyond-host-B/key")
+}
+
+// syncOnce starts a fresh syncer for host, whose count c is, and keeps the
+// clock running from the start until c is done (in sync with want keys);
+// stopping the syncer is off the clock. It returns the peak heap above
+// what was live at the start, and that base.
+func syncOnce(b *testing.B, want int, start StartFunc, host messages.Callbacks, c *Counter) (peak, base uint64) {
+	b.StopTimer()
+	runtime.GC()
+	h := StartHeapSampler()
+	b.StartTimer()
+	stop, err := start(host)
+	if err != nil {
+		b.Fatalf("starting the syncer: %v", err)
+	}
+	timeout := time.NewTimer(SnapshotTimeout)
+	defer timeout.Stop()
+	inSync := false
+	select {
+	case <-c.Done():
+		inSync = true
+	case <-timeout.C:
+	}
+	b.StopTimer()
+	peak = h.Stop()
+	if err := stop(); err != nil {
+		b.Fatalf("stopping the syncer: %v", err)
+	}
+	if !inSync {
+		b.Fatalf("not in sync with %d keys within %v: %d updates delivered", want, SnapshotTimeout, c.Updates())
+	}
+	return peak, h.Base()
 }
