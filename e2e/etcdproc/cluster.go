@@ -421,7 +421,39 @@ func (c *Cluster) pause(i int, sig syscall.Signal) error {
 	if err := m.proc.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("etcdproc: signal %v to %s: %w", sig, m.name, err)
 	}
+	if sig == syscall.SIGSTOP {
+		// A signal is delivered when the process next runs; on a busy
+		// machine a thread may still answer a request after Signal
+		// returned. Frozen means every thread stopped.
+		return waitStopped(m.proc.cmd.Process.Pid, 5*time.Second)
+	}
 	return nil
+}
+
+// waitStopped waits until every thread of pid is stopped (state T in
+// /proc/pid/task/*/stat).
+func waitStopped(pid int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(stats) > 0
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			// The state follows the command name's closing parenthesis.
+			i := strings.LastIndexByte(string(b), ')')
+			if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcdproc: process %d not stopped within %v of SIGSTOP", pid, limit)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // signal sends member i sig, if it runs, and waits for it to exit (see
