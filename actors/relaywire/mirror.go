@@ -1,0 +1,109 @@
+package relaywire
+
+import (
+	"fmt"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// Mirror applies the frames of one stream to a map: the simplest relay
+// client, for tools and tests. It checks the order the protocol promises (a
+// hello first, kvs only inside a snapshot, no delta before the first
+// snapshot ends unless the stream resumed). A snapshot replaces the map
+// when it ends; the relay client that feeds the merge core instead does
+// mark and sweep. Not safe for concurrent use.
+type Mirror struct {
+	Keys      map[string]KV // the view: complete unless InSnapshot
+	Status    messages.SyncStatus
+	ClusterID string // the cluster of the last frame that named one
+	Revision  uint64 // the position to resume from, with ClusterID
+
+	Hellos, Snapshots, Deltas, Pings, Statuses int  // frames applied, by type
+	Resumed                                    bool // the last hello resumed
+
+	snap      map[string]KV // the snapshot being received; nil outside one
+	snapCount int           // keys it announced
+	synced    bool          // a snapshot ended, or the stream resumed
+}
+
+// NewMirror returns an empty mirror; a resuming client fills Keys,
+// ClusterID and Revision from its last stream.
+func NewMirror() *Mirror {
+	return &Mirror{Keys: map[string]KV{}}
+}
+
+// InSnapshot reports whether a snapshot has begun and not ended.
+func (m *Mirror) InSnapshot() bool { return m.snap != nil }
+
+// Map returns a copy of the keys and values.
+func (m *Mirror) Map() map[string]string {
+	out := make(map[string]string, len(m.Keys))
+	for k, kv := range m.Keys {
+		out[k] = kv.Value
+	}
+	return out
+}
+
+// Apply applies one frame. An error frame is returned as an error, and so is
+// a frame out of order (wrapping ErrBadFrame).
+func (m *Mirror) Apply(f *Frame) error {
+	outOfOrder := func(why string) error {
+		return fmt.Errorf("%w: %s frame %s", ErrBadFrame, f.Type, why)
+	}
+	if f.Type != TypeHello && f.Type != TypeError && m.Hellos == 0 {
+		return outOfOrder("before hello")
+	}
+	switch f.Type {
+	case TypeHello:
+		m.Hellos++
+		m.Resumed = f.Resume
+		if f.Resume {
+			m.synced = true
+		}
+	case TypeSnapshotBegin:
+		m.snap, m.snapCount = map[string]KV{}, f.Count
+		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+	case TypeKVs:
+		if m.snap == nil {
+			return outOfOrder("outside a snapshot")
+		}
+		for _, kv := range f.KVs {
+			m.snap[kv.Key] = kv
+		}
+	case TypeSnapshotEnd:
+		if m.snap == nil {
+			return outOfOrder("outside a snapshot")
+		}
+		if len(m.snap) != m.snapCount {
+			return outOfOrder(fmt.Sprintf("after %d keys, not the %d announced", len(m.snap), m.snapCount))
+		}
+		m.Keys, m.snap, m.synced = m.snap, nil, true
+		m.Snapshots++
+		m.Status, _ = ParseStatus(f.Status) // Validate checked it
+	case TypeDelta:
+		if m.snap != nil || !m.synced {
+			return outOfOrder("before a snapshot ended")
+		}
+		for _, c := range f.Changes {
+			u, err := c.Update()
+			if err != nil {
+				return err
+			}
+			if u.Type == messages.UpdateTypeDeleted {
+				delete(m.Keys, u.Key)
+			} else {
+				m.Keys[u.Key] = KV{Key: u.Key, Value: u.Value, Revision: u.Revision}
+			}
+		}
+		m.Deltas++
+		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+	case TypeStatus:
+		m.Status, _ = ParseStatus(f.Status)
+		m.Statuses++
+	case TypePing:
+		m.Pings++
+	case TypeError:
+		return fmt.Errorf("relay refused: %s (field %q, retry after %ds): %s", f.Code, f.Field, f.RetryAfter, f.Message)
+	}
+	return nil
+}
