@@ -170,9 +170,14 @@ func FuzzDecoder(f *testing.F) {
 			if err != nil {
 				t.Fatalf("re-encoding %+v: %v", fr, err)
 			}
+			// Compared encoded: "features":[] decodes to an empty slice
+			// that encodes as nothing, which is the same frame.
 			again, err := NewDecoder(bytes.NewReader(b), len(b)).Next()
-			if err != nil || !reflect.DeepEqual(again, fr) {
-				t.Fatalf("round trip of %q: %+v, %v", b, again, err)
+			if err != nil {
+				t.Fatalf("re-decoding %q: %v", b, err)
+			}
+			if b2, _ := Append(nil, again); !bytes.Equal(b2, b) {
+				t.Fatalf("round trip of %q gave %q", b, b2)
 			}
 			_ = m.Apply(fr) // must not panic, in any order
 		}
