@@ -1,0 +1,99 @@
+package relay
+
+import (
+	"sync"
+
+	"github.com/etcdsync/etcdsync/actors/relaywire"
+)
+
+// encoded is bytes written to many streams: the frames as encoded once, and
+// their zstd form, compressed once, by the first stream that wants it.
+// Immutable once built.
+type encoded struct {
+	raw   []byte
+	once  sync.Once
+	zstdB []byte
+}
+
+// bytes returns the encoding a stream with or without zstd writes.
+func (e *encoded) bytes(zstd bool) []byte {
+	if !zstd {
+		return e.raw
+	}
+	e.once.Do(func() { e.zstdB = relaywire.Compress(nil, e.raw) })
+	return e.zstdB
+}
+
+// entry is one frame of the log.
+type entry struct {
+	rev     uint64 // the server's revision after it
+	cluster string // the cluster of its epoch, "" if unknown
+	enc     encoded
+}
+
+// shared is the retained log: an immutable sequence of entries numbered
+// from 0, of which the last maxEntries, at most maxBytes, are kept. Streams
+// read it at their own pace by sequence number; nothing in it is per
+// stream. Not safe for concurrent use: the Server guards it.
+type shared struct {
+	maxEntries, maxBytes int
+
+	entries []*entry
+	first   uint64 // seq of entries[0]; the head when empty
+	bytes   int    // sum of the entries' raw sizes
+
+	// base is the position before entries[0]: its revision and cluster.
+	baseRev     uint64
+	baseCluster string
+	epoch       uint64 // seq of the first entry of the current epoch
+}
+
+// head is the seq the next entry will get.
+func (l *shared) head() uint64 { return l.first + uint64(len(l.entries)) }
+
+// push appends e and drops the oldest entries past the bounds, keeping at
+// least e.
+func (l *shared) push(e *entry) {
+	l.entries = append(l.entries, e)
+	l.bytes += len(e.enc.raw)
+	for len(l.entries) > 1 && (len(l.entries) > l.maxEntries || l.bytes > l.maxBytes) {
+		old := l.entries[0]
+		l.baseRev, l.baseCluster = old.rev, old.cluster
+		l.bytes -= len(old.enc.raw)
+		l.entries[0] = nil // the array is reused by append; let the entry go
+		l.entries = l.entries[1:]
+		l.first++
+	}
+}
+
+// from returns up to n entries from seq on; seq must be at least first.
+func (l *shared) from(seq uint64, n int) []*entry {
+	i := int(seq - l.first)
+	return l.entries[i:min(len(l.entries), i+n)]
+}
+
+// resumeAt returns the seq to stream from for a client whose last applied
+// frame had (cluster, rev) in the current epoch, and whether the log still
+// holds that position. Revisions within an epoch never go down along the
+// log, but several entries may share one; the client has at least the
+// first of them, so it is sent everything after that first one: perhaps an
+// entry again, which a map applies idempotently, never a gap.
+func (l *shared) resumeAt(cluster string, rev uint64) (uint64, bool) {
+	if cluster == "" || rev == 0 {
+		return 0, false
+	}
+	if l.first > l.epoch && l.baseCluster == cluster && l.baseRev == rev {
+		return l.first, true
+	}
+	for i, e := range l.entries {
+		seq := l.first + uint64(i)
+		switch {
+		case seq < l.epoch:
+		case e.rev == rev && e.cluster == cluster:
+			return seq + 1, true
+		case e.rev > rev:
+			return 0, false
+		}
+	}
+	return 0, false
+}
