@@ -12,6 +12,10 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
+// StreamPath is the HTTP path of the protocol version this server speaks,
+// for hosts that mount the server or log where it is.
+const StreamPath = relaywire.StreamPath
+
 // Server is a relay: the messages.Callbacks of one upstream syncer, and the
 // http.Handler that serves what it was told to any number of clients.
 //
