@@ -26,8 +26,10 @@ type Mirror struct {
 	synced    bool          // a snapshot ended, or the stream resumed
 }
 
-// NewMirror returns an empty mirror; a resuming client fills Keys,
-// ClusterID and Revision from its last stream.
+// NewMirror returns an empty mirror. A client that resumes fills Keys,
+// Status, ClusterID and Revision from its last stream: a resumed stream
+// goes on from there (the hello's status is the relay's at its head, not at
+// the client's position).
 func NewMirror() *Mirror {
 	return &Mirror{Keys: map[string]KV{}}
 }

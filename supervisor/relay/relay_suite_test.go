@@ -73,6 +73,7 @@ type dialOpts struct {
 	zstd      bool
 	rcvbuf    int                     // SO_RCVBUF of the client's socket, 0: the kernel's
 	keys      map[string]relaywire.KV // what a resuming client holds
+	status    messages.SyncStatus     // and the status it had
 }
 
 func query(o dialOpts) url.Values {
@@ -113,7 +114,7 @@ func dial(ctx context.Context, base string, o dialOpts) (*client, *http.Response
 	c := &client{resp: resp, m: relaywire.NewMirror(), done: make(chan struct{})}
 	if o.keys != nil {
 		c.m.Keys = maps.Clone(o.keys)
-		c.m.ClusterID, c.m.Revision = o.clusterID, o.revision
+		c.m.ClusterID, c.m.Revision, c.m.Status = o.clusterID, o.revision, o.status
 	}
 	var body io.Reader = resp.Body
 	if resp.Header.Get("Content-Encoding") == relaywire.EncodingZstd {
