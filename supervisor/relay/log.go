@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
@@ -66,10 +67,12 @@ func (l *shared) push(e *entry) {
 	}
 }
 
-// from returns up to n entries from seq on; seq must be at least first.
+// from returns a copy of up to n entries from seq on; seq must be at
+// least first. A copy, because push clears the slots it trims, and the
+// caller reads the entries after letting go of the lock.
 func (l *shared) from(seq uint64, n int) []*entry {
 	i := int(seq - l.first)
-	return l.entries[i:min(len(l.entries), i+n)]
+	return slices.Clone(l.entries[i:min(len(l.entries), i+n)])
 }
 
 // resumeAt returns the seq to stream from for a client whose last applied
