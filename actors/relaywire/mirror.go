@@ -2,6 +2,7 @@ package relaywire
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -108,4 +109,18 @@ func (m *Mirror) Apply(f *Frame) error {
 		return fmt.Errorf("relay refused: %s (field %q, retry after %ds): %s", f.Code, f.Field, f.RetryAfter, f.Message)
 	}
 	return nil
+}
+
+// Clone returns a deep copy, for a reader that must not share the map.
+func (m *Mirror) Clone() *Mirror {
+	c := *m
+	c.Keys, c.snap = maps.Clone(m.Keys), maps.Clone(m.snap)
+	return &c
+}
+
+// Resuming returns the mirror a client starts its next stream with, to
+// resume from m's position: m's keys, status, cluster ID and revision, and
+// no counts.
+func (m *Mirror) Resuming() *Mirror {
+	return &Mirror{Keys: maps.Clone(m.Keys), Status: m.Status, ClusterID: m.ClusterID, Revision: m.Revision}
 }

@@ -173,7 +173,6 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		}
 		host = fanout{view: v, relay: relayServer}
 		relayHTTP = newServer(relayServer, relayLogger)
-		relayHTTP.IdleTimeout = 0                 // streams are never idle; refusals close
 		relayHTTP.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
 		go func() { relayErr <- relayHTTP.Serve(rln) }()
 		logger.Info("relay serving", "url", "http://"+rln.Addr().String()+relay.StreamPath)

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -36,8 +35,7 @@ func dialRelay(ctx context.Context, streamURL string, m *relaywire.Mirror) (*rel
 	if m != nil {
 		q.Set(relaywire.ParamClusterID, m.ClusterID)
 		q.Set(relaywire.ParamRevision, strconv.FormatUint(m.Revision, 10))
-		// A resumed stream starts where m left off: its keys and its status.
-		c.m.Keys, c.m.ClusterID, c.m.Revision, c.m.Status = maps.Clone(m.Keys), m.ClusterID, m.Revision, m.Status
+		c.m = m.Resuming()
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, streamURL+"?"+q.Encode(), nil)
@@ -68,12 +66,10 @@ func dialRelay(ctx context.Context, streamURL string, m *relaywire.Mirror) (*rel
 }
 
 // mirror returns a copy of what the client holds.
-func (c *relayClient) mirror() relaywire.Mirror {
+func (c *relayClient) mirror() *relaywire.Mirror {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := *c.m
-	m.Keys = maps.Clone(c.m.Keys)
-	return m
+	return c.m.Clone()
 }
 
 // view returns the client's keys while the relay is in sync and no
@@ -118,7 +114,7 @@ var _ = Describe("The node with --relay-listen", func() {
 		left := client.mirror()
 		Expect(left.Snapshots).To(Equal(1))
 		putKey(ctx, n.etcdURL, a, "again")
-		resumed, _ := dialRelay(ctx, streamURL, &left)
+		resumed, _ := dialRelay(ctx, streamURL, left)
 		want[a] = "again"
 		Eventually(resumed.view).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(want))
 		Expect(resumed.mirror().Resumed).To(BeTrue())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -71,9 +70,8 @@ type dialOpts struct {
 	revision  uint64
 	features  string
 	zstd      bool
-	rcvbuf    int                     // SO_RCVBUF of the client's socket, 0: the kernel's
-	keys      map[string]relaywire.KV // what a resuming client holds
-	status    messages.SyncStatus     // and the status it had
+	rcvbuf    int               // SO_RCVBUF of the client's socket, 0: the kernel's
+	from      *relaywire.Mirror // what a resuming client holds
 }
 
 func query(o dialOpts) url.Values {
@@ -112,9 +110,8 @@ func dial(ctx context.Context, base string, o dialOpts) (*client, *http.Response
 		return nil, resp
 	}
 	c := &client{resp: resp, m: relaywire.NewMirror(), done: make(chan struct{})}
-	if o.keys != nil {
-		c.m.Keys = maps.Clone(o.keys)
-		c.m.ClusterID, c.m.Revision, c.m.Status = o.clusterID, o.revision, o.status
+	if o.from != nil {
+		c.m = o.from.Resuming()
 	}
 	var body io.Reader = resp.Body
 	if resp.Header.Get("Content-Encoding") == relaywire.EncodingZstd {
@@ -185,12 +182,10 @@ func (c *client) Map() map[string]string {
 }
 
 // mirror returns a copy of the mirror's counters and position.
-func (c *client) mirror() relaywire.Mirror {
+func (c *client) mirror() *relaywire.Mirror {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := *c.m
-	m.Keys = maps.Clone(c.m.Keys)
-	return m
+	return c.m.Clone()
 }
 
 func (c *client) Snapshots() int { m := c.mirror(); return m.Snapshots }

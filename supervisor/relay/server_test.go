@@ -133,7 +133,7 @@ var _ = Describe("relay.Server", func() {
 
 	Describe("resume", func() {
 		// connectAndLeave returns what a client held when it went away.
-		connectAndLeave := func(ctx SpecContext) relaywire.Mirror {
+		connectAndLeave := func(ctx SpecContext) *relaywire.Mirror {
 			c, resp := dial(ctx, base, dialOpts{})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			up.set(key(5), "e")
@@ -150,7 +150,7 @@ var _ = Describe("relay.Server", func() {
 			m := connectAndLeave(ctx)
 			up.set(key(6), "f")
 			up.del(key(1))
-			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, keys: m.Keys, status: m.Status})
+			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(c.Status()).To(Equal(messages.InSync))
 			Expect(c.mirror().Resumed).To(BeTrue())
@@ -160,14 +160,14 @@ var _ = Describe("relay.Server", func() {
 
 		It("with a revision the relay never reached gets a snapshot", func(ctx SpecContext) {
 			m := connectAndLeave(ctx)
-			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision + 100, keys: m.Keys})
+			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision + 100, from: m})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(c.Snapshots()).To(Equal(1))
 		}, SpecTimeout(10*time.Second))
 
 		It("with another cluster ID gets a snapshot", func(ctx SpecContext) {
 			m := connectAndLeave(ctx)
-			c, _ := dial(ctx, base, dialOpts{clusterID: "0bad", revision: m.Revision, keys: m.Keys})
+			c, _ := dial(ctx, base, dialOpts{clusterID: "0bad", revision: m.Revision, from: m})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(c.Snapshots()).To(Equal(1))
 			Expect(rs.Stats().Resumes).To(BeEquivalentTo(0))
@@ -179,7 +179,7 @@ var _ = Describe("relay.Server", func() {
 			up.status(messages.Resync)
 			up.set(key(7), "g")
 			up.status(messages.InSync)
-			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, keys: m.Keys})
+			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(c.Snapshots()).To(Equal(1))
 		}, SpecTimeout(10*time.Second))
@@ -192,7 +192,7 @@ var _ = Describe("relay.Server", func() {
 				for i := range 10 {
 					up.set(key(10+i), "x")
 				}
-				c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, keys: m.Keys})
+				c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
 				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 				Expect(c.Snapshots()).To(Equal(1))
 				Expect(rs.Stats().LogEntries).To(Equal(4))
