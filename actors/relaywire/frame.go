@@ -62,10 +62,11 @@ type Frame struct {
 	// snapshot follows).
 	Resume bool `json:"resume,omitempty"`
 
-	// hello, snapshot-begin, delta: the etcd cluster the data is from, and
-	// the relay's position in it: the highest etcd index it had applied
-	// after this frame. A client resumes with the pair of the last frame it
-	// applied.
+	// snapshot-begin, delta: a resume position, present only where the
+	// relay's view is etcd's state at Revision of cluster ClusterID (after
+	// a whole batch delivered in sync). A client resumes with the last pair
+	// it applied. hello: the relay's cluster and highest revision now,
+	// for information.
 	ClusterID string `json:"clusterID,omitempty"`
 	Revision  uint64 `json:"revision,omitempty"`
 

@@ -16,8 +16,8 @@ import (
 type Mirror struct {
 	Keys      map[string]KV // the view: complete unless InSnapshot
 	Status    messages.SyncStatus
-	ClusterID string // the cluster of the last frame that named one
-	Revision  uint64 // the position to resume from, with ClusterID
+	ClusterID string // the cluster of the last resume position seen
+	Revision  uint64 // that position's revision: resume from (ClusterID, Revision)
 
 	Hellos, Snapshots, Deltas, Pings, Statuses int  // frames applied, by type
 	Resumed                                    bool // the last hello resumed
@@ -65,7 +65,7 @@ func (m *Mirror) Apply(f *Frame) error {
 		}
 	case TypeSnapshotBegin:
 		m.snap, m.snapCount = map[string]KV{}, f.Count
-		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+		m.takePosition(f)
 	case TypeKVs:
 		if m.snap == nil {
 			return outOfOrder("outside a snapshot")
@@ -99,7 +99,7 @@ func (m *Mirror) Apply(f *Frame) error {
 			}
 		}
 		m.Deltas++
-		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+		m.takePosition(f)
 	case TypeStatus:
 		m.Status, _ = ParseStatus(f.Status)
 		m.Statuses++
@@ -109,6 +109,16 @@ func (m *Mirror) Apply(f *Frame) error {
 		return fmt.Errorf("relay refused: %s (field %q, retry after %ds): %s", f.Code, f.Field, f.RetryAfter, f.Message)
 	}
 	return nil
+}
+
+// takePosition keeps the frame's resume position, if it has one: the
+// relay names one only where its view is etcd's state at that revision. A
+// client past its last position still resumes from it; what it is sent
+// again, it applies again in order, which leaves a map the same.
+func (m *Mirror) takePosition(f *Frame) {
+	if f.ClusterID != "" && f.Revision != 0 {
+		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+	}
 }
 
 // Clone returns a deep copy, for a reader that must not share the map.

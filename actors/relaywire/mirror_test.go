@@ -57,3 +57,29 @@ func TestMirrorRefusesFramesOutOfOrder(t *testing.T) {
 		t.Errorf("delta after a resuming hello: %v", err)
 	}
 }
+
+func TestMirrorKeepsItsLastResumePosition(t *testing.T) {
+	m := NewMirror()
+	for _, f := range []*Frame{
+		{Type: TypeHello, Version: Version},
+		{Type: TypeSnapshotBegin, ClusterID: "c1", Revision: 5},
+		{Type: TypeSnapshotEnd, Status: "in-sync"},
+		{Type: TypeStatus, Status: "resync"},
+		{Type: TypeDelta, Changes: []Change{{Op: "new", Key: "/a", Value: "1", Revision: 3}}}, // a resync's: no position
+	} {
+		if err := m.Apply(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.ClusterID != "c1" || m.Revision != 5 {
+		t.Errorf("position (%q, %d), want the snapshot's (c1, 5)", m.ClusterID, m.Revision)
+	}
+	next := m.Resuming()
+	if next.Revision != 5 || next.Status != messages.Resync || next.Keys["/a"].Value != "1" || next.Snapshots != 0 {
+		t.Errorf("Resuming() = %+v", next)
+	}
+	next.Keys["/b"] = KV{Key: "/b"}
+	if _, shared := m.Keys["/b"]; shared {
+		t.Error("Resuming shares the map")
+	}
+}

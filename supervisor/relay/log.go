@@ -29,7 +29,13 @@ func (e *encoded) bytes(zstd bool) []byte {
 type entry struct {
 	rev     uint64 // the server's revision after it
 	cluster string // the cluster of its epoch, "" if unknown
-	enc     encoded
+	// resumable: the view after this entry is etcd's state at rev, so a
+	// client holding etcd's state at rev, from this log or another
+	// relay's, may resume here. True only after the last frame of a batch
+	// delivered while in sync: the batches of a resync bring keys in key
+	// order, not revision order, and a batch's frames split it.
+	resumable bool
+	enc       encoded
 }
 
 // shared is the retained log: an immutable sequence of entries numbered
@@ -43,10 +49,11 @@ type shared struct {
 	first   uint64 // seq of entries[0]; the head when empty
 	bytes   int    // sum of the entries' raw sizes
 
-	// base is the position before entries[0]: its revision and cluster.
-	baseRev     uint64
-	baseCluster string
-	epoch       uint64 // seq of the first entry of the current epoch
+	// base is the position before entries[0]: the trimmed entry's.
+	baseRev       uint64
+	baseCluster   string
+	baseResumable bool
+	epoch         uint64 // seq of the first entry of the current epoch
 }
 
 // head is the seq the next entry will get.
@@ -59,7 +66,7 @@ func (l *shared) push(e *entry) {
 	l.bytes += len(e.enc.raw)
 	for len(l.entries) > 1 && (len(l.entries) > l.maxEntries || l.bytes > l.maxBytes) {
 		old := l.entries[0]
-		l.baseRev, l.baseCluster = old.rev, old.cluster
+		l.baseRev, l.baseCluster, l.baseResumable = old.rev, old.cluster, old.resumable
 		l.bytes -= len(old.enc.raw)
 		l.entries[0] = nil // the array is reused by append; let the entry go
 		l.entries = l.entries[1:]
@@ -75,24 +82,27 @@ func (l *shared) from(seq uint64, n int) []*entry {
 	return slices.Clone(l.entries[i:min(len(l.entries), i+n)])
 }
 
-// resumeAt returns the seq to stream from for a client whose last applied
-// frame had (cluster, rev) in the current epoch, and whether the log still
-// holds that position. Revisions within an epoch never go down along the
-// log, but several entries may share one; the client has at least the
-// first of them, so it is sent everything after that first one: perhaps an
-// entry again, which a map applies idempotently, never a gap.
+// resumeAt returns the seq to stream from for a client that holds etcd's
+// state at rev of cluster (the last resume position its streams gave it),
+// and whether the current epoch of the log still holds a resumable
+// position at that revision. Revisions within an epoch never go down along
+// the log, but several entries may share one; from the first resumable one
+// on, the view is etcd's state at rev, so the client is sent what follows
+// it: perhaps entries it has applied already (it may have read past its
+// last resume position), which a map applies again idempotently, in
+// order, never a gap.
 func (l *shared) resumeAt(cluster string, rev uint64) (uint64, bool) {
 	if cluster == "" || rev == 0 {
 		return 0, false
 	}
-	if l.first > l.epoch && l.baseCluster == cluster && l.baseRev == rev {
+	if l.first > l.epoch && l.baseResumable && l.baseCluster == cluster && l.baseRev == rev {
 		return l.first, true
 	}
 	for i, e := range l.entries {
 		seq := l.first + uint64(i)
 		switch {
 		case seq < l.epoch:
-		case e.rev == rev && e.cluster == cluster:
+		case e.rev == rev && e.cluster == cluster && e.resumable:
 			return seq + 1, true
 		case e.rev > rev:
 			return 0, false

@@ -43,8 +43,11 @@ type Server struct {
 	status  messages.SyncStatus
 	cluster string // the current epoch's cluster; "" until known
 	rev     uint64 // highest revision delivered in the current epoch
-	log     shared
-	changed chan struct{} // closed, and replaced, whenever the log grows
+	// consistent: the view is etcd's state at rev (see entry.resumable),
+	// so a snapshot of it is a resume position.
+	consistent bool
+	log        shared
+	changed    chan struct{} // closed, and replaced, whenever the log grows
 
 	snapMu sync.Mutex // held while a snapshot is looked up or built, so a burst builds one
 	snap   *snapshot  // the last built; guarded by snapMu
@@ -93,6 +96,8 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.observeCluster(cluster)
+	frames := (len(updates) + relaywire.MaxFrameChanges - 1) / relaywire.MaxFrameChanges
+	n := 0
 	for chunk := range slices.Chunk(updates, relaywire.MaxFrameChanges) {
 		f := &relaywire.Frame{Type: relaywire.TypeDelta, Changes: make([]relaywire.Change, len(chunk))}
 		for i, u := range chunk {
@@ -104,8 +109,15 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 				s.view[u.Key] = relaywire.KV{Key: u.Key, Value: u.Value, Revision: u.Revision}
 			}
 		}
-		f.ClusterID, f.Revision = s.cluster, s.rev
-		s.append(f)
+		n++
+		// In sync, the syncer delivers the watch in revision order
+		// (coalesced per key while the host is busy): once a whole batch
+		// is applied, the view is etcd's state at its highest revision.
+		s.consistent = n == frames && s.status == messages.InSync && s.cluster != ""
+		if s.consistent {
+			f.ClusterID, f.Revision = s.cluster, s.rev
+		}
+		s.append(f, s.consistent)
 	}
 	s.broadcast()
 }
@@ -125,7 +137,9 @@ func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
 		s.observeCluster(cluster)
 	}
 	s.status = status
-	s.append(&relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()})
+	// A status changes nothing in the view: the position stays as
+	// consistent as it was, but is not itself a resume point.
+	s.append(&relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}, false)
 	s.broadcast()
 }
 
@@ -146,18 +160,18 @@ func (s *Server) observeCluster(id string) {
 // newEpoch starts a revision space: nothing of the log so far can be
 // resumed into. Called with mu held.
 func (s *Server) newEpoch(cluster string) {
-	s.cluster, s.rev = cluster, 0
+	s.cluster, s.rev, s.consistent = cluster, 0, false
 	s.log.epoch = s.log.head()
 }
 
 // append encodes f once into the log. Called with mu held.
-func (s *Server) append(f *relaywire.Frame) {
+func (s *Server) append(f *relaywire.Frame, resumable bool) {
 	raw, err := relaywire.Append(nil, f)
 	if err != nil {
 		// Every member is a string, a number or a slice of them.
 		panic(fmt.Errorf("relay: %w", err))
 	}
-	s.log.push(&entry{rev: s.rev, cluster: s.cluster, enc: encoded{raw: raw}})
+	s.log.push(&entry{rev: s.rev, cluster: s.cluster, resumable: resumable, enc: encoded{raw: raw}})
 	s.stats.logAppends.Add(1)
 }
 
@@ -192,11 +206,15 @@ func (s *Server) snapshotFor() *snapshot {
 	}
 	// Copied under the lock, encoded outside it: OnUpdates waits only for
 	// the copy.
-	view, next, rev, cluster, status := maps.Clone(s.view), s.log.head(), s.rev, s.cluster, s.status
+	view, next, status := maps.Clone(s.view), s.log.head(), s.status
+	begin := &relaywire.Frame{Type: relaywire.TypeSnapshotBegin, Count: len(view)}
+	if s.consistent {
+		begin.ClusterID, begin.Revision = s.cluster, s.rev // a resume position
+	}
 	s.mu.Unlock()
 
 	keys := slices.Sorted(maps.Keys(view)) // sorted: the same view gives the same bytes
-	raw, _ := relaywire.Append(nil, &relaywire.Frame{Type: relaywire.TypeSnapshotBegin, ClusterID: cluster, Revision: rev, Count: len(keys)})
+	raw, _ := relaywire.Append(nil, begin)
 	for chunk := range slices.Chunk(keys, relaywire.MaxFrameChanges) {
 		f := &relaywire.Frame{Type: relaywire.TypeKVs, KVs: make([]relaywire.KV, len(chunk))}
 		for i, k := range chunk {
@@ -204,11 +222,11 @@ func (s *Server) snapshotFor() *snapshot {
 		}
 		raw, _ = relaywire.Append(raw, f)
 	}
-	raw, _ = relaywire.Append(raw, &relaywire.Frame{Type: relaywire.TypeSnapshotEnd, Revision: rev, Status: status.String()})
+	raw, _ = relaywire.Append(raw, &relaywire.Frame{Type: relaywire.TypeSnapshotEnd, Status: status.String()})
 	sn := &snapshot{next: next, built: time.Now(), enc: encoded{raw: raw}, keys: len(keys)}
 	s.snap = sn
 	s.stats.snapshotsBuilt.Add(1)
-	s.cfg.Logger.Debug("relay snapshot built", "keys", len(keys), "bytes", len(raw), "revision", rev)
+	s.cfg.Logger.Debug("relay snapshot built", "keys", len(keys), "bytes", len(raw), "revision", begin.Revision)
 	return sn
 }
 

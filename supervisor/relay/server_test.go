@@ -158,6 +158,38 @@ var _ = Describe("relay.Server", func() {
 			Expect(rs.Stats().Resumes).To(BeEquivalentTo(1))
 		}, SpecTimeout(10*time.Second))
 
+		When("snapshots are not shared", func() {
+			BeforeEach(func() { cfg.SnapshotShare = time.Nanosecond }) // each client's is its own
+
+			It("from a client that left during a resync goes back to its last in-sync position", func(ctx SpecContext) {
+				c, resp := dial(ctx, base, dialOpts{})
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Expect(c.mirror().Revision).To(BeZero(), "the resync's batches gave no position, nor does a snapshot after them")
+				up.set(key(5), "e") // a batch in sync: a position
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				inSyncAt := up.rev
+				up.status(messages.Resync)
+				up.set(key(1), "resynced", key(9), "new") // a resync's batch: no resume position
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				resp.Body.Close()
+				Eventually(c.ended).WithContext(ctx).Should(BeTrue())
+				m := c.mirror()
+				Expect(m.Revision).To(Equal(inSyncAt), "only an in-sync position is one to resume from")
+
+				By("a client that connects meanwhile gets a snapshot with no resume position")
+				d, _ := dial(ctx, base, dialOpts{})
+				Eventually(d.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Expect(d.mirror().Revision).To(BeZero())
+
+				up.status(messages.InSync)
+				r, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
+				Eventually(r.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Eventually(r.Status).WithContext(ctx).Should(Equal(messages.InSync))
+				Expect(r.Snapshots()).To(Equal(0))
+				Expect(r.mirror().Revision).To(Equal(inSyncAt), "no batch since the resync ended")
+			}, SpecTimeout(10*time.Second))
+		})
+
 		It("with a revision the relay never reached gets a snapshot", func(ctx SpecContext) {
 			m := connectAndLeave(ctx)
 			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision + 100, from: m})
