@@ -54,6 +54,8 @@ type Server struct {
 
 	clients atomic.Int64
 	stats   counters
+	// When a refusal was last logged (UnixNano), per kind; see logNow.
+	lastBadLog, lastRefusedLog atomic.Int64
 }
 
 // New returns a server for cfg, in status WaitForDatastore with an empty

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
@@ -167,8 +168,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.cfg.Logger.With("client", r.RemoteAddr)
 	h, rerr := parseHandshake(r, s.cfg)
 	if rerr != nil {
-		s.stats.badRequests.Add(1)
-		log.Info("relay request refused", "status", rerr.status, "code", rerr.frame.Code, "field", rerr.frame.Field, "reason", rerr.frame.Message)
+		n := s.stats.badRequests.Add(1)
+		if s.logNow(&s.lastBadLog) {
+			log.Warn("relay request refused", "status", rerr.status, "code", rerr.frame.Code, "field", rerr.frame.Field,
+				"reason", rerr.frame.Message, "refusedSoFar", n)
+		}
 		refuse(w, rerr)
 		return
 	}
@@ -181,8 +185,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
 		s.clients.Add(-1)
-		s.stats.refused.Add(1)
-		log.Warn("relay client refused: too many clients", "max", s.cfg.MaxClients)
+		if n := s.stats.refused.Add(1); s.logNow(&s.lastRefusedLog) {
+			log.Warn("relay client refused: too many clients", "max", s.cfg.MaxClients, "refusedSoFar", n)
+		}
 		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: relaywire.Frame{Type: relaywire.TypeError,
 			Code: relaywire.CodeTooManyClients, Message: fmt.Sprintf("this relay serves at most %d clients", s.cfg.MaxClients),
 			RetryAfter: s.retryAfter()}})
@@ -191,6 +196,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.clients.Add(-1)
 	err := s.stream(w, r, h, log)
 	log.Debug("relay stream ended", "err", err)
+}
+
+// logEvery bounds how often a refusal is logged: a storm of clients
+// retrying must not become a storm of log lines. The counts are in Stats.
+const logEvery = 10 * time.Second
+
+// logNow reports whether a line throttled by last may be logged now.
+func (s *Server) logNow(last *atomic.Int64) bool {
+	now, prev := time.Now().UnixNano(), last.Load()
+	return now-prev >= int64(logEvery) && last.CompareAndSwap(prev, now)
 }
 
 func (s *Server) retryAfter() int {
