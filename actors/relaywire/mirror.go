@@ -64,8 +64,10 @@ func (m *Mirror) Apply(f *Frame) error {
 			m.synced = true
 		}
 	case TypeSnapshotBegin:
+		// A snapshot replaces the map, so its position, or none, replaces
+		// the last one.
 		m.snap, m.snapCount = map[string]KV{}, f.Count
-		m.takePosition(f)
+		m.ClusterID, m.Revision = f.ClusterID, f.Revision
 	case TypeKVs:
 		if m.snap == nil {
 			return outOfOrder("outside a snapshot")
@@ -103,6 +105,11 @@ func (m *Mirror) Apply(f *Frame) error {
 	case TypeStatus:
 		m.Status, _ = ParseStatus(f.Status)
 		m.Statuses++
+		if m.Status == messages.WaitForDatastore {
+			// The relay's syncer was rebuilt, perhaps against another
+			// cluster: revisions start over, and no position holds.
+			m.ClusterID, m.Revision = "", 0
+		}
 	case TypePing:
 		m.Pings++
 	case TypeError:
@@ -111,10 +118,10 @@ func (m *Mirror) Apply(f *Frame) error {
 	return nil
 }
 
-// takePosition keeps the frame's resume position, if it has one: the
-// relay names one only where its view is etcd's state at that revision. A
-// client past its last position still resumes from it; what it is sent
-// again, it applies again in order, which leaves a map the same.
+// takePosition keeps a delta's resume position, if it has one: the relay
+// names one only where its view is etcd's state at that revision. A client
+// past its last position still resumes from it; what it is sent again, it
+// applies again in order, which leaves a map the same.
 func (m *Mirror) takePosition(f *Frame) {
 	if f.ClusterID != "" && f.Revision != 0 {
 		m.ClusterID, m.Revision = f.ClusterID, f.Revision

@@ -78,6 +78,9 @@ func TestMirrorKeepsItsLastResumePosition(t *testing.T) {
 	if next.Revision != 5 || next.Status != messages.Resync || next.Keys["/a"].Value != "1" || next.Snapshots != 0 {
 		t.Errorf("Resuming() = %+v", next)
 	}
+	if err := m.Apply(&Frame{Type: TypeStatus, Status: "wait-for-datastore"}); err != nil || m.Revision != 0 || m.ClusterID != "" {
+		t.Errorf("after wait-for-datastore: position (%q, %d), %v; want none", m.ClusterID, m.Revision, err)
+	}
 	next.Keys["/b"] = KV{Key: "/b"}
 	if _, shared := m.Keys["/b"]; shared {
 		t.Error("Resuming shares the map")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -32,8 +33,8 @@ func TestRelay(t *testing.T) {
 const prefix = "/calico/v1"
 
 // startServer serves a relay.Server for cfg on a loopback port, closed when
-// the spec ends; the server's cluster ID is whatever *clusterID holds.
-func startServer(cfg relay.Config, clusterID *string) (*relay.Server, string) {
+// the spec ends; the server's cluster ID is whatever clusterID holds.
+func startServer(cfg relay.Config, clusterID *atomic.Pointer[string]) (*relay.Server, string) {
 	GinkgoHelper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = prefix
@@ -41,8 +42,7 @@ func startServer(cfg relay.Config, clusterID *string) (*relay.Server, string) {
 	cfg.Logger = slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rs, err := relay.New(cfg)
 	Expect(err).NotTo(HaveOccurred())
-	var mu sync.Mutex
-	rs.SetClusterIDSource(func() string { mu.Lock(); defer mu.Unlock(); return *clusterID })
+	rs.SetClusterIDSource(func() string { return *clusterID.Load() })
 	ts := httptest.NewUnstartedServer(rs)
 	ts.Config.ReadHeaderTimeout = 5 * time.Second
 	ts.Config.MaxHeaderBytes = 8 << 10

@@ -46,8 +46,11 @@ type Server struct {
 	// consistent: the view is etcd's state at rev (see entry.resumable),
 	// so a snapshot of it is a resume position.
 	consistent bool
-	log        shared
-	changed    chan struct{} // closed, and replaced, whenever the log grows
+	// synced: the syncer reported in-sync in this epoch, and nothing
+	// since: only then do its batches come in revision order.
+	synced  bool
+	log     shared
+	changed chan struct{} // closed, and replaced, whenever the log grows
 
 	snapMu sync.Mutex // held while a snapshot is looked up or built, so a burst builds one
 	snap   *snapshot  // the last built; guarded by snapMu
@@ -115,7 +118,7 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 		// In sync, the syncer delivers the watch in revision order
 		// (coalesced per key while the host is busy): once a whole batch
 		// is applied, the view is etcd's state at its highest revision.
-		s.consistent = n == frames && s.status == messages.InSync && s.cluster != ""
+		s.consistent = n == frames && s.synced && s.cluster != ""
 		if s.consistent {
 			f.ClusterID, f.Revision = s.cluster, s.rev
 		}
@@ -139,6 +142,7 @@ func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
 		s.observeCluster(cluster)
 	}
 	s.status = status
+	s.synced = status == messages.InSync
 	// A status changes nothing in the view: the position stays as
 	// consistent as it was, but is not itself a resume point.
 	s.append(&relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}, false)
@@ -162,7 +166,7 @@ func (s *Server) observeCluster(id string) {
 // newEpoch starts a revision space: nothing of the log so far can be
 // resumed into. Called with mu held.
 func (s *Server) newEpoch(cluster string) {
-	s.cluster, s.rev, s.consistent = cluster, 0, false
+	s.cluster, s.rev, s.consistent, s.synced = cluster, 0, false, false
 	s.log.epoch = s.log.head()
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -67,14 +68,15 @@ func key(i int) string { return fmt.Sprintf("%s/k%03d", prefix, i) }
 var _ = Describe("relay.Server", func() {
 	var (
 		cfg       relay.Config
-		clusterID string
+		clusterID atomic.Pointer[string] // what the syncer would say
 		rs        *relay.Server
 		base      string
 		up        *upstream
 	)
 	BeforeEach(func() {
 		cfg = relay.Config{}
-		clusterID = "c0ffee01"
+		id := "c0ffee01"
+		clusterID.Store(&id)
 	})
 	JustBeforeEach(func() {
 		rs, base = startServer(cfg, &clusterID)
@@ -141,7 +143,7 @@ var _ = Describe("relay.Server", func() {
 			resp.Body.Close()
 			Eventually(c.ended).WithContext(ctx).Should(BeTrue())
 			m := c.mirror()
-			Expect(m.ClusterID).To(Equal(clusterID))
+			Expect(m.ClusterID).To(Equal(*clusterID.Load()))
 			Expect(m.Revision).To(Equal(up.rev))
 			return m
 		}
@@ -203,6 +205,20 @@ var _ = Describe("relay.Server", func() {
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(c.Snapshots()).To(Equal(1))
 			Expect(rs.Stats().Resumes).To(BeEquivalentTo(0))
+		}, SpecTimeout(10*time.Second))
+
+		It("after the upstream's cluster ID changed gets a snapshot", func(ctx SpecContext) {
+			m := connectAndLeave(ctx)
+			other := "c0ffee02"
+			clusterID.Store(&other)
+			up.set(key(7), "g")
+			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
+			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+			Expect(c.Snapshots()).To(Equal(1))
+			Expect(c.mirror().ClusterID).NotTo(Equal(other), "no position in the new cluster before it is in sync there")
+			up.status(messages.InSync)
+			up.set(key(8), "h")
+			Eventually(func() string { return c.mirror().ClusterID }).WithContext(ctx).Should(Equal(other))
 		}, SpecTimeout(10*time.Second))
 
 		It("across an upstream reset (WaitForDatastore again) gets a snapshot", func(ctx SpecContext) {
