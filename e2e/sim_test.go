@@ -191,10 +191,12 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 		}
 
 		It("under ResyncOnReset, keeps the host's keys and converges on the new cluster", func(ctx SpecContext) {
-			_, rec := startSyncer(cfg)
+			s, rec := startSyncer(cfg)
 			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(2))
+			Expect(s.ClusterID()).To(Equal("c0ffee0000000001"))
 			rebuild()
 			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(s.ClusterID()).To(Equal("c0ffee0000000002"), "the ID the host is told is the new cluster's")
 			Expect(rec.Map()).To(Equal(map[string]string{prefix + "/kept": "new", prefix + "/fresh": "1"}))
 			Expect(rec.Statuses()).To(ContainElement(messages.WaitForDatastore))
 		}, SpecTimeout(10*time.Second))

@@ -116,6 +116,7 @@ func (r *root) spawn(c actor.Context, name string, props *actor.Props) *actor.PI
 // those spawned before it.
 func (r *root) spawnPipeline(c actor.Context) {
 	cluster := &actors.ClusterIDGuard{} // one cluster per pipeline: a reset starts another
+	r.syncer.cluster.Store(cluster)
 	r.poller = r.spawn(c, "clusterid", actors.NewClusterIDPollerProps(r.env, actors.PollerConfig{
 		Interval: r.cfg.ClusterIDPollInterval,
 		Applied:  r.applied.Load,

@@ -35,6 +35,7 @@ type Syncer struct {
 	env       *actors.Env
 	conns     *connTracker // the syncer's own transport's; nil with a host's KeysAPI or Transport
 	status    atomic.Uint32
+	cluster   atomic.Pointer[actors.ClusterIDGuard] // the current pipeline's; nil before the first
 
 	errOnce sync.Once
 	err     error
@@ -110,6 +111,22 @@ func (s *Syncer) Status() messages.SyncStatus {
 		return st
 	}
 	return messages.WaitForDatastore
+}
+
+// ClusterID returns the ID of the etcd cluster the syncer is reading, as
+// its current pipeline learnt it from etcd's responses: "" until the first
+// response, and "" again after a cluster reset until the new cluster
+// answers. Data of a cluster reaches the host only once its ID is learnt,
+// so from within OnUpdates it names the cluster of the batch, except for a
+// batch of the old cluster still in flight when a reset started; the
+// WaitForDatastore status that precedes a new cluster's data separates the
+// two. A relay server pairs it with revisions so that clients can resume.
+// Safe for concurrent use, at any rate.
+func (s *Syncer) ClusterID() string {
+	if g := s.cluster.Load(); g != nil {
+		return g.ID()
+	}
+	return ""
 }
 
 // Done is closed once the syncer has stopped, by Stop or by itself.

@@ -20,6 +20,7 @@ import (
 const (
 	envEndpoints = "ETCDSYNC_ETCD_ENDPOINTS"
 	envPassword  = "ETCDSYNC_ETCD_PASSWORD"
+	envRelay     = "ETCDSYNC_RELAY_LISTEN"
 )
 
 // config is the node's validated command line.
@@ -40,11 +41,14 @@ type config struct {
 	ClusterIDPollInterval time.Duration
 	ShutdownTimeout       time.Duration
 
-	Output    string // "jsonl" or "none"
-	Model     string // "raw" or "calicov1"
-	Listen    string // host:port of the HTTP server
-	LogFormat string // "text" or "json"
-	LogLevel  slog.Level
+	Output string // "jsonl" or "none"
+	Model  string // "raw" or "calicov1"
+	Listen string // host:port of the HTTP server
+	// RelayListen is host:port of the relay server; "" (the default): no
+	// relay. A bare :port is made loopback.
+	RelayListen string
+	LogFormat   string // "text" or "json"
+	LogLevel    slog.Level
 }
 
 // embedded reports whether the node runs its own etcd.
@@ -97,6 +101,9 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&c.Model, "model", "raw",
 		"how keys and values are read: raw (strings) or calicov1 (typed Calico v1 keys and values in the output and /state)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9095", "host:port of the HTTP server (/healthz, /readyz, /state, /metrics)")
+	fs.StringVar(&raw.relayListen, "relay-listen", "",
+		"host:port to serve the synced view to relay clients on (env "+envRelay+"; the flag wins).\n"+
+			"Empty: no relay. A bare :port listens on 127.0.0.1; name 0.0.0.0 to listen on every interface")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&raw.version, "version", false, "print the module version and VCS revision, then exit")
@@ -128,8 +135,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 
 // rawFlags are the flags that need parsing beyond what package flag does.
 type rawFlags struct {
-	endpoints, watch, onClusterReset, logLevel string
-	version                                    bool
+	endpoints, watch, onClusterReset, logLevel, relayListen string
+	version                                                 bool
 }
 
 // errVersion is what parseFlags returns for --version, the version having
@@ -262,6 +269,29 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	if err := checkHostPort("listen", c.Listen, true); err != nil {
 		return config{}, err
+	}
+	relayListen, relayFlag := raw.relayListen, "relay-listen"
+	if !set["relay-listen"] {
+		relayListen, relayFlag = getenv(envRelay), "relay-listen (from $"+envRelay+")"
+	}
+	if relayListen = strings.TrimSpace(relayListen); relayListen != "" {
+		if err := checkHostPort(relayFlag, relayListen, true); err != nil {
+			return config{}, err
+		}
+		if host, port, _ := net.SplitHostPort(relayListen); host == "" {
+			relayListen = net.JoinHostPort("127.0.0.1", port) // loopback unless told otherwise
+		}
+		if relayListen == c.Listen {
+			return config{}, badFlag(relayFlag, "%s is also --listen", relayListen)
+		}
+		if c.Model != "raw" {
+			// The decoder leaves the keys it cannot parse out of the
+			// stream, so the relay would serve fewer keys than etcd has.
+			return config{}, badFlag(relayFlag, "needs --model raw: with --model %s the relay would leave out the keys the model cannot parse", c.Model)
+		}
+		c.RelayListen = relayListen
+	} else if set["relay-listen"] {
+		return config{}, badFlag("relay-listen", "empty; leave the flag out for no relay")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return config{}, badFlag("log-format", "%q is neither text nor json", c.LogFormat)

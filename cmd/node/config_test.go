@@ -83,6 +83,29 @@ func TestParseFlagsEndpointsFromEnv(t *testing.T) {
 	}
 }
 
+func TestParseFlagsRelayListen(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, ""}, // off by default
+		{[]string{"--relay-listen", ":7000"}, nil, "127.0.0.1:7000"}, // loopback unless told otherwise
+		{[]string{"--relay-listen", "0.0.0.0:7000"}, nil, "0.0.0.0:7000"},
+		{nil, map[string]string{envRelay: "127.0.0.1:0"}, "127.0.0.1:0"},
+		{[]string{"--relay-listen", "127.0.0.1:7001"}, map[string]string{envRelay: "127.0.0.1:7002"}, "127.0.0.1:7001"}, // the flag wins
+	} {
+		c, err := parseFlags(tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("parseFlags(%q, %v) = %v", tc.args, tc.env, err)
+			continue
+		}
+		if c.RelayListen != tc.want {
+			t.Errorf("parseFlags(%q, %v): RelayListen %q, want %q", tc.args, tc.env, c.RelayListen, tc.want)
+		}
+	}
+}
+
 func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -123,6 +146,12 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--etcd-endpoints", "http://a:1"}, map[string]string{envPassword: "p"}, "--etcd-username"},
 		{[]string{"--etcd-endpoints", "http://a:1", "--data-dir", "d"}, nil, "--data-dir"},
 		{[]string{"--etcd-endpoints", "http://a:1", "--embedded-etcd-listen", "127.0.0.1:1"}, nil, "--embedded-etcd-listen"},
+		{[]string{"--relay-listen", "nowhere"}, nil, "--relay-listen"},
+		{[]string{"--relay-listen", "127.0.0.1:99999"}, nil, "--relay-listen"},
+		{[]string{"--relay-listen", ""}, nil, "--relay-listen"},
+		{[]string{"--relay-listen", "127.0.0.1:9095"}, nil, "--relay-listen"}, // --listen's
+		{[]string{"--relay-listen", ":7000", "--model", "calicov1"}, nil, "--relay-listen"},
+		{nil, map[string]string{envRelay: "bad"}, "--relay-listen (from $" + envRelay + ")"},
 	} {
 		_, err := parseFlags(tc.args, env(tc.env), &bytes.Buffer{})
 		var fe *flagError

@@ -29,6 +29,8 @@
 //	--shutdown-timeout D         bound on each shutdown step (5s)
 //	--output F                   jsonl (default) or none
 //	--listen H:P                 HTTP server (127.0.0.1:9095; port 0 picks one, logged)
+//	--relay-listen H:P           serve the synced view to relay clients (env ETCDSYNC_RELAY_LISTEN;
+//	                             off by default; a bare :port is 127.0.0.1; needs --model raw)
 //	--log-format F               text (default) or json, on stderr
 //	--log-level L                debug, info (default), warn, error
 //

@@ -8,11 +8,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/model/calicov1"
 	"github.com/etcdsync/etcdsync/supervisor"
+	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
+
+// relayMaxHeader bounds a relay request's headers: a handshake is a short
+// GET, so anything bigger is refused (431) before it reaches the relay.
+const relayMaxHeader = 8 << 10
 
 // Exit codes.
 const (
@@ -150,11 +156,36 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		logger.Info("using an external etcd", describeEndpoints(c)...)
 	}
 
+	var host messages.Callbacks = v
+	var relayServer *relay.Server
+	var relayHTTP *http.Server
+	relayErr := make(chan error, 1) // stays empty without a relay
+	if c.RelayListen != "" {
+		rln, err := net.Listen("tcp", c.RelayListen)
+		if err != nil {
+			return exitUsage, badFlag("relay-listen", "cannot listen on %s: %w", c.RelayListen, err)
+		}
+		defer rln.Close()
+		relayLogger := logger.With("component", "relay")
+		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger})
+		if err != nil {
+			return exitFailed, fmt.Errorf("starting the relay server: %w", err)
+		}
+		host = fanout{view: v, relay: relayServer}
+		relayHTTP = newServer(relayServer, relayLogger)
+		relayHTTP.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
+		go func() { relayErr <- relayHTTP.Serve(rln) }()
+		logger.Info("relay serving", "url", "http://"+rln.Addr().String()+relay.StreamPath)
+	}
+
 	system := supervisor.NewSystem(actorSystemLogger(c, logger))
 	defer system.Shutdown()
-	s, err := supervisor.Start(system, cfg, v)
+	s, err := supervisor.Start(system, cfg, host)
 	if err != nil {
 		return codeFor(err), configError(err)
+	}
+	if relayServer != nil {
+		relayServer.SetClusterIDSource(s.ClusterID)
 	}
 	stopSyncer := func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
@@ -185,6 +216,8 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		code, failure = exitFailed, syncerStopped(s.Err())
 	case err := <-serveErr:
 		code, failure = exitFailed, fmt.Errorf("HTTP server on --listen %s failed: %w", c.Listen, err)
+	case err := <-relayErr:
+		code, failure = exitFailed, fmt.Errorf("relay server on --relay-listen %s failed: %w", c.RelayListen, err)
 	case err := <-etcdErr:
 		code, failure = exitFailed, fmt.Errorf("embedded etcd failed: %w", err)
 	}
@@ -197,6 +230,12 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("stopping the HTTP server", "err", err)
+	}
+	if relayServer != nil {
+		relayServer.Close() // its streams end; Shutdown waits for them
+		if err := relayHTTP.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("stopping the relay server", "err", err)
+		}
 	}
 	return code, failure
 }

@@ -1,0 +1,88 @@
+package relaywire
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+func TestMirrorAppliesASnapshotThenDeltas(t *testing.T) {
+	m := NewMirror()
+	for _, f := range sampleFrames()[:7] { // up to the error frame
+		if err := m.Apply(f); err != nil {
+			t.Fatalf("%s: %v", f.Type, err)
+		}
+	}
+	want := map[string]string{"/calico/v1/b": "", "/calico/v1/c": "ü\n\""}
+	if !reflect.DeepEqual(m.Map(), want) {
+		t.Errorf("map %v, want %v", m.Map(), want)
+	}
+	if m.Status != messages.Resync || m.ClusterID != "c1" || m.Revision != 9 || m.Snapshots != 1 || m.Pings != 1 {
+		t.Errorf("mirror %+v", m)
+	}
+	if err := m.Apply(sampleFrames()[7]); err == nil {
+		t.Error("an error frame applied without error")
+	}
+}
+
+func TestMirrorRefusesFramesOutOfOrder(t *testing.T) {
+	hello := &Frame{Type: TypeHello, Version: Version}
+	for name, frames := range map[string][]*Frame{
+		"delta before hello":        {{Type: TypeDelta}},
+		"delta before a snapshot":   {hello, {Type: TypeDelta}},
+		"kvs outside a snapshot":    {hello, {Type: TypeKVs}},
+		"end without begin":         {hello, {Type: TypeSnapshotEnd, Status: "in-sync"}},
+		"fewer keys than announced": {hello, {Type: TypeSnapshotBegin, Count: 1}, {Type: TypeSnapshotEnd, Status: "in-sync"}},
+		"delta inside a snapshot":   {hello, {Type: TypeSnapshotBegin}, {Type: TypeDelta}},
+	} {
+		m := NewMirror()
+		var err error
+		for _, f := range frames {
+			if err = m.Apply(f); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, ErrBadFrame) {
+			t.Errorf("%s: %v, want ErrBadFrame", name, err)
+		}
+	}
+	// A resumed stream has deltas at once.
+	m := NewMirror()
+	if err := m.Apply(&Frame{Type: TypeHello, Version: Version, Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(&Frame{Type: TypeDelta}); err != nil {
+		t.Errorf("delta after a resuming hello: %v", err)
+	}
+}
+
+func TestMirrorKeepsItsLastResumePosition(t *testing.T) {
+	m := NewMirror()
+	for _, f := range []*Frame{
+		{Type: TypeHello, Version: Version},
+		{Type: TypeSnapshotBegin, ClusterID: "c1", Revision: 5},
+		{Type: TypeSnapshotEnd, Status: "in-sync"},
+		{Type: TypeStatus, Status: "resync"},
+		{Type: TypeDelta, Changes: []Change{{Op: "new", Key: "/a", Value: "1", Revision: 3}}}, // a resync's: no position
+	} {
+		if err := m.Apply(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.ClusterID != "c1" || m.Revision != 5 {
+		t.Errorf("position (%q, %d), want the snapshot's (c1, 5)", m.ClusterID, m.Revision)
+	}
+	next := m.Resuming()
+	if next.Revision != 5 || next.Status != messages.Resync || next.Keys["/a"].Value != "1" || next.Snapshots != 0 {
+		t.Errorf("Resuming() = %+v", next)
+	}
+	if err := m.Apply(&Frame{Type: TypeStatus, Status: "wait-for-datastore"}); err != nil || m.Revision != 0 || m.ClusterID != "" {
+		t.Errorf("after wait-for-datastore: position (%q, %d), %v; want none", m.ClusterID, m.Revision, err)
+	}
+	next.Keys["/b"] = KV{Key: "/b"}
+	if _, shared := m.Keys["/b"]; shared {
+		t.Error("Resuming shares the map")
+	}
+}

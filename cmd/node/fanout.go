@@ -1,0 +1,35 @@
+package main
+
+import "github.com/etcdsync/etcdsync/messages"
+
+// fanout is the syncer's host when the node also relays: it hands every
+// callback to the view and then to the relay server, so both see the same
+// stream in the same order. Neither blocks on anything slow (the view
+// writes stdout, the relay only appends to its log), so one does not
+// delay the other by much. Called as messages.Callbacks promises: one call
+// at a time.
+type fanout struct {
+	view  *view
+	relay messages.Callbacks
+}
+
+// OnUpdates implements messages.Callbacks.
+func (f fanout) OnUpdates(updates []messages.Update) {
+	f.view.OnUpdates(updates)
+	f.relay.OnUpdates(updates)
+}
+
+// OnStatusUpdated implements messages.Callbacks.
+func (f fanout) OnStatusUpdated(s messages.SyncStatus) {
+	f.view.OnStatusUpdated(s)
+	f.relay.OnStatusUpdated(s)
+}
+
+// ParseFailed implements messages.ParseFailedCallback, for the view only:
+// the node refuses --relay-listen with a model (config.go).
+func (f fanout) ParseFailed(key, value string) { f.view.ParseFailed(key, value) }
+
+var (
+	_ messages.Callbacks           = fanout{}
+	_ messages.ParseFailedCallback = fanout{}
+)

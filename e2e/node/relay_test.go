@@ -1,0 +1,129 @@
+package node_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+
+	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// relayClient is a lightweight relay client: it applies every frame of its
+// stream to a relaywire.Mirror, on a goroutine of its own.
+type relayClient struct {
+	mu   sync.Mutex
+	m    *relaywire.Mirror
+	err  error
+	done chan struct{}
+}
+
+// dialRelay opens a stream at streamURL, resuming from m's position if m is
+// not nil. The stream is closed when the spec ends.
+func dialRelay(ctx context.Context, streamURL string, m *relaywire.Mirror) (*relayClient, func()) {
+	GinkgoHelper()
+	q := url.Values{relaywire.ParamPrefix: {"/calico/v1"}, relaywire.ParamFeatures: {relaywire.FeaturePing}}
+	c := &relayClient{m: relaywire.NewMirror(), done: make(chan struct{})}
+	if m != nil {
+		q.Set(relaywire.ParamClusterID, m.ClusterID)
+		q.Set(relaywire.ParamRevision, strconv.FormatUint(m.Revision, 10))
+		c.m = m.Resuming()
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, streamURL+"?"+q.Encode(), nil)
+	Expect(err).NotTo(HaveOccurred())
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	go func() {
+		defer close(c.done)
+		defer resp.Body.Close()
+		dec := relaywire.NewDecoder(resp.Body, 0)
+		for {
+			f, err := dec.Next()
+			c.mu.Lock()
+			if err == nil {
+				err = c.m.Apply(f)
+			}
+			c.err = err
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	stop := func() { cancel(); <-c.done }
+	DeferCleanup(stop)
+	return c, stop
+}
+
+// mirror returns a copy of what the client holds.
+func (c *relayClient) mirror() *relaywire.Mirror {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m.Clone()
+}
+
+// view returns the client's keys while the relay is in sync and no
+// snapshot is half received, else nil.
+func (c *relayClient) view() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m.Status != messages.InSync || c.m.InSnapshot() {
+		return nil
+	}
+	return c.m.Map()
+}
+
+var relayServing = regexp.MustCompile(`msg="relay serving" url=(\S+)`)
+
+var _ = Describe("The node with --relay-listen", func() {
+	It("serves its view to a relay client, which converges, sees a delete, and resumes without a snapshot", func(ctx SpecContext) {
+		n := startEmbeddedNode("--relay-listen", "127.0.0.1:0")
+		var streamURL string
+		Eventually(func() []string { return relayServing.FindStringSubmatch(string(n.session.Err.Contents())) }).
+			WithContext(ctx).WithTimeout(20 * time.Second).Should(HaveLen(2))
+		streamURL = relayServing.FindStringSubmatch(string(n.session.Err.Contents()))[1]
+		Eventually(n.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+
+		const a, b, c = "/calico/v1/config/A", "/calico/v1/config/B", "/calico/v1/host/h1/C"
+		putKey(ctx, n.etcdURL, a, "1")
+		putKey(ctx, n.etcdURL, b, "2")
+		client, stop := dialRelay(ctx, streamURL, nil)
+		want := map[string]string{a: "1", b: "2"}
+		Eventually(client.view).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(want))
+		Expect(client.mirror().ClusterID).To(Equal(clusterID(ctx, n.etcdURL)), "the relay names etcd's cluster")
+
+		By("following a write and a delete made through etcd")
+		putKey(ctx, n.etcdURL, c, "3")
+		deleteKey(ctx, n.etcdURL, a)
+		want = map[string]string{b: "2", c: "3"}
+		Eventually(client.view).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(want))
+		Eventually(n.state).WithContext(ctx).Should(Equal(state{Status: "in-sync", Keys: want}), "the node's own view is the same")
+
+		By("resuming from where it left off, with no snapshot")
+		stop()
+		left := client.mirror()
+		Expect(left.Snapshots).To(Equal(1))
+		putKey(ctx, n.etcdURL, a, "again")
+		resumed, _ := dialRelay(ctx, streamURL, left)
+		want[a] = "again"
+		Eventually(resumed.view).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(want))
+		Expect(resumed.mirror().Resumed).To(BeTrue())
+		Expect(resumed.mirror().Snapshots).To(Equal(0))
+
+		By("ending the open stream with a shutting-down frame on SIGTERM, and exiting 0")
+		n.session.Terminate()
+		Eventually(n.session).WithContext(ctx).WithTimeout(5 * time.Second).Should(gexec.Exit(0))
+		Eventually(resumed.done).Should(BeClosed())
+		Expect(resumed.err).To(MatchError(ContainSubstring(relaywire.CodeShuttingDown)))
+	}, SpecTimeout(60*time.Second))
+})

@@ -1,0 +1,101 @@
+package relay
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Config configures a Server. Zero values take the defaults documented on
+// each field; a Config must not be changed after New.
+type Config struct {
+	// Prefix is the etcd prefix the upstream syncer syncs (required). A
+	// client asking for another prefix is refused.
+	Prefix string
+	// Logger receives the server's logs; nil: discarded.
+	Logger *slog.Logger
+
+	// MaxClients is how many streams may be open at once (default
+	// 10000); one more is refused with 503 and a Retry-After.
+	MaxClients int
+	// RetryAfter is the hint given with that refusal (default 5 s).
+	RetryAfter time.Duration
+
+	// LogEntries and LogBytes bound the retained log of encoded frames
+	// (defaults 10000 entries and 64 MiB): a client further behind than
+	// that gets a fresh snapshot, and a resume from before it a snapshot.
+	LogEntries int
+	LogBytes   int
+	// SnapshotShare is how long a snapshot built for one client is handed
+	// to the clients that come after it (default 1 s): they get it, then
+	// the log entries since, instead of a snapshot of their own.
+	SnapshotShare time.Duration
+
+	// PingInterval is the silence after which a client that advertised
+	// the ping feature gets a ping (default 10 s).
+	PingInterval time.Duration
+	// WriteTimeout bounds each write to a client (default 10 s): a client
+	// that reads nothing for that long is dropped.
+	WriteTimeout time.Duration
+	// MaxRequestBytes bounds the request line's path and query (default
+	// 4096); the host's http.Server bounds the headers (MaxHeaderBytes).
+	MaxRequestBytes int
+}
+
+// ConfigError names the bad Config field.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "relay: " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// withDefaults validates cfg and fills in its defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if !strings.HasPrefix(cfg.Prefix, "/") {
+		return cfg, &ConfigError{Field: "Prefix", Err: fmt.Errorf("%q does not start with /", cfg.Prefix)}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxClients", &cfg.MaxClients, 10000},
+		{"LogEntries", &cfg.LogEntries, 10000},
+		{"LogBytes", &cfg.LogBytes, 64 << 20},
+		{"MaxRequestBytes", &cfg.MaxRequestBytes, 4096},
+	}
+	for _, f := range ints {
+		switch {
+		case *f.v < 0:
+			return cfg, &ConfigError{Field: f.name, Err: fmt.Errorf("%d is negative", *f.v)}
+		case *f.v == 0:
+			*f.v = f.def
+		}
+	}
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"RetryAfter", &cfg.RetryAfter, 5 * time.Second},
+		{"SnapshotShare", &cfg.SnapshotShare, time.Second},
+		{"PingInterval", &cfg.PingInterval, 10 * time.Second},
+		{"WriteTimeout", &cfg.WriteTimeout, 10 * time.Second},
+	}
+	for _, f := range durations {
+		switch {
+		case *f.v < 0:
+			return cfg, &ConfigError{Field: f.name, Err: fmt.Errorf("%v is negative", *f.v)}
+		case *f.v == 0:
+			*f.v = f.def
+		}
+	}
+	return cfg, nil
+}

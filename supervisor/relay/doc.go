@@ -1,0 +1,35 @@
+// Package relay is the server side of etcdsync's fan-out: a Server is the
+// host of one upstream syncer (it implements messages.Callbacks) and serves
+// what that syncer delivered to any number of remote clients over HTTP
+// (it implements http.Handler), so that etcd sees one watch however many
+// hosts sync. The protocol is in PROTOCOL.md beside this file; the frames
+// and their codec are package actors/relaywire.
+//
+// # Usage
+//
+//	rs, err := relay.New(relay.Config{Prefix: "/calico/v1", Logger: logger})
+//	s, err := supervisor.Start(system, cfg, rs) // or a host fanning out to rs and its own view
+//	rs.SetClusterIDSource(s.ClusterID)
+//	srv := &http.Server{Handler: rs, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
+//	go srv.Serve(ln)
+//	...
+//	rs.Close()                 // ends the streams, which never go idle by themselves
+//	srv.Shutdown(ctx)
+//
+// # How it holds many clients
+//
+// The server keeps the view it was delivered and a bounded, immutable log of
+// frames, each encoded once (and compressed once, on first demand) and
+// written as the same bytes to every client. Each stream is its own
+// goroutine (the HTTP handler's), reading the log from its own position and
+// waking on a channel closed whenever the log grows. Nothing is queued per
+// client, so a slow client costs its position and a socket buffer, never
+// memory that grows, and never delays the syncer or another client. A client
+// that falls behind the log's start gets a fresh snapshot on the same
+// stream. A snapshot is built from memory and shared by every client that
+// asks within Config.SnapshotShare.
+//
+// What it must not do: call etcd, hold merge logic (a relay's client feeds
+// the merge core, which does mark and sweep), import package actors or
+// e2e, or block a callback on a client.
+package relay

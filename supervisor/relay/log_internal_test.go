@@ -1,0 +1,83 @@
+package relay
+
+import (
+	"slices"
+	"testing"
+)
+
+// logOf returns a log holding entries with the given revisions, all of
+// cluster "c", in one epoch, bounded to max entries; all are resumable but
+// those listed in notResumable (by revision).
+func logOf(max int, revs []uint64, notResumable ...uint64) *shared {
+	l := &shared{maxEntries: max, maxBytes: 1 << 30}
+	for _, r := range revs {
+		l.push(&entry{rev: r, cluster: "c", resumable: !slices.Contains(notResumable, r), enc: encoded{raw: []byte("x\n")}})
+	}
+	return l
+}
+
+func revs(rs ...uint64) []uint64 { return rs }
+
+func TestResumeAt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		log     *shared
+		cluster string
+		rev     uint64
+		next    uint64
+		ok      bool
+	}{
+		{"after the entry at the revision", logOf(10, revs(1, 2, 3)), "c", 2, 2, true},
+		{"at the head: nothing to send", logOf(10, revs(1, 2, 3)), "c", 3, 3, true},
+		{"several entries at one revision: after the first", logOf(10, revs(1, 2, 2, 2, 3)), "c", 2, 2, true},
+		{"a revision no entry has", logOf(10, revs(1, 3)), "c", 2, 0, false},
+		{"beyond the head", logOf(10, revs(1, 2)), "c", 9, 0, false},
+		{"another cluster", logOf(10, revs(1, 2)), "d", 1, 0, false},
+		{"no cluster", logOf(10, revs(1, 2)), "", 1, 0, false},
+		{"revision 0", logOf(10, revs(1, 2)), "c", 0, 0, false},
+		// Trimmed to 3, 4, 5: the base (after 2) is still a position.
+		{"the base of a trimmed log", logOf(3, revs(1, 2, 3, 4, 5)), "c", 2, 2, true},
+		{"before the base", logOf(3, revs(1, 2, 3, 4, 5)), "c", 1, 0, false},
+		// A resync brought 4, 4 and 6 in key order; 6 is a whole batch in
+		// sync again.
+		{"not at a resync's position", logOf(10, revs(3, 4, 4, 6, 7), 4, 6), "c", 4, 0, false},
+		{"after the last in-sync position", logOf(10, revs(3, 4, 4, 6, 7), 4, 6), "c", 3, 1, true},
+		{"equal revisions, none resumable", logOf(10, revs(3, 5, 5, 5), 5), "c", 5, 0, false},
+	} {
+		next, ok := tc.log.resumeAt(tc.cluster, tc.rev)
+		if next != tc.next || ok != tc.ok {
+			t.Errorf("%s: resumeAt(%q, %d) = %d, %v; want %d, %v", tc.name, tc.cluster, tc.rev, next, ok, tc.next, tc.ok)
+		}
+	}
+}
+
+func TestResumeAtIgnoresEarlierEpochs(t *testing.T) {
+	l := logOf(10, revs(1, 2, 3))
+	l.epoch = l.head() // a reset: revisions start over
+	l.push(&entry{rev: 1, cluster: "c", resumable: true, enc: encoded{raw: []byte("x\n")}})
+	if next, ok := l.resumeAt("c", 2); ok {
+		t.Errorf("resumed into an earlier epoch at %d", next)
+	}
+	if next, ok := l.resumeAt("c", 1); !ok || next != 4 {
+		t.Errorf("resumeAt(c, 1) = %d, %v; want 4 (after the new epoch's entry), true", next, ok)
+	}
+}
+
+func TestPushBoundsCountAndBytes(t *testing.T) {
+	l := &shared{maxEntries: 100, maxBytes: 10}
+	for range 20 {
+		l.push(&entry{enc: encoded{raw: []byte("abcd\n")}}) // 5 bytes
+	}
+	if len(l.entries) != 2 || l.bytes != 10 || l.first != 18 {
+		t.Errorf("%d entries, %d bytes, first %d; want 2, 10, 18", len(l.entries), l.bytes, l.first)
+	}
+	l.push(&entry{enc: encoded{raw: make([]byte, 50)}}) // over the bound alone: kept
+	if len(l.entries) != 1 || l.head() != 21 {
+		t.Errorf("%d entries, head %d; want 1, 21", len(l.entries), l.head())
+	}
+	batch := l.from(l.first, 10)
+	l.push(&entry{enc: encoded{raw: make([]byte, 50)}})
+	if batch[0] == nil {
+		t.Error("from shares its slots with the log: a push cleared an entry under the reader")
+	}
+}

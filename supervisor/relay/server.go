@@ -1,0 +1,283 @@
+package relay
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// StreamPath is the HTTP path of the protocol version this server speaks,
+// for hosts that mount the server or log where it is.
+const StreamPath = relaywire.StreamPath
+
+// Server is a relay: the messages.Callbacks of one upstream syncer, and the
+// http.Handler that serves what it was told to any number of clients.
+//
+// Contract: a client that applies, in order, the frames of its stream to a
+// map (a snapshot replacing the map when it ends) holds the map the syncer
+// had delivered at the revision of the last frame applied, and knows the
+// syncer's status at that point. So whenever the server's upstream is
+// in-sync and quiet, every client that has read its stream to the end
+// holds etcd's keys. Deltas reach every client in the order the syncer
+// delivered them; a client never waits for another, and the syncer never
+// waits for a client.
+//
+// The syncer calls OnUpdates and OnStatusUpdated one at a time, as
+// messages.Callbacks promises; they never block on a client. ServeHTTP,
+// Stats, SetClusterIDSource and Close are safe for concurrent use with them
+// and with each other.
+type Server struct {
+	cfg       Config
+	clusterID atomic.Pointer[func() string]
+	done      chan struct{} // closed by Close: every stream ends
+	closeOnce sync.Once
+
+	mu      sync.Mutex // guards everything below it up to snapMu
+	view    map[string]relaywire.KV
+	status  messages.SyncStatus
+	cluster string // the current epoch's cluster; "" until known
+	rev     uint64 // highest revision delivered in the current epoch
+	// consistent: the view is etcd's state at rev (see entry.resumable),
+	// so a snapshot of it is a resume position.
+	consistent bool
+	// synced: the syncer reported in-sync in this epoch, and nothing
+	// since: only then do its batches come in revision order.
+	synced  bool
+	log     shared
+	changed chan struct{} // closed, and replaced, whenever the log grows
+
+	snapMu sync.Mutex // held while a snapshot is looked up or built, so a burst builds one
+	snap   *snapshot  // the last built; guarded by snapMu
+
+	clients atomic.Int64
+	stats   counters
+	// When a refusal was last logged (UnixNano), per kind; see logNow.
+	lastBadLog, lastRefusedLog atomic.Int64
+}
+
+// New returns a server for cfg, in status WaitForDatastore with an empty
+// view. Give it to supervisor.Start as the callbacks, call
+// SetClusterIDSource with the syncer's ClusterID, and serve it over HTTP.
+// A bad cfg is a *ConfigError naming the field.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:     cfg,
+		done:    make(chan struct{}),
+		view:    map[string]relaywire.KV{},
+		status:  messages.WaitForDatastore,
+		changed: make(chan struct{}),
+		log:     shared{maxEntries: cfg.LogEntries, maxBytes: cfg.LogBytes},
+	}, nil
+}
+
+// SetClusterIDSource tells the server how to learn the etcd cluster ID of
+// the data it is given: supervisor.Syncer.ClusterID. The server reads it at
+// each callback. Until it is set, data is labelled with no cluster, and
+// clients cannot resume into it.
+func (s *Server) SetClusterIDSource(f func() string) { s.clusterID.Store(&f) }
+
+func (s *Server) currentClusterID() string {
+	if f := s.clusterID.Load(); f != nil {
+		return (*f)()
+	}
+	return ""
+}
+
+// OnUpdates implements messages.Callbacks: it applies the batch to the view
+// and appends it to the log, encoded once, in frames of at most
+// relaywire.MaxFrameChanges changes.
+func (s *Server) OnUpdates(updates []messages.Update) {
+	cluster := s.currentClusterID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observeCluster(cluster)
+	frames := (len(updates) + relaywire.MaxFrameChanges - 1) / relaywire.MaxFrameChanges
+	n := 0
+	for chunk := range slices.Chunk(updates, relaywire.MaxFrameChanges) {
+		f := &relaywire.Frame{Type: relaywire.TypeDelta, Changes: make([]relaywire.Change, len(chunk))}
+		for i, u := range chunk {
+			f.Changes[i] = relaywire.ChangeOf(u)
+			s.rev = max(s.rev, u.Revision)
+			if u.Type == messages.UpdateTypeDeleted {
+				delete(s.view, u.Key)
+			} else {
+				s.view[u.Key] = relaywire.KV{Key: u.Key, Value: u.Value, Revision: u.Revision}
+			}
+		}
+		n++
+		// In sync, the syncer delivers the watch in revision order
+		// (coalesced per key while the host is busy): once a whole batch
+		// is applied, the view is etcd's state at its highest revision.
+		s.consistent = n == frames && s.synced && s.cluster != ""
+		if s.consistent {
+			f.ClusterID, f.Revision = s.cluster, s.rev
+		}
+		s.append(f, s.consistent)
+	}
+	s.broadcast()
+}
+
+// OnStatusUpdated implements messages.Callbacks: the status goes into the
+// log like any update, so that every client learns it in order. A
+// WaitForDatastore after any other status is a rebuilt syncer, against a
+// reset etcd whose revisions start over: a new epoch, into which nothing
+// before it can resume.
+func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
+	cluster := s.currentClusterID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if status == messages.WaitForDatastore && s.status != messages.WaitForDatastore {
+		s.newEpoch("")
+	} else {
+		s.observeCluster(cluster)
+	}
+	s.status = status
+	s.synced = status == messages.InSync
+	// A status changes nothing in the view: the position stays as
+	// consistent as it was, but is not itself a resume point.
+	s.append(&relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}, false)
+	s.broadcast()
+}
+
+// observeCluster labels the current epoch with the cluster ID read at a
+// callback, starting a new epoch if it names another cluster. Called with
+// mu held.
+func (s *Server) observeCluster(id string) {
+	switch {
+	case id == "" || id == s.cluster:
+	case s.cluster == "":
+		s.cluster = id
+	default:
+		s.cfg.Logger.Warn("upstream cluster ID changed; clients cannot resume across it", "was", s.cluster, "now", id)
+		s.newEpoch(id)
+	}
+}
+
+// newEpoch starts a revision space: nothing of the log so far can be
+// resumed into. Called with mu held.
+func (s *Server) newEpoch(cluster string) {
+	s.cluster, s.rev, s.consistent, s.synced = cluster, 0, false, false
+	s.log.epoch = s.log.head()
+}
+
+// append encodes f once into the log. Called with mu held.
+func (s *Server) append(f *relaywire.Frame, resumable bool) {
+	raw, err := relaywire.Append(nil, f)
+	if err != nil {
+		// Every member is a string, a number or a slice of them.
+		panic(fmt.Errorf("relay: %w", err))
+	}
+	s.log.push(&entry{rev: s.rev, cluster: s.cluster, resumable: resumable, enc: encoded{raw: raw}})
+	s.stats.logAppends.Add(1)
+}
+
+// broadcast wakes every stream waiting for the log to grow. Called with mu
+// held.
+func (s *Server) broadcast() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// snapshot is the view at one position of the log, encoded once: a
+// snapshot-begin frame, kvs frames and a snapshot-end frame.
+type snapshot struct {
+	next  uint64 // the seq of the first log entry after it
+	built time.Time
+	enc   encoded
+	keys  int
+}
+
+// snapshotFor returns a snapshot that a stream may send: the last built if
+// it is at most SnapshotShare old and the log still holds everything after
+// it, else a new one. Streams asking during a build wait for it and share
+// it.
+func (s *Server) snapshotFor() *snapshot {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	s.mu.Lock()
+	if sn := s.snap; sn != nil && time.Since(sn.built) < s.cfg.SnapshotShare && sn.next >= s.log.first {
+		s.mu.Unlock()
+		s.stats.snapshotsShared.Add(1)
+		return sn
+	}
+	// Copied under the lock, encoded outside it: OnUpdates waits only for
+	// the copy.
+	view, next, status := maps.Clone(s.view), s.log.head(), s.status
+	begin := &relaywire.Frame{Type: relaywire.TypeSnapshotBegin, Count: len(view)}
+	if s.consistent {
+		begin.ClusterID, begin.Revision = s.cluster, s.rev // a resume position
+	}
+	s.mu.Unlock()
+
+	keys := slices.Sorted(maps.Keys(view)) // sorted: the same view gives the same bytes
+	raw, _ := relaywire.Append(nil, begin)
+	for chunk := range slices.Chunk(keys, relaywire.MaxFrameChanges) {
+		f := &relaywire.Frame{Type: relaywire.TypeKVs, KVs: make([]relaywire.KV, len(chunk))}
+		for i, k := range chunk {
+			f.KVs[i] = view[k]
+		}
+		raw, _ = relaywire.Append(raw, f)
+	}
+	raw, _ = relaywire.Append(raw, &relaywire.Frame{Type: relaywire.TypeSnapshotEnd, Status: status.String()})
+	sn := &snapshot{next: next, built: time.Now(), enc: encoded{raw: raw}, keys: len(keys)}
+	s.snap = sn
+	s.stats.snapshotsBuilt.Add(1)
+	s.cfg.Logger.Debug("relay snapshot built", "keys", len(keys), "bytes", len(raw), "revision", begin.Revision)
+	return sn
+}
+
+// Close ends every stream and refuses new ones, so that the host's
+// http.Server.Shutdown, which waits for handlers, can finish. Safe to call
+// more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
+}
+
+// Stats are the server's counters, for metrics and tests.
+type Stats struct {
+	Clients         int    // streams open now
+	SnapshotsBuilt  uint64 // snapshots encoded
+	SnapshotsShared uint64 // times a snapshot built for an earlier client was handed to another
+	SnapshotsSent   uint64 // snapshots written to streams
+	Resumes         uint64 // streams that resumed from the log, without a snapshot
+	Refused         uint64 // streams refused for MaxClients
+	BadRequests     uint64 // requests refused as malformed
+	LogEntries      int    // entries retained
+	LogBytes        int    // their encoded size
+	LogAppends      uint64 // entries ever appended
+}
+
+type counters struct {
+	snapshotsBuilt, snapshotsShared, snapshotsSent, resumes, refused, badRequests, logAppends atomic.Uint64
+}
+
+// Stats returns the counters now.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	entries, bytes := len(s.log.entries), s.log.bytes
+	s.mu.Unlock()
+	return Stats{
+		Clients:         int(s.clients.Load()),
+		SnapshotsBuilt:  s.stats.snapshotsBuilt.Load(),
+		SnapshotsShared: s.stats.snapshotsShared.Load(),
+		SnapshotsSent:   s.stats.snapshotsSent.Load(),
+		Resumes:         s.stats.resumes.Load(),
+		Refused:         s.stats.refused.Load(),
+		BadRequests:     s.stats.badRequests.Load(),
+		LogEntries:      entries,
+		LogBytes:        bytes,
+		LogAppends:      s.stats.logAppends.Load(),
+	}
+}
+
+var _ messages.Callbacks = (*Server)(nil)

@@ -1,0 +1,346 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/etcdsync/etcdsync/actors/relaywire"
+)
+
+// writeChunk bounds one write, so that WriteTimeout bounds a stall rather
+// than the time a whole snapshot takes.
+const writeChunk = 256 << 10
+
+// batchEntries is how many log entries a stream takes per look at the log.
+const batchEntries = 256
+
+var (
+	versionPath = regexp.MustCompile(`^/etcdsync/relay/v([0-9]+)/stream/?$`)
+	clusterIDRe = regexp.MustCompile(`^[0-9a-f]{1,32}$`)
+	featureRe   = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+)
+
+// maxFeatures bounds the features a client may list.
+const maxFeatures = 32
+
+// handshake is a stream request, validated.
+type handshake struct {
+	ping      bool   // the client takes pings
+	zstd      bool   // the client takes zstd
+	clusterID string // its resume position, if any
+	revision  uint64
+}
+
+// requestError is a refused request: the status and the error frame.
+type requestError struct {
+	status int
+	frame  relaywire.Frame
+}
+
+func (e *requestError) Error() string {
+	return e.frame.Code + ": " + e.frame.Field + ": " + e.frame.Message
+}
+
+func badRequest(field, format string, args ...any) *requestError {
+	return &requestError{status: http.StatusBadRequest, frame: relaywire.Frame{
+		Type: relaywire.TypeError, Code: relaywire.CodeBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}}
+}
+
+// parseHandshake validates a request against the protocol and cfg.
+func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
+	var h handshake
+	if len(r.URL.RawPath)+len(r.URL.Path)+len(r.URL.RawQuery) > cfg.MaxRequestBytes {
+		return h, &requestError{status: http.StatusRequestURITooLong, frame: relaywire.Frame{Type: relaywire.TypeError,
+			Code: relaywire.CodeTooLarge, Field: "query", Message: fmt.Sprintf("the path and query are over %d bytes", cfg.MaxRequestBytes)}}
+	}
+	if r.URL.Path != relaywire.StreamPath {
+		if m := versionPath.FindStringSubmatch(r.URL.Path); m != nil {
+			return h, &requestError{status: http.StatusBadRequest, frame: relaywire.Frame{Type: relaywire.TypeError,
+				Code: relaywire.CodeBadVersion, Field: "version",
+				Message: fmt.Sprintf("protocol version %s is not spoken here; this relay speaks %d at %s", m[1], relaywire.Version, relaywire.StreamPath)}}
+		}
+		return h, &requestError{status: http.StatusNotFound, frame: relaywire.Frame{Type: relaywire.TypeError,
+			Code: relaywire.CodeNotFound, Field: "path", Message: fmt.Sprintf("%q is not a relay path; streams are at %s", r.URL.Path, relaywire.StreamPath)}}
+	}
+	if r.Method != http.MethodGet {
+		return h, &requestError{status: http.StatusMethodNotAllowed, frame: relaywire.Frame{Type: relaywire.TypeError,
+			Code: relaywire.CodeBadRequest, Field: "method", Message: r.Method + " is not GET"}}
+	}
+	if r.ContentLength != 0 {
+		return h, &requestError{status: http.StatusRequestEntityTooLarge, frame: relaywire.Frame{Type: relaywire.TypeError,
+			Code: relaywire.CodeTooLarge, Field: "body", Message: "a stream request has no body"}}
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return h, badRequest("query", "%v", err)
+	}
+	for name, vs := range q {
+		if len(vs) > 1 {
+			return h, badRequest(name, "given %d times", len(vs))
+		}
+	}
+	switch prefix := q.Get(relaywire.ParamPrefix); {
+	case prefix == "":
+		return h, badRequest(relaywire.ParamPrefix, "missing; this relay serves %s", cfg.Prefix)
+	case strings.TrimSuffix(prefix, "/") != strings.TrimSuffix(cfg.Prefix, "/"):
+		return h, badRequest(relaywire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
+	}
+	id, rev := q.Get(relaywire.ParamClusterID), q.Get(relaywire.ParamRevision)
+	switch {
+	case id == "" && rev == "":
+	case id == "":
+		return h, badRequest(relaywire.ParamClusterID, "missing: %s needs it", relaywire.ParamRevision)
+	case rev == "":
+		return h, badRequest(relaywire.ParamRevision, "missing: %s needs it", relaywire.ParamClusterID)
+	case !clusterIDRe.MatchString(id):
+		return h, badRequest(relaywire.ParamClusterID, "%q is not an etcd cluster ID (lower-case hex)", id)
+	default:
+		n, err := strconv.ParseUint(rev, 10, 64)
+		if err != nil || n == 0 {
+			return h, badRequest(relaywire.ParamRevision, "%q is not a positive integer", rev)
+		}
+		h.clusterID, h.revision = id, n
+	}
+	if fs := q.Get(relaywire.ParamFeatures); fs != "" {
+		list := strings.Split(fs, ",")
+		if len(list) > maxFeatures {
+			return h, badRequest(relaywire.ParamFeatures, "%d features; at most %d", len(list), maxFeatures)
+		}
+		for _, f := range list {
+			if !featureRe.MatchString(f) {
+				return h, badRequest(relaywire.ParamFeatures, "%q is not a feature name", f)
+			}
+			// Features this server does not know are ignored: a newer
+			// client still syncs, with what both know.
+			h.ping = h.ping || f == relaywire.FeaturePing
+		}
+	}
+	h.zstd = acceptsZstd(r.Header.Values("Accept-Encoding"))
+	return h, nil
+}
+
+// acceptsZstd reports whether Accept-Encoding lists zstd with a non-zero
+// weight.
+func acceptsZstd(values []string) bool {
+	for _, v := range values {
+		for _, coding := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(coding), ";")
+			if !strings.EqualFold(strings.TrimSpace(name), relaywire.EncodingZstd) {
+				continue
+			}
+			q := strings.ReplaceAll(params, " ", "")
+			if w, ok := strings.CutPrefix(q, "q="); ok {
+				if f, err := strconv.ParseFloat(w, 64); err == nil && f == 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// refuse writes a refusal: the status, and the error frame as the body.
+func refuse(w http.ResponseWriter, e *requestError) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if e.frame.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.frame.RetryAfter))
+	}
+	w.WriteHeader(e.status)
+	body, _ := relaywire.Append(nil, &e.frame)
+	_, _ = w.Write(body)
+}
+
+// ServeHTTP implements http.Handler: GET relaywire.StreamPath is a stream
+// (PROTOCOL.md); anything else is refused with a 4xx and an error frame
+// naming what is wrong. It returns when the client goes away, a write to it
+// fails or times out, or the server is closed.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := s.cfg.Logger.With("client", r.RemoteAddr)
+	h, rerr := parseHandshake(r, s.cfg)
+	if rerr != nil {
+		n := s.stats.badRequests.Add(1)
+		if s.logNow(&s.lastBadLog) {
+			log.Warn("relay request refused", "status", rerr.status, "code", rerr.frame.Code, "field", rerr.frame.Field,
+				"reason", rerr.frame.Message, "refusedSoFar", n)
+		}
+		refuse(w, rerr)
+		return
+	}
+	select {
+	case <-s.done:
+		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: relaywire.Frame{Type: relaywire.TypeError,
+			Code: relaywire.CodeShuttingDown, Message: "the relay is shutting down", RetryAfter: s.retryAfter()}})
+		return
+	default:
+	}
+	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		if n := s.stats.refused.Add(1); s.logNow(&s.lastRefusedLog) {
+			log.Warn("relay client refused: too many clients", "max", s.cfg.MaxClients, "refusedSoFar", n)
+		}
+		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: relaywire.Frame{Type: relaywire.TypeError,
+			Code: relaywire.CodeTooManyClients, Message: fmt.Sprintf("this relay serves at most %d clients", s.cfg.MaxClients),
+			RetryAfter: s.retryAfter()}})
+		return
+	}
+	defer s.clients.Add(-1)
+	err := s.stream(w, r, h, log)
+	log.Debug("relay stream ended", "err", err)
+}
+
+// logEvery bounds how often a refusal is logged: a storm of clients
+// retrying must not become a storm of log lines. The counts are in Stats.
+const logEvery = 10 * time.Second
+
+// logNow reports whether a line throttled by last may be logged now.
+func (s *Server) logNow(last *atomic.Int64) bool {
+	now, prev := time.Now().UnixNano(), last.Load()
+	return now-prev >= int64(logEvery) && last.CompareAndSwap(prev, now)
+}
+
+func (s *Server) retryAfter() int {
+	return max(1, int(s.cfg.RetryAfter.Round(time.Second)/time.Second))
+}
+
+// errClosed ends a stream when the server is closed.
+var errClosed = errors.New("relay: server closed")
+
+// stream runs one accepted stream: hello, then a snapshot unless the
+// client resumes, then the log from the snapshot's position on, with a
+// fresh snapshot whenever the client has fallen behind the log's start.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, log *slog.Logger) error {
+	rc := http.NewResponseController(w)
+	write := func(b []byte) error {
+		for len(b) > 0 {
+			n := min(len(b), writeChunk)
+			if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return fmt.Errorf("setting the write deadline: %w", err)
+			}
+			if _, err := w.Write(b[:n]); err != nil {
+				return fmt.Errorf("writing to the client: %w", err)
+			}
+			b = b[n:]
+		}
+		return nil
+	}
+	flush := func() error {
+		if err := rc.Flush(); err != nil {
+			return fmt.Errorf("flushing to the client: %w", err)
+		}
+		return nil
+	}
+	frame := func(f *relaywire.Frame) error {
+		raw, err := relaywire.Append(nil, f)
+		if err != nil {
+			return err
+		}
+		if h.zstd {
+			raw = relaywire.Compress(nil, raw)
+		}
+		return write(raw)
+	}
+
+	s.mu.Lock()
+	next, resumed := s.log.resumeAt(h.clusterID, h.revision)
+	hello := &relaywire.Frame{Type: relaywire.TypeHello, Version: relaywire.Version, Prefix: s.cfg.Prefix,
+		ClusterID: s.cluster, Revision: s.rev, Status: s.status.String(), Resume: resumed}
+	s.mu.Unlock()
+	if h.ping {
+		hello.Features = []string{relaywire.FeaturePing}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.zstd {
+		w.Header().Set("Content-Encoding", relaywire.EncodingZstd)
+	}
+	w.WriteHeader(http.StatusOK)
+	if err := frame(hello); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if resumed {
+		s.stats.resumes.Add(1)
+		log.Debug("relay client resumed", "clusterID", h.clusterID, "revision", h.revision)
+	}
+
+	var ping <-chan time.Time
+	var pingTimer *time.Timer
+	if h.ping {
+		pingTimer = time.NewTimer(s.cfg.PingInterval)
+		defer pingTimer.Stop()
+		ping = pingTimer.C
+	}
+	wrote := func() {
+		if pingTimer != nil {
+			pingTimer.Reset(s.cfg.PingInterval)
+		}
+	}
+	needSnapshot := !resumed
+	for {
+		s.mu.Lock()
+		if needSnapshot || next < s.log.first {
+			s.mu.Unlock()
+			sn := s.snapshotFor()
+			if err := write(sn.enc.bytes(h.zstd)); err != nil {
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			wrote()
+			s.stats.snapshotsSent.Add(1)
+			if !needSnapshot {
+				log.Info("relay client fell behind the log; sent a fresh snapshot", "keys", sn.keys)
+			}
+			next, needSnapshot = sn.next, false
+			continue
+		}
+		if next < s.log.head() {
+			batch := s.log.from(next, batchEntries) // entries are immutable: read outside the lock
+			s.mu.Unlock()
+			for _, e := range batch {
+				if err := write(e.enc.bytes(h.zstd)); err != nil {
+					return err
+				}
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			wrote()
+			next += uint64(len(batch))
+			continue
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ping:
+			if err := frame(&relaywire.Frame{Type: relaywire.TypePing}); err != nil {
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			wrote()
+		case <-r.Context().Done():
+			return fmt.Errorf("client gone: %w", context.Cause(r.Context()))
+		case <-s.done:
+			_ = frame(&relaywire.Frame{Type: relaywire.TypeError, Code: relaywire.CodeShuttingDown,
+				Message: "the relay is shutting down", RetryAfter: s.retryAfter()})
+			_ = flush()
+			return errClosed
+		}
+	}
+}
