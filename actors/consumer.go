@@ -108,7 +108,7 @@ func (k *consumer) Receive(c actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		k.stopping = true
 	case messages.Deliver:
-		sh.outbox.Push(m.Updates, m.Status)
+		sh.outbox.Push(m)
 		k.next(c)
 	case taskMessage:
 		msg, ok := k.task.message(m)
@@ -177,7 +177,11 @@ func (k *consumer) call(root *actor.RootContext, raw messages.Deliver) (p *Callb
 			k.cfg.Callbacks.OnUpdates(b.Updates)
 		}
 		if b.Status != 0 && !k.env.Stopped.Load() {
-			k.cfg.Callbacks.OnStatusUpdated(b.Status)
+			if at, ok := k.cfg.Callbacks.(messages.StatusAtCallback); ok {
+				at.OnStatusAt(b.Status, b.Index)
+			} else {
+				k.cfg.Callbacks.OnStatusUpdated(b.Status)
+			}
 		}
 	})
 	return nil

@@ -94,6 +94,10 @@ type SnapshotFinished struct {
 type Deliver struct {
 	Updates []Update
 	Status  SyncStatus
+	// Index, with Status InSync, is the etcd index at which the host's
+	// view, once this Deliver is applied, is etcd's: a position from which
+	// a relay's clients can resume. 0 with any other status.
+	Index uint64
 }
 
 // Delivered is a host actor's answer to a Deliver (ctx.Respond), once it

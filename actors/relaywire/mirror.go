@@ -105,6 +105,7 @@ func (m *Mirror) Apply(f *Frame) error {
 	case TypeStatus:
 		m.Status, _ = ParseStatus(f.Status)
 		m.Statuses++
+		m.takePosition(f) // an in-sync status may be one
 		if m.Status == messages.WaitForDatastore {
 			// The relay's syncer was rebuilt, perhaps against another
 			// cluster: revisions start over, and no position holds.
@@ -118,7 +119,7 @@ func (m *Mirror) Apply(f *Frame) error {
 	return nil
 }
 
-// takePosition keeps a delta's resume position, if it has one: the relay
+// takePosition keeps a delta's or a status's resume position, if it has one: the relay
 // names one only where its view is etcd's state at that revision. A client
 // past its last position still resumes from it; what it is sent again, it
 // applies again in order, which leaves a map the same.

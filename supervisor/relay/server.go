@@ -127,12 +127,20 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 	s.broadcast()
 }
 
-// OnStatusUpdated implements messages.Callbacks: the status goes into the
-// log like any update, so that every client learns it in order. A
+// OnStatusUpdated implements messages.Callbacks, for a syncer that does not
+// say at which index it is in sync: the status then gives no resume
+// position.
+func (s *Server) OnStatusUpdated(status messages.SyncStatus) { s.OnStatusAt(status, 0) }
+
+// OnStatusAt implements messages.StatusAtCallback: the status goes into the
+// log like any update, so that every client learns it in order. An InSync
+// at a known index makes the view etcd's state at that index, so the
+// status frame is a resume position, as is a snapshot taken then: a client
+// of a quiet relay can resume without waiting for a write. A
 // WaitForDatastore after any other status is a rebuilt syncer, against a
 // reset etcd whose revisions start over: a new epoch, into which nothing
 // before it can resume.
-func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
+func (s *Server) OnStatusAt(status messages.SyncStatus, index uint64) {
 	cluster := s.currentClusterID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,9 +151,18 @@ func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
 	}
 	s.status = status
 	s.synced = status == messages.InSync
-	// A status changes nothing in the view: the position stays as
-	// consistent as it was, but is not itself a resume point.
-	s.append(&relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}, false)
+	f := &relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}
+	resumable := false
+	if s.synced && index > 0 && s.cluster != "" {
+		s.rev = max(s.rev, index)
+		s.consistent, resumable = true, true
+		f.ClusterID, f.Revision = s.cluster, s.rev
+	} else if !s.synced {
+		// Batches of a resync come in key order: the view is no state of
+		// etcd until the next InSync.
+		s.consistent = false
+	}
+	s.append(f, resumable)
 	s.broadcast()
 }
 
@@ -280,4 +297,7 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-var _ messages.Callbacks = (*Server)(nil)
+var (
+	_ messages.Callbacks        = (*Server)(nil)
+	_ messages.StatusAtCallback = (*Server)(nil)
+)

@@ -306,6 +306,30 @@ var _ = Describe("relay.Server", func() {
 		}, SpecTimeout(30*time.Second))
 	})
 
+	It("makes an in-sync status at an index a resume position, so that clients of a quiet relay resume", func(ctx SpecContext) {
+		during, _ := dial(ctx, base, dialOpts{})
+		Eventually(during.Map).WithContext(ctx).Should(Equal(up.Map()))
+		up.status(messages.Resync)
+		up.set(key(7), "g")
+		at := up.rev + 5 // etcd moved on outside the prefix
+		rs.OnStatusAt(messages.InSync, at)
+		Eventually(func() uint64 { return during.mirror().Revision }).WithContext(ctx).Should(Equal(at),
+			"a client reading through the resync gets the position with the status")
+
+		after, resp := dial(ctx, base, dialOpts{})
+		Eventually(after.Map).WithContext(ctx).Should(Equal(up.Map()))
+		m := after.mirror()
+		Expect(m.ClusterID).To(Equal(*clusterID.Load()))
+		Expect(m.Revision).To(Equal(at), "a snapshot taken at the in-sync status is a position")
+		resp.Body.Close()
+		Eventually(after.ended).WithContext(ctx).Should(BeTrue())
+
+		again, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: after.mirror()})
+		Eventually(again.Map).WithContext(ctx).Should(Equal(up.Map()))
+		Expect(again.mirror().Resumed).To(BeTrue(), "no write came since, and none is needed")
+		Expect(again.Snapshots()).To(Equal(0))
+	}, SpecTimeout(10*time.Second))
+
 	It("passes every status on, in order with the deltas", func(ctx SpecContext) {
 		c, _ := dial(ctx, base, dialOpts{})
 		Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
