@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -70,6 +71,10 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if err != nil {
 		return nil, err
 	}
+	var relays *http.Client
+	if len(cfg.Relays) > 0 {
+		relays, conns = cfg.relayClient()
+	}
 	s := &Syncer{system: system, callbacks: callbacks, conns: conns, done: make(chan struct{})}
 	s.env = &actors.Env{
 		Keys:       keys,
@@ -96,11 +101,16 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		status:   &s.status,
 		backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
 		failures: map[string]*failureCount{},
+		relays:   relays,
 	}
 	props := s.env.Props(func() actor.Actor { return r })
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
-	cfg.Logger.Info("syncer started", "prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String(),
-		"watch", cfg.WatchMode.String())
+	source := []any{"watch", cfg.WatchMode.String()}
+	if len(cfg.Relays) > 0 {
+		source = []any{"relays", cfg.Relays}
+	}
+	cfg.Logger.Info("syncer started", append([]any{"prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String()},
+		source...)...)
 	return s, nil
 }
 
@@ -134,7 +144,8 @@ func (s *Syncer) Done() <-chan struct{} { return s.done }
 
 // Err returns why the syncer stopped itself, once Done is closed: nil after
 // Stop, else an error matching messages.ErrPoisonBatch,
-// messages.ErrClusterIDChanged or messages.ErrIndexRegressed (errors.Is), or
+// messages.ErrClusterIDChanged, messages.ErrIndexRegressed or (reading from
+// relays) messages.ErrUpstreamReset (errors.Is), or
 // a restart-storm error.
 func (s *Syncer) Err() error {
 	select {
