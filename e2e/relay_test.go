@@ -51,7 +51,7 @@ func startRelay(cfg supervisor.Config, addr string) *relayProc {
 	rs.SetClusterIDSource(s.ClusterID)
 	var ln net.Listener
 	Eventually(func() (err error) { ln, err = net.Listen("tcp", addr); return err }).
-		WithTimeout(10 * time.Second).Should(Succeed(), "the port of a relay that was stopped must free up")
+		WithTimeout(10*time.Second).Should(Succeed(), "the port of a relay that was stopped must free up")
 	p := &relayProc{syncer: s, server: rs, http: &http.Server{Handler: rs, ReadHeaderTimeout: 5 * time.Second},
 		addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() { defer close(p.done); _ = p.http.Serve(ln) }()
