@@ -21,6 +21,8 @@ const (
 	envEndpoints = "ETCDSYNC_ETCD_ENDPOINTS"
 	envPassword  = "ETCDSYNC_ETCD_PASSWORD"
 	envRelay     = "ETCDSYNC_RELAY_LISTEN"
+	// envRelayEndpoints makes the node a leaf, syncing from relays.
+	envRelayEndpoints = "ETCDSYNC_RELAY_ENDPOINTS"
 )
 
 // config is the node's validated command line.
@@ -30,6 +32,12 @@ type config struct {
 	CAFile             string
 	CertFile, KeyFile  string
 	Username, Password string
+
+	// RelayEndpoints, when set, make the node a leaf: it syncs from these
+	// relays instead of etcd, and runs no etcd.
+	RelayEndpoints              []string
+	RelayCAFile                 string
+	RelayCertFile, RelayKeyFile string
 
 	EmbeddedListen     string // host:port for the embedded etcd's clients
 	EmbeddedPeerListen string // host:port for its peer listener
@@ -52,7 +60,10 @@ type config struct {
 }
 
 // embedded reports whether the node runs its own etcd.
-func (c config) embedded() bool { return len(c.Endpoints) == 0 }
+func (c config) embedded() bool { return len(c.Endpoints) == 0 && !c.leaf() }
+
+// leaf reports whether the node syncs from relays.
+func (c config) leaf() bool { return len(c.RelayEndpoints) > 0 }
 
 // flagError is a bad command line; Flag names the culprit ("--prefix").
 type flagError struct {
@@ -83,6 +94,12 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&c.KeyFile, "etcd-key-file", "", "PEM client key for etcd (with --etcd-cert-file)")
 	fs.StringVar(&c.Username, "etcd-username", "",
 		"etcd v2 basic-auth user; the password is read from env "+envPassword+" only")
+	fs.StringVar(&raw.relayEndpoints, "relay-endpoints", "",
+		"comma-separated relay URLs (other nodes' --relay-listen), e.g. http://relay-a:9096 (env "+envRelayEndpoints+"; the flag wins).\n"+
+			"Makes the node a leaf: it syncs from the relays instead of etcd, and runs no etcd")
+	fs.StringVar(&c.RelayCAFile, "relay-ca-file", "", "PEM CA bundle to verify the relays (https relay endpoints)")
+	fs.StringVar(&c.RelayCertFile, "relay-cert-file", "", "PEM client certificate for the relays (with --relay-key-file)")
+	fs.StringVar(&c.RelayKeyFile, "relay-key-file", "", "PEM client key for the relays (with --relay-cert-file)")
 	fs.StringVar(&c.EmbeddedListen, "embedded-etcd-listen", "127.0.0.1:2379",
 		"host:port the embedded etcd serves clients on (only without --etcd-endpoints)")
 	fs.StringVar(&c.EmbeddedPeerListen, "embedded-etcd-peer-listen", "",
@@ -116,7 +133,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, "Usage: node [flags]\n\n"+
 		"Syncs an etcd v2 key prefix and streams its updates as JSON lines on stdout;\n"+
 		"serves /healthz, /readyz, /state and /metrics on --listen. Without\n"+
-		"--etcd-endpoints it runs an embedded etcd. Exit codes: 0 after SIGINT or\n"+
+		"--etcd-endpoints it runs an embedded etcd; with --relay-endpoints it is a\n"+
+		"leaf, syncing from relays instead of etcd. Exit codes: 0 after SIGINT or\n"+
 		"SIGTERM, 1 when the syncer stops itself or a component fails, 2 for a bad\n"+
 		"flag or setting.\n\nFlags:\n")
 	fs.VisitAll(func(f *flag.Flag) {
@@ -135,8 +153,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 
 // rawFlags are the flags that need parsing beyond what package flag does.
 type rawFlags struct {
-	endpoints, watch, onClusterReset, logLevel, relayListen string
-	version                                                 bool
+	endpoints, relayEndpoints, watch, onClusterReset, logLevel, relayListen string
+	version                                                                 bool
 }
 
 // errVersion is what parseFlags returns for --version, the version having
@@ -192,7 +210,47 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	c.Password = getenv(envPassword)
 
-	if c.embedded() {
+	relays, relaysFlag := raw.relayEndpoints, "relay-endpoints"
+	if !set["relay-endpoints"] {
+		relays, relaysFlag = getenv(envRelayEndpoints), "relay-endpoints (from $"+envRelayEndpoints+")"
+	}
+	for _, ep := range strings.Split(relays, ",") {
+		if ep = strings.TrimSpace(ep); ep == "" {
+			continue
+		}
+		if err := supervisor.ValidateEndpoint(ep); err != nil {
+			return config{}, badFlag(relaysFlag, "%w", err)
+		}
+		c.RelayEndpoints = append(c.RelayEndpoints, ep)
+	}
+	if set["relay-endpoints"] && !c.leaf() {
+		return config{}, badFlag("relay-endpoints", "empty; leave the flag out to sync from etcd")
+	}
+	if c.leaf() && len(c.Endpoints) > 0 {
+		return config{}, badFlag(relaysFlag, "exclusive with --%s: a node syncs from relays or from etcd, not both", endpointsFlag)
+	}
+	if !c.leaf() {
+		for _, name := range []string{"relay-ca-file", "relay-cert-file", "relay-key-file"} {
+			if set[name] {
+				return config{}, badFlag(name, "only applies to a leaf (--relay-endpoints)")
+			}
+		}
+	}
+
+	if c.leaf() {
+		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username",
+			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir", "watch", "cluster-id-poll-interval"} {
+			if set[name] {
+				return config{}, badFlag(name, "does not apply to a leaf (--relay-endpoints), which reads no etcd")
+			}
+		}
+		if (c.RelayCertFile == "") != (c.RelayKeyFile == "") {
+			if c.RelayCertFile == "" {
+				return config{}, badFlag("relay-cert-file", "missing: --relay-key-file needs it")
+			}
+			return config{}, badFlag("relay-key-file", "missing: --relay-cert-file needs it")
+		}
+	} else if c.embedded() {
 		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username"} {
 			if set[name] {
 				return config{}, badFlag(name, "only applies to an external etcd (--etcd-endpoints)")

@@ -134,7 +134,12 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	}
 	cfg.TLS = tlsConfig
 	var etcdErr <-chan error // stays nil with an external etcd
-	if c.embedded() {
+	switch {
+	case c.leaf():
+		cfg.Endpoints, cfg.Relays = nil, c.RelayEndpoints
+		logger.Info("a leaf: syncing from relays, not etcd", "relays", c.RelayEndpoints,
+			"tls", c.RelayCAFile != "" || c.RelayCertFile != "")
+	case c.embedded():
 		emb, err := startEmbedded(ctx, c, logger)
 		if err != nil {
 			if ctx.Err() != nil { // a signal while etcd was starting: not a failure
@@ -152,7 +157,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		cfg.Endpoints = []string{emb.clientURL}
 		logger.Info("embedded etcd ready; write a key with the command in 'try'",
 			"clientURL", emb.clientURL, "dataDir", c.DataDir, "try", emb.tryCommand(c.Prefix))
-	} else {
+	default:
 		logger.Info("using an external etcd", describeEndpoints(c)...)
 	}
 

@@ -7,30 +7,39 @@ import (
 	"os"
 )
 
-// etcdTLS returns the TLS configuration the TLS flags name (nil if none):
-// the CA and the client certificate. A file that cannot be used is a
+// etcdTLS returns the TLS configuration the etcd TLS flags name (nil if
+// none): the CA and the client certificate. A file that cannot be used is a
 // *flagError. The syncer's own transport uses it, and closes every
 // connection it opened when the syncer stops.
 func etcdTLS(c config) (*tls.Config, error) {
-	if c.CAFile == "" && c.CertFile == "" {
+	if c.leaf() {
+		return clientTLS("relay-ca-file", c.RelayCAFile, "relay-cert-file", c.RelayCertFile, c.RelayKeyFile)
+	}
+	return clientTLS("etcd-ca-file", c.CAFile, "etcd-cert-file", c.CertFile, c.KeyFile)
+}
+
+// clientTLS loads a CA bundle and a client certificate for a client's TLS
+// (nil if neither is named); errors name the flags.
+func clientTLS(caFlag, caFile, certFlag, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" {
 		return nil, nil
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, badFlag("etcd-ca-file", "reading the CA bundle: %w", err)
+			return nil, badFlag(caFlag, "reading the CA bundle: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, badFlag("etcd-ca-file", "%s holds no PEM certificate", c.CAFile)
+			return nil, badFlag(caFlag, "%s holds no PEM certificate", caFile)
 		}
 		tlsConfig.RootCAs = pool
 	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, badFlag("etcd-cert-file", "loading the client certificate and --etcd-key-file: %w", err)
+			return nil, badFlag(certFlag, "loading the client certificate and its key file: %w", err)
 		}
 		tlsConfig.Certificates = []tls.Certificate{cert}
 	}

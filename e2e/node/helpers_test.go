@@ -124,6 +124,15 @@ func startExternalNode(endpoints []string, extra ...string) *node {
 	return &node{session: startProcess(args), httpURL: "http://" + addr(ports[0]), ports: ports}
 }
 
+// startLeafNode starts a leaf: a node syncing from the relays, plus extra
+// flags.
+func startLeafNode(relays []string, extra ...string) *node {
+	GinkgoHelper()
+	ports := freePorts(1)
+	args := append([]string{"--relay-endpoints", strings.Join(relays, ","), "--listen", addr(ports[0])}, extra...)
+	return &node{session: startProcess(args), httpURL: "http://" + addr(ports[0]), ports: ports}
+}
+
 // line is one JSON line of the node's stdout: an update or a status.
 type line struct {
 	Type     string  `json:"type,omitempty"`

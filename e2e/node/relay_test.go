@@ -126,4 +126,31 @@ var _ = Describe("The node with --relay-listen", func() {
 		Eventually(resumed.done).Should(BeClosed())
 		Expect(resumed.err).To(MatchError(ContainSubstring(relaywire.CodeShuttingDown)))
 	}, SpecTimeout(60*time.Second))
+
+	It("feeds a leaf node (--relay-endpoints), which prints what is written through etcd, and is not ready while its relay is gone", func(ctx SpecContext) {
+		relayPort := freePorts(1)[0]
+		relayURL := "http://" + addr(relayPort)
+		r := startEmbeddedNode("--relay-listen", addr(relayPort))
+		leaf := startLeafNode([]string{relayURL})
+		Eventually(leaf.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		Expect(statusCode(ctx, Default, leaf.httpURL+"/readyz")).To(Equal(http.StatusOK))
+
+		const a, b = "/calico/v1/config/A", "/calico/v1/host/h1/B"
+		putKey(ctx, r.etcdURL, a, "1")
+		putKey(ctx, r.etcdURL, b, "2")
+		deleteKey(ctx, r.etcdURL, a)
+		Eventually(func(g Gomega) []line { return leaf.updates(g, a) }).WithContext(ctx).WithTimeout(5 * time.Second).
+			Should(HaveLen(2), "new, then deleted")
+		want := state{Status: "in-sync", Keys: map[string]string{b: "2"}}
+		Eventually(leaf.state).WithContext(ctx).Should(Equal(want))
+		Eventually(r.state).WithContext(ctx).Should(Equal(want), "the relay's own view is the same")
+		Expect(leaf.metric(ctx, Default, `etcdsync_relay_client_streams_total{start="snapshot"}`)).To(BeEquivalentTo(1))
+
+		By("losing its relay")
+		r.session.Kill()
+		Eventually(func(g Gomega) int { return statusCode(ctx, g, leaf.httpURL+"/readyz") }).WithContext(ctx).
+			WithTimeout(2 * time.Second).Should(Equal(http.StatusServiceUnavailable))
+		Eventually(leaf.metric).WithContext(ctx).WithArguments(ctx, Default, "etcdsync_relay_client_reconnects_total").
+			Should(BeNumerically(">=", 1))
+	}, SpecTimeout(60*time.Second))
 })

@@ -63,7 +63,11 @@ type Server struct {
 
 // New returns a server for cfg, in status WaitForDatastore with an empty
 // view. Give it to supervisor.Start as the callbacks, call
-// SetClusterIDSource with the syncer's ClusterID, and serve it over HTTP.
+// SetClusterIDSource with the syncer's ClusterID, and serve it over HTTP. A
+// host that wraps it in callbacks of its own must implement
+// messages.StatusAtCallback too and pass OnStatusAt on: without the index,
+// a relay that goes quiet after a resync gives its clients no position to
+// be in sync at until the next write.
 // A bad cfg is a *ConfigError naming the field.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
