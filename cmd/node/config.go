@@ -55,8 +55,13 @@ type config struct {
 	// RelayListen is host:port of the relay server; "" (the default): no
 	// relay. A bare :port is made loopback.
 	RelayListen string
-	LogFormat   string // "text" or "json"
-	LogLevel    slog.Level
+	// The relay listener's TLS: its certificate, and the CA and names a
+	// client certificate must have (none: clients need none).
+	RelayTLSCertFile, RelayTLSKeyFile string
+	RelayClientCAFile                 string
+	RelayAllowedNames                 []string
+	LogFormat                         string // "text" or "json"
+	LogLevel                          slog.Level
 }
 
 // embedded reports whether the node runs its own etcd.
@@ -64,6 +69,30 @@ func (c config) embedded() bool { return len(c.Endpoints) == 0 && !c.leaf() }
 
 // leaf reports whether the node syncs from relays.
 func (c config) leaf() bool { return len(c.RelayEndpoints) > 0 }
+
+// checkRelayTLS checks that the relay listener's TLS flags come together,
+// and only with --relay-listen.
+func checkRelayTLS(c config, set map[string]bool) error {
+	if c.RelayListen == "" {
+		for _, name := range []string{"relay-tls-cert-file", "relay-tls-key-file", "relay-client-ca-file", "relay-allowed-names"} {
+			if set[name] {
+				return badFlag(name, "only applies to a relay (--relay-listen)")
+			}
+		}
+		return nil
+	}
+	switch {
+	case (c.RelayTLSCertFile == "") != (c.RelayTLSKeyFile == "") && c.RelayTLSCertFile == "":
+		return badFlag("relay-tls-cert-file", "missing: --relay-tls-key-file needs it")
+	case (c.RelayTLSCertFile == "") != (c.RelayTLSKeyFile == ""):
+		return badFlag("relay-tls-key-file", "missing: --relay-tls-cert-file needs it")
+	case c.RelayClientCAFile != "" && c.RelayTLSCertFile == "":
+		return badFlag("relay-client-ca-file", "needs --relay-tls-cert-file: client certificates are checked over TLS")
+	case len(c.RelayAllowedNames) > 0 && c.RelayClientCAFile == "":
+		return badFlag("relay-allowed-names", "needs --relay-client-ca-file: names are read from verified client certificates")
+	}
+	return nil
+}
 
 // flagError is a bad command line; Flag names the culprit ("--prefix").
 type flagError struct {
@@ -121,6 +150,13 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&raw.relayListen, "relay-listen", "",
 		"host:port to serve the synced view to relay clients on (env "+envRelay+"; the flag wins).\n"+
 			"Empty: no relay. A bare :port listens on 127.0.0.1; name 0.0.0.0 to listen on every interface")
+	fs.StringVar(&c.RelayTLSCertFile, "relay-tls-cert-file", "", "PEM certificate of the relay listener: it serves https (with --relay-tls-key-file)")
+	fs.StringVar(&c.RelayTLSKeyFile, "relay-tls-key-file", "", "PEM key of the relay listener's certificate")
+	fs.StringVar(&c.RelayClientCAFile, "relay-client-ca-file", "",
+		"PEM CA bundle: relay clients must present a certificate it signed (needs --relay-tls-cert-file)")
+	fs.StringVar(&raw.relayAllowedNames, "relay-allowed-names", "",
+		"comma-separated names a relay client's certificate must carry, as its common name or a DNS or URI SAN\n"+
+			"(needs --relay-client-ca-file); empty: any certificate the CA signed")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&raw.version, "version", false, "print the module version and VCS revision, then exit")
@@ -154,6 +190,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 // rawFlags are the flags that need parsing beyond what package flag does.
 type rawFlags struct {
 	endpoints, relayEndpoints, watch, onClusterReset, logLevel, relayListen string
+	relayAllowedNames                                                       string
 	version                                                                 bool
 }
 
@@ -350,6 +387,14 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 		c.RelayListen = relayListen
 	} else if set["relay-listen"] {
 		return config{}, badFlag("relay-listen", "empty; leave the flag out for no relay")
+	}
+	for _, name := range strings.Split(raw.relayAllowedNames, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			c.RelayAllowedNames = append(c.RelayAllowedNames, name)
+		}
+	}
+	if err := checkRelayTLS(c, set); err != nil {
+		return config{}, err
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return config{}, badFlag("log-format", "%q is neither text nor json", c.LogFormat)

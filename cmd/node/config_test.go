@@ -203,6 +203,12 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--relay-endpoints", "http://r:1", "--etcd-ca-file", "ca.pem"}, nil, "--etcd-ca-file"},
 		{[]string{"--relay-endpoints", "http://r:1", "--relay-cert-file", "c.pem"}, nil, "--relay-key-file"},
 		{[]string{"--relay-ca-file", "ca.pem"}, nil, "--relay-ca-file"},
+		{[]string{"--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-cert-file"}, // no --relay-listen
+		{[]string{"--relay-listen", ":7000", "--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-key-file"},
+		{[]string{"--relay-listen", ":7000", "--relay-tls-key-file", "k.pem"}, nil, "--relay-tls-cert-file"},
+		{[]string{"--relay-listen", ":7000", "--relay-client-ca-file", "ca.pem"}, nil, "--relay-client-ca-file"},
+		{[]string{"--relay-listen", ":7000", "--relay-tls-cert-file", "c.pem", "--relay-tls-key-file", "k.pem",
+			"--relay-allowed-names", "a"}, nil, "--relay-allowed-names"},
 	} {
 		_, err := parseFlags(tc.args, env(tc.env), &bytes.Buffer{})
 		var fe *flagError

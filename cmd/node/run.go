@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -171,6 +172,14 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 			return exitUsage, badFlag("relay-listen", "cannot listen on %s: %w", c.RelayListen, err)
 		}
 		defer rln.Close()
+		scheme := "http"
+		relayTLSConfig, err := relayTLS(c)
+		if err != nil {
+			return exitUsage, err
+		}
+		if relayTLSConfig != nil {
+			rln, scheme = tls.NewListener(rln, relayTLSConfig), "https"
+		}
 		relayLogger := logger.With("component", "relay")
 		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger})
 		if err != nil {
@@ -180,7 +189,8 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		relayHTTP = newServer(relayServer, relayLogger)
 		relayHTTP.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
 		go func() { relayErr <- relayHTTP.Serve(rln) }()
-		logger.Info("relay serving", "url", "http://"+rln.Addr().String()+relay.StreamPath)
+		logger.Info("relay serving", "url", scheme+"://"+rln.Addr().String()+relay.StreamPath,
+			"clientCertificates", c.RelayClientCAFile != "", "allowedNames", c.RelayAllowedNames)
 	}
 
 	system := supervisor.NewSystem(actorSystemLogger(c, logger))
