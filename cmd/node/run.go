@@ -186,6 +186,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 			return exitFailed, fmt.Errorf("starting the relay server: %w", err)
 		}
 		host = fanout{view: v, relay: relayServer}
+		m.registry.MustRegister(newRelayCollector(relayServer))
 		relayHTTP = newServer(relayServer, relayLogger)
 		relayHTTP.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
 		go func() { relayErr <- relayHTTP.Serve(rln) }()

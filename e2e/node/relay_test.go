@@ -119,6 +119,12 @@ var _ = Describe("The node with --relay-listen", func() {
 		Eventually(resumed.view).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(want))
 		Expect(resumed.mirror().Resumed).To(BeTrue())
 		Expect(resumed.mirror().Snapshots).To(Equal(0))
+		Eventually(n.metric).WithContext(ctx).WithArguments(ctx, Default, "etcdsync_relay_clients").Should(BeEquivalentTo(1))
+		Expect(n.metric(ctx, Default, "etcdsync_relay_resumes_total")).To(BeEquivalentTo(1))
+		Expect(n.metric(ctx, Default, "etcdsync_relay_snapshots_sent_total")).To(BeEquivalentTo(1))
+		Expect(n.metric(ctx, Default, "etcdsync_relay_bytes_sent_total")).To(BeNumerically(">", 0))
+		Expect(n.metric(ctx, Default, `etcdsync_relay_clients_dropped_total{reason="client-gone"}`)).To(BeEquivalentTo(1),
+			"the first client's stream, stopped by the spec")
 
 		By("ending the open stream with a shutting-down frame on SIGTERM, and exiting 0")
 		n.session.Terminate()

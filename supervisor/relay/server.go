@@ -56,6 +56,9 @@ type Server struct {
 	snap   *snapshot  // the last built; guarded by snapMu
 
 	clients atomic.Int64
+	// streams holds, for each open stream, the seq of the next log entry
+	// it will send, for Stats' lag.
+	streams sync.Map // *atomic.Uint64 -> struct{}
 	stats   counters
 	// When a refusal was last logged (UnixNano), per kind; see logNow.
 	lastBadLog, lastRefusedLog atomic.Int64
@@ -276,18 +279,50 @@ type Stats struct {
 	LogEntries      int    // entries retained
 	LogBytes        int    // their encoded size
 	LogAppends      uint64 // entries ever appended
+	BytesSent       uint64 // bytes written to streams, after compression
+	// Ended counts the streams that ended, by reason: EndClientGone,
+	// EndSlow, EndWriteError, EndShutdown.
+	Ended map[string]uint64
+	// MaxLag is how many log entries the furthest-behind open stream has
+	// still to send (0 with none behind).
+	MaxLag uint64
 }
+
+// Why a stream ended (Stats.Ended).
+const (
+	EndClientGone = "client-gone" // the client closed its connection
+	EndSlow       = "slow"        // a write took longer than WriteTimeout: the client stopped reading
+	EndWriteError = "write-error" // a write failed otherwise
+	EndShutdown   = "shutdown"    // Close
+)
 
 type counters struct {
 	snapshotsBuilt, snapshotsShared, snapshotsSent, resumes, refused, badRequests, logAppends atomic.Uint64
+	bytesSent                                                                                 atomic.Uint64
+	clientGone, slow, writeError, shutdown                                                    atomic.Uint64
 }
 
 // Stats returns the counters now.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	entries, bytes := len(s.log.entries), s.log.bytes
+	entries, bytes, head := len(s.log.entries), s.log.bytes, s.log.head()
 	s.mu.Unlock()
+	var lag uint64
+	s.streams.Range(func(k, _ any) bool {
+		if next := k.(*atomic.Uint64).Load(); next < head {
+			lag = max(lag, head-next)
+		}
+		return true
+	})
 	return Stats{
+		BytesSent: s.stats.bytesSent.Load(),
+		Ended: map[string]uint64{
+			EndClientGone: s.stats.clientGone.Load(),
+			EndSlow:       s.stats.slow.Load(),
+			EndWriteError: s.stats.writeError.Load(),
+			EndShutdown:   s.stats.shutdown.Load(),
+		},
+		MaxLag:          lag,
 		Clients:         int(s.clients.Load()),
 		SnapshotsBuilt:  s.stats.snapshotsBuilt.Load(),
 		SnapshotsShared: s.stats.snapshotsShared.Load(),

@@ -300,8 +300,12 @@ var _ = Describe("relay.Server", func() {
 				up.set(key(1), value+time.Now().String())
 				return rs.Stats().Clients
 			}).WithContext(ctx).Should(Equal(1))
+			Expect(rs.Stats().Ended).To(HaveKeyWithValue(relay.EndSlow, BeEquivalentTo(1)), "dropped as slow")
 			Eventually(fast.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(fast.ended()).To(BeFalse())
+			st := rs.Stats()
+			Expect(st.BytesSent).To(BeNumerically(">", 32<<10))
+			Expect(st.MaxLag).To(BeZero(), "the fast client has read everything")
 			stuck.resume()
 		}, SpecTimeout(30*time.Second))
 	})
