@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -172,6 +175,21 @@ func relaySpecs(mode supervisor.WatchMode) {
 		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
 	}, SpecTimeout(60*time.Second))
 
+	It("keeps etcd's watcher count at the relay's, whatever the number of leaves", func(ctx SpecContext) {
+		watchers := func() float64 { return etcdMetric(ctx, etcd.Endpoints()[0], "etcd_debugging_store_watchers") }
+		idle := watchers()
+		r := startRelay(relayConfig(), "127.0.0.1:0")
+		Eventually(r.syncer.Status).WithContext(ctx).Should(Equal(messages.InSync))
+		Eventually(watchers).WithContext(ctx).Should(BeNumerically(">", idle))
+		one := watchers()
+		recs, _ := startLeaves(20, leafConfig(r.url()))
+		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
+		_, err := keys.Set(ctx, prefix+"/more", "x", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
+		Consistently(watchers).WithContext(ctx).WithTimeout(time.Second).Should(BeNumerically("<=", one), "20 leaves, and etcd still sees the relay's watch only")
+	}, SpecTimeout(60*time.Second))
+
 	It("resumes every leaf across a relay restart, with no update for a key that did not change", func(ctx SpecContext) {
 		r := startRelay(relayConfig(), "127.0.0.1:0")
 		recs, counters := startLeaves(4, leafConfig(r.url()))
@@ -280,4 +298,21 @@ func relaySpecs(mode supervisor.WatchMode) {
 		Expect(errors.Is(stopper.Err(), messages.ErrUpstreamReset) || errors.Is(stopper.Err(), messages.ErrClusterIDChanged)).
 			To(BeTrue(), "got %v", stopper.Err())
 	}, SpecTimeout(120*time.Second))
+}
+
+// etcdMetric reads one unlabelled series from an etcd member's /metrics.
+func etcdMetric(ctx context.Context, endpoint, series string) float64 {
+	GinkgoHelper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/metrics", nil)
+	Expect(err).NotTo(HaveOccurred())
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+	Expect(m).NotTo(BeNil(), "etcd's /metrics has no %s", series)
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	Expect(err).NotTo(HaveOccurred())
+	return v
 }

@@ -145,7 +145,7 @@ var _ = Describe("The node with --relay-listen", func() {
 		putKey(ctx, r.etcdURL, a, "1")
 		putKey(ctx, r.etcdURL, b, "2")
 		deleteKey(ctx, r.etcdURL, a)
-		Eventually(func(g Gomega) []line { return leaf.updates(g, a) }).WithContext(ctx).WithTimeout(5 * time.Second).
+		Eventually(func(g Gomega) []line { return leaf.updates(g, a) }).WithContext(ctx).WithTimeout(5*time.Second).
 			Should(HaveLen(2), "new, then deleted")
 		want := state{Status: "in-sync", Keys: map[string]string{b: "2"}}
 		Eventually(leaf.state).WithContext(ctx).Should(Equal(want))
