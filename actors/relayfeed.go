@@ -39,14 +39,21 @@ type RelayFeed struct {
 	view    map[string]messages.KV
 	snap    map[string]messages.KV // the snapshot being received; nil outside one
 	count   int                    // keys the snapshot announced
+	// snapCluster, snapRev: the snapshot's position, taken only once it
+	// has ended. A snapshot cut short leaves the view, and so the
+	// position, as they were.
+	snapCluster string
+	snapRev     uint64
 	status  messages.SyncStatus    // the relay's, as its frames said; 0 before any
 	cluster string                 // of the last resume position; "" for none
 	rev     uint64                 // its revision
-	// consistent: the last frame applied was a resume position, so the
-	// view is etcd's state at rev.
+	// consistent: the last frame applied to the view was a resume
+	// position, so the view is etcd's state at rev. (A snapshot being
+	// received is not applied until it ends.)
 	consistent bool
-	// synced: a snapshot has ended on this stream, or it resumed; deltas
-	// may come.
+	// synced: a snapshot has ended on this stream, and no other begun, or
+	// the stream resumed: the view is what the stream says, and deltas
+	// may come. Until then the view is the last stream's.
 	synced bool
 	hello  bool                      // the stream's hello has come
 	live   bool                      // the merge core has been told WatcherNeedsSnapshot, and gets every change since
@@ -124,14 +131,13 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 		// the position come again, and apply again to the same effect).
 		// Any other stream begins with a snapshot.
 		f.synced = fr.Resume
-		f.consistent = f.consistent && fr.Resume
 	case relaywire.TypeSnapshotBegin:
 		if f.snap != nil {
 			return bad("inside a snapshot")
 		}
 		out = f.lose(errors.New("the relay sent a fresh snapshot"))
 		f.snap, f.count = make(map[string]messages.KV, fr.Count), fr.Count
-		f.cluster, f.rev, f.consistent = fr.ClusterID, fr.Revision, false
+		f.snapCluster, f.snapRev, f.synced = fr.ClusterID, fr.Revision, false
 	case relaywire.TypeKVs:
 		if f.snap == nil {
 			return bad("outside a snapshot")
@@ -148,6 +154,9 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 		}
 		f.view, f.snap, f.synced = f.snap, nil, true
 		f.status, _ = relaywire.ParseStatus(fr.Status) // Validate checked it
+		// The snapshot's position, or none: the view is no longer the one
+		// the last position stood for.
+		f.cluster, f.rev = f.snapCluster, f.snapRev
 		f.consistent = f.cluster != "" && f.rev > 0
 	case relaywire.TypeDelta:
 		if f.snap != nil || !f.synced {
@@ -218,7 +227,7 @@ func (f *RelayFeed) position(fr *relaywire.Frame) {
 
 // goLive starts forwarding at a position where the relay is in sync.
 func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
-	if f.live || !f.consistent || f.status != messages.InSync {
+	if f.live || !f.synced || !f.consistent || f.status != messages.InSync {
 		return out
 	}
 	f.live = true
@@ -237,7 +246,7 @@ func (f *RelayFeed) lose(why error) []messages.MergeInput {
 // serve sends the view as the requested snapshot, if the feed is live at a
 // position that satisfies the request.
 func (f *RelayFeed) serve(out []messages.MergeInput, now time.Time) ([]messages.MergeInput, error) {
-	if f.want == nil || !f.live || !f.consistent {
+	if f.want == nil || !f.live || !f.synced || !f.consistent {
 		return out, nil
 	}
 	if f.rev < f.want.MinIndex {

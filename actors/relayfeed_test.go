@@ -210,6 +210,21 @@ var _ = Describe("RelayFeed", func() {
 			And(HaveField("Key", "/calico/v1/c"), HaveField("Type", m.UpdateTypeNew))))
 	})
 
+	It("keeps its last position, and its view, when a snapshot is cut short", func() {
+		inSync()
+		l.merge(l.feed.Disconnected(errors.New("relay gone")))
+		l.feed.Connected()
+		l.frames(hello(false), begin(cid, 40, 3), kvs(wkv("/calico/v1/a", "1", 5)))
+		l.merge(l.feed.Disconnected(errors.New("frame too large")))
+		cluster, rev := l.feed.Position()
+		Expect(cluster).To(Equal(cid))
+		Expect(rev).To(BeEquivalentTo(10), "the position the view stands at, not the unfinished snapshot's")
+		l.feed.Connected()
+		l.frames(hello(true))
+		Expect(l.status()).To(Equal(m.InSync))
+		Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/b": "2"}))
+	})
+
 	It("waits for a relay in sync behind what it applied, and takes it for a datastore gone back in time if it stays there", func() {
 		inSync()
 		l.frames(delta(cid, 30, wput("/calico/v1/c", "3", 30)))

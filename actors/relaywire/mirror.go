@@ -24,6 +24,10 @@ type Mirror struct {
 
 	snap      map[string]KV // the snapshot being received; nil outside one
 	snapCount int           // keys it announced
+	// The snapshot's position, taken when it ends: one cut short leaves
+	// the map, and the position, as they were.
+	snapCluster string
+	snapRev     uint64
 	synced    bool          // a snapshot ended, or the stream resumed
 }
 
@@ -64,10 +68,8 @@ func (m *Mirror) Apply(f *Frame) error {
 			m.synced = true
 		}
 	case TypeSnapshotBegin:
-		// A snapshot replaces the map, so its position, or none, replaces
-		// the last one.
 		m.snap, m.snapCount = map[string]KV{}, f.Count
-		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+		m.snapCluster, m.snapRev = f.ClusterID, f.Revision
 	case TypeKVs:
 		if m.snap == nil {
 			return outOfOrder("outside a snapshot")
@@ -82,7 +84,10 @@ func (m *Mirror) Apply(f *Frame) error {
 		if len(m.snap) != m.snapCount {
 			return outOfOrder(fmt.Sprintf("after %d keys, not the %d announced", len(m.snap), m.snapCount))
 		}
+		// A snapshot replaces the map, so its position, or none, replaces
+		// the last one.
 		m.Keys, m.snap, m.synced = m.snap, nil, true
+		m.ClusterID, m.Revision = m.snapCluster, m.snapRev
 		m.Snapshots++
 		m.Status, _ = ParseStatus(f.Status) // Validate checked it
 	case TypeDelta:

@@ -60,8 +60,11 @@ type config struct {
 	RelayTLSCertFile, RelayTLSKeyFile string
 	RelayClientCAFile                 string
 	RelayAllowedNames                 []string
-	LogFormat                         string // "text" or "json"
-	LogLevel                          slog.Level
+	// The relay's retained log: a client further behind gets a fresh
+	// snapshot.
+	RelayLogEntries, RelayLogBytes int
+	LogFormat                      string // "text" or "json"
+	LogLevel                       slog.Level
 }
 
 // embedded reports whether the node runs its own etcd.
@@ -70,11 +73,18 @@ func (c config) embedded() bool { return len(c.Endpoints) == 0 && !c.leaf() }
 // leaf reports whether the node syncs from relays.
 func (c config) leaf() bool { return len(c.RelayEndpoints) > 0 }
 
-// checkRelayTLS checks that the relay listener's TLS flags come together,
-// and only with --relay-listen.
+// checkRelayTLS checks the relay listener's flags: the TLS ones come
+// together, and all only with --relay-listen.
 func checkRelayTLS(c config, set map[string]bool) error {
+	if c.RelayLogEntries <= 0 {
+		return badFlag("relay-log-entries", "%d must be positive", c.RelayLogEntries)
+	}
+	if c.RelayLogBytes <= 0 {
+		return badFlag("relay-log-bytes", "%d must be positive", c.RelayLogBytes)
+	}
 	if c.RelayListen == "" {
-		for _, name := range []string{"relay-tls-cert-file", "relay-tls-key-file", "relay-client-ca-file", "relay-allowed-names"} {
+		for _, name := range []string{"relay-tls-cert-file", "relay-tls-key-file", "relay-client-ca-file", "relay-allowed-names",
+			"relay-log-entries", "relay-log-bytes"} {
 			if set[name] {
 				return badFlag(name, "only applies to a relay (--relay-listen)")
 			}
@@ -150,6 +160,9 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&raw.relayListen, "relay-listen", "",
 		"host:port to serve the synced view to relay clients on (env "+envRelay+"; the flag wins).\n"+
 			"Empty: no relay. A bare :port listens on 127.0.0.1; name 0.0.0.0 to listen on every interface")
+	fs.IntVar(&c.RelayLogEntries, "relay-log-entries", 10000,
+		"how many updates (batches of at most 512) the relay retains for clients to resume from or catch up with")
+	fs.IntVar(&c.RelayLogBytes, "relay-log-bytes", 64<<20, "the most bytes the relay's retained log may hold")
 	fs.StringVar(&c.RelayTLSCertFile, "relay-tls-cert-file", "", "PEM certificate of the relay listener: it serves https (with --relay-tls-key-file)")
 	fs.StringVar(&c.RelayTLSKeyFile, "relay-tls-key-file", "", "PEM key of the relay listener's certificate")
 	fs.StringVar(&c.RelayClientCAFile, "relay-client-ca-file", "",

@@ -36,6 +36,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 		Output:                "jsonl",
 		Model:                 "raw",
 		Listen:                "127.0.0.1:9095",
+		RelayLogEntries:       10000,    // relay.Config's default
+		RelayLogBytes:         64 << 20, // likewise
 		LogFormat:             "text",
 		LogLevel:              slog.LevelInfo,
 	}
@@ -204,6 +206,9 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--relay-endpoints", "http://r:1", "--relay-cert-file", "c.pem"}, nil, "--relay-key-file"},
 		{[]string{"--relay-ca-file", "ca.pem"}, nil, "--relay-ca-file"},
 		{[]string{"--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-cert-file"}, // no --relay-listen
+		{[]string{"--relay-log-entries", "5"}, nil, "--relay-log-entries"},         // no --relay-listen
+		{[]string{"--relay-listen", ":7000", "--relay-log-entries", "0"}, nil, "--relay-log-entries"},
+		{[]string{"--relay-listen", ":7000", "--relay-log-bytes", "-1"}, nil, "--relay-log-bytes"},
 		{[]string{"--relay-listen", ":7000", "--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-key-file"},
 		{[]string{"--relay-listen", ":7000", "--relay-tls-key-file", "k.pem"}, nil, "--relay-tls-cert-file"},
 		{[]string{"--relay-listen", ":7000", "--relay-client-ca-file", "ca.pem"}, nil, "--relay-client-ca-file"},

@@ -181,7 +181,8 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 			rln, scheme = tls.NewListener(rln, relayTLSConfig), "https"
 		}
 		relayLogger := logger.With("component", "relay")
-		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger})
+		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger,
+			LogEntries: c.RelayLogEntries, LogBytes: c.RelayLogBytes})
 		if err != nil {
 			return exitFailed, fmt.Errorf("starting the relay server: %w", err)
 		}

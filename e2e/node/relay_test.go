@@ -2,11 +2,15 @@ package node_test
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -159,4 +163,39 @@ var _ = Describe("The node with --relay-listen", func() {
 		Eventually(leaf.metric).WithContext(ctx).WithArguments(ctx, Default, "etcdsync_relay_client_reconnects_total").
 			Should(BeNumerically(">=", 1))
 	}, SpecTimeout(60*time.Second))
+
+	It("brings a leaf frozen past the relay's log back with a fresh snapshot, while the other leaves keep up", func(ctx SpecContext) {
+		relayPort := freePorts(1)[0]
+		r := startEmbeddedNode("--relay-listen", addr(relayPort), "--relay-log-entries", "20")
+		relays := []string{"http://" + addr(relayPort)}
+		frozen, live := startLeafNode(relays), startLeafNode(relays)
+		for _, n := range []*node{frozen, live} {
+			Eventually(n.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		}
+		Expect(frozen.session.Command.Process.Signal(syscall.SIGSTOP)).To(Succeed())
+		frozenAt := time.Now()
+		// 25 MiB in all, which zstd cannot shrink: more than the sockets
+		// between the relay and the frozen leaf buffer, so its stream
+		// stops at a position the 20-entry log soon no longer holds.
+		noise := make([]byte, 96<<10)
+		for i := range 200 {
+			key := fmt.Sprintf("/calico/v1/host/h%d/k%d", i%4, i)
+			_, _ = crand.Read(noise)
+			putKey(ctx, r.etcdURL, key, hex.EncodeToString(noise)[:128<<10])
+			if i%50 == 0 { // the live leaf's lag does not grow with the frozen one's
+				Eventually(func(g Gomega) []line { return live.updates(g, key) }).WithContext(ctx).
+					WithTimeout(2 * time.Second).Should(HaveLen(1))
+			}
+		}
+		Eventually(r.state).WithContext(ctx).Should(HaveField("Keys", HaveLen(200)))
+		want := r.state(Default, ctx)
+		Eventually(live.state).WithContext(ctx).Should(Equal(want))
+		Expect(time.Since(frozenAt)).To(BeNumerically("<", 30*time.Second), "the frozen leaf's read deadline has not passed")
+
+		Expect(frozen.session.Command.Process.Signal(syscall.SIGCONT)).To(Succeed())
+		Eventually(frozen.state).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal(want))
+		// On its stream, or on a new one if the relay dropped it as slow
+		// meanwhile: either way past the log, so a snapshot.
+		Expect(r.metric(ctx, Default, "etcdsync_relay_snapshots_sent_total")).To(BeNumerically(">=", 3))
+	}, SpecTimeout(90*time.Second))
 })

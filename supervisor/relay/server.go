@@ -102,15 +102,17 @@ func (s *Server) currentClusterID() string {
 
 // OnUpdates implements messages.Callbacks: it applies the batch to the view
 // and appends it to the log, encoded once, in frames of at most
-// relaywire.MaxFrameChanges changes.
+// relaywire.MaxFrameChanges changes and about relaywire.MaxFrameValueBytes.
 func (s *Server) OnUpdates(updates []messages.Update) {
 	cluster := s.currentClusterID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.observeCluster(cluster)
-	frames := (len(updates) + relaywire.MaxFrameChanges - 1) / relaywire.MaxFrameChanges
+	runs := relaywire.Chunks(len(updates), func(i int) int { return len(updates[i].Key) + len(updates[i].Value) })
+	frames := len(runs)
 	n := 0
-	for chunk := range slices.Chunk(updates, relaywire.MaxFrameChanges) {
+	for _, run := range runs {
+		chunk := updates[run[0]:run[1]]
 		f := &relaywire.Frame{Type: relaywire.TypeDelta, Changes: make([]relaywire.Change, len(chunk))}
 		for i, u := range chunk {
 			f.Changes[i] = relaywire.ChangeOf(u)
@@ -245,7 +247,8 @@ func (s *Server) snapshotFor() *snapshot {
 
 	keys := slices.Sorted(maps.Keys(view)) // sorted: the same view gives the same bytes
 	raw, _ := relaywire.Append(nil, begin)
-	for chunk := range slices.Chunk(keys, relaywire.MaxFrameChanges) {
+	for _, run := range relaywire.Chunks(len(keys), func(i int) int { return len(keys[i]) + len(view[keys[i]].Value) }) {
+		chunk := keys[run[0]:run[1]]
 		f := &relaywire.Frame{Type: relaywire.TypeKVs, KVs: make([]relaywire.KV, len(chunk))}
 		for i, k := range chunk {
 			f.KVs[i] = view[k]

@@ -358,6 +358,21 @@ var _ = Describe("relay.Server", func() {
 		}, SpecTimeout(10*time.Second))
 	})
 
+	It("splits snapshots and deltas into frames under the client's limit, however large the values", func(ctx SpecContext) {
+		big := strings.Repeat("x", 200<<10) // 40 of them are past relaywire.DefaultMaxFrame
+		kv := make([]string, 0, 80)
+		for i := range 40 {
+			kv = append(kv, key(100+i), fmt.Sprint(i)+big)
+		}
+		up.set(kv...)
+		c, _ := dial(ctx, base, dialOpts{})
+		Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+		up.set(kv...) // one batch of 8 MB, as a delta
+		Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+		Expect(c.Err()).NotTo(HaveOccurred())
+		Expect(c.ended()).To(BeFalse())
+	}, SpecTimeout(20*time.Second))
+
 	It("streams zstd to a client that accepts it", func(ctx SpecContext) {
 		c, resp := dial(ctx, base, dialOpts{zstd: true})
 		Expect(resp.Header.Get("Content-Encoding")).To(Equal("zstd"))
