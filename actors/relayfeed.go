@@ -36,17 +36,17 @@ type RelayFeed struct {
 	// BatchSize is the most keys one SnapshotBatch carries.
 	BatchSize int
 
-	view    map[string]messages.KV
-	snap    map[string]messages.KV // the snapshot being received; nil outside one
-	count   int                    // keys the snapshot announced
+	view  map[string]messages.KV
+	snap  map[string]messages.KV // the snapshot being received; nil outside one
+	count int                    // keys the snapshot announced
 	// snapCluster, snapRev: the snapshot's position, taken only once it
 	// has ended. A snapshot cut short leaves the view, and so the
 	// position, as they were.
 	snapCluster string
 	snapRev     uint64
-	status  messages.SyncStatus    // the relay's, as its frames said; 0 before any
-	cluster string                 // of the last resume position; "" for none
-	rev     uint64                 // its revision
+	status      messages.SyncStatus // the relay's, as its frames said; 0 before any
+	cluster     string              // of the last resume position; "" for none
+	rev         uint64              // its revision
 	// consistent: the last frame applied to the view was a resume
 	// position, so the view is etcd's state at rev. (A snapshot being
 	// received is not applied until it ends.)

@@ -28,7 +28,7 @@ type Mirror struct {
 	// the map, and the position, as they were.
 	snapCluster string
 	snapRev     uint64
-	synced    bool          // a snapshot ended, or the stream resumed
+	synced      bool // a snapshot ended, or the stream resumed
 }
 
 // NewMirror returns an empty mirror. A client that resumes fills Keys,
