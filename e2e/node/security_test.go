@@ -1,21 +1,26 @@
 package node_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/etcdsync/etcdsync/e2e/etcdproc"
 )
 
 // testCA is a certificate authority a spec makes, to sign the
@@ -108,6 +113,52 @@ var _ = Describe("The node's relay over mutual TLS", func() {
 			Expect(refused.lastStatus(Default)).To(Equal("wait-for-datastore"))
 			Eventually(func() string { return string(refused.session.Err.Contents()) }).WithContext(ctx).
 				Should(And(ContainSubstring("relay stream failed"), ContainSubstring(relayURL)), "the refusal names the relay")
+		}
+	}, SpecTimeout(60*time.Second))
+})
+
+// v2auth sends one request of etcd's v2 auth API, as root if password is
+// not empty.
+func v2auth(ctx context.Context, etcdURL, method, path, body, password string) {
+	GinkgoHelper()
+	req, err := http.NewRequestWithContext(ctx, method, etcdURL+"/v2/auth"+path, strings.NewReader(body))
+	Expect(err).NotTo(HaveOccurred())
+	if password != "" {
+		req.SetBasicAuth("root", password)
+	}
+	resp, err := httpClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	Expect(resp.StatusCode).To(BeNumerically("<", 300), "%s %s", method, path)
+}
+
+var _ = Describe("The node on an etcd with v2 basic auth", func() {
+	It("syncs with the right password, says why it cannot with a wrong one, and writes the password nowhere", func(ctx SpecContext) {
+		const right, wrong = "R1ght-pw-7c41", "Wr0ng-pw-93b2"
+		cluster, err := etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(cluster.Stop)
+		etcdURL := cluster.Endpoints()[0]
+		v2auth(ctx, etcdURL, http.MethodPut, "/users/root", `{"user":"root","password":"`+right+`"}`, "")
+		v2auth(ctx, etcdURL, http.MethodPut, "/enable", "", "")
+		// The guest role may read and write everything until told otherwise.
+		v2auth(ctx, etcdURL, http.MethodPut, "/roles/guest", `{"role":"guest","revoke":{"kv":{"read":["/*"],"write":["/*"]}}}`, right)
+
+		ok := startExternalNodeEnv([]string{etcdURL}, []string{"ETCDSYNC_ETCD_PASSWORD=" + right}, "--etcd-username", "root")
+		bad := startExternalNodeEnv([]string{etcdURL}, []string{"ETCDSYNC_ETCD_PASSWORD=" + wrong}, "--etcd-username", "root")
+		Eventually(ok.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		Eventually(func() string { return string(bad.session.Err.Contents()) }).WithContext(ctx).
+			Should(ContainSubstring("The request requires user authentication (Insufficient credentials)"))
+		Expect(statusCode(ctx, Default, bad.httpURL+"/readyz")).To(Equal(http.StatusServiceUnavailable))
+		Expect(bad.lastStatus(Default)).To(Equal("wait-for-datastore"))
+
+		for _, n := range []*node{ok, bad} {
+			_, metrics := get(ctx, Default, n.httpURL+"/metrics")
+			_, st := get(ctx, Default, n.httpURL+"/state")
+			for _, text := range []string{string(n.session.Err.Contents()), string(n.session.Out.Contents()), metrics, st} {
+				Expect(text).NotTo(Or(ContainSubstring(right), ContainSubstring(wrong)))
+			}
 		}
 	}, SpecTimeout(60*time.Second))
 })
