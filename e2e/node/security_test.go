@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -160,5 +161,40 @@ var _ = Describe("The node on an etcd with v2 basic auth", func() {
 				Expect(text).NotTo(Or(ContainSubstring(right), ContainSubstring(wrong)))
 			}
 		}
+	}, SpecTimeout(60*time.Second))
+})
+
+var _ = Describe("The node on an etcd that requires client certificates", func() {
+	It("syncs with --etcd-cert-file and --etcd-key-file, and is not ready without them", func(ctx SpecContext) {
+		ca := newTestCA()
+		etcdCert, etcdKey := ca.issue("etcd")
+		nodeCert, nodeKey := ca.issue("node")
+		harnessCert, harnessKey := ca.issue("harness")
+		pair, err := tls.LoadX509KeyPair(harnessCert, harnessKey)
+		Expect(err).NotTo(HaveOccurred())
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.cert)
+		cluster, err := etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter, ClientTLS: &etcdproc.ClientTLS{
+			CertFile: etcdCert, KeyFile: etcdKey, TrustedCAFile: ca.file, ClientCertAuth: true,
+			Harness: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(cluster.Stop)
+		eps := cluster.Endpoints()
+		Expect(eps[0]).To(HavePrefix("https://"))
+
+		ok := startExternalNode(eps, "--etcd-ca-file", ca.file, "--etcd-cert-file", nodeCert, "--etcd-key-file", nodeKey)
+		none := startExternalNode(eps, "--etcd-ca-file", ca.file)
+		Eventually(ok.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		keys, err := cluster.KeysAPI()
+		Expect(err).NotTo(HaveOccurred())
+		_, err = keys.Set(ctx, "/calico/v1/config/MTLS", "yes", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(ok.state).WithContext(ctx).Should(Equal(state{Status: "in-sync", Keys: map[string]string{"/calico/v1/config/MTLS": "yes"}}))
+
+		Eventually(func() string { return string(none.session.Err.Contents()) }).WithContext(ctx).
+			Should(ContainSubstring("certificate"), "the refusal is a TLS one")
+		Expect(statusCode(ctx, Default, none.httpURL+"/readyz")).To(Equal(http.StatusServiceUnavailable))
+		Expect(none.lastStatus(Default)).To(Equal("wait-for-datastore"))
 	}, SpecTimeout(60*time.Second))
 })
