@@ -63,6 +63,7 @@ type config struct {
 	// The relay's retained log: a client further behind gets a fresh
 	// snapshot.
 	RelayLogEntries, RelayLogBytes int
+	RelayMaxClients                int    // streams at once; one more is refused with a retry hint
 	LogFormat                      string // "text" or "json"
 	LogLevel                       slog.Level
 }
@@ -82,9 +83,12 @@ func checkRelayTLS(c config, set map[string]bool) error {
 	if c.RelayLogBytes <= 0 {
 		return badFlag("relay-log-bytes", "%d must be positive", c.RelayLogBytes)
 	}
+	if c.RelayMaxClients <= 0 {
+		return badFlag("relay-max-clients", "%d must be positive", c.RelayMaxClients)
+	}
 	if c.RelayListen == "" {
 		for _, name := range []string{"relay-tls-cert-file", "relay-tls-key-file", "relay-client-ca-file", "relay-allowed-names",
-			"relay-log-entries", "relay-log-bytes"} {
+			"relay-log-entries", "relay-log-bytes", "relay-max-clients"} {
 			if set[name] {
 				return badFlag(name, "only applies to a relay (--relay-listen)")
 			}
@@ -163,6 +167,8 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.IntVar(&c.RelayLogEntries, "relay-log-entries", 10000,
 		"how many updates (batches of at most 512) the relay retains for clients to resume from or catch up with")
 	fs.IntVar(&c.RelayLogBytes, "relay-log-bytes", 64<<20, "the most bytes the relay's retained log may hold")
+	fs.IntVar(&c.RelayMaxClients, "relay-max-clients", 10000,
+		"how many relay clients may stream at once; one more is refused with 503 and a retry hint")
 	fs.StringVar(&c.RelayTLSCertFile, "relay-tls-cert-file", "", "PEM certificate of the relay listener: it serves https (with --relay-tls-key-file)")
 	fs.StringVar(&c.RelayTLSKeyFile, "relay-tls-key-file", "", "PEM key of the relay listener's certificate")
 	fs.StringVar(&c.RelayClientCAFile, "relay-client-ca-file", "",

@@ -38,6 +38,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		Listen:                "127.0.0.1:9095",
 		RelayLogEntries:       10000,    // relay.Config's default
 		RelayLogBytes:         64 << 20, // likewise
+		RelayMaxClients:       10000,
 		LogFormat:             "text",
 		LogLevel:              slog.LevelInfo,
 	}
@@ -209,6 +210,8 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--relay-log-entries", "5"}, nil, "--relay-log-entries"},         // no --relay-listen
 		{[]string{"--relay-listen", ":7000", "--relay-log-entries", "0"}, nil, "--relay-log-entries"},
 		{[]string{"--relay-listen", ":7000", "--relay-log-bytes", "-1"}, nil, "--relay-log-bytes"},
+		{[]string{"--relay-listen", ":7000", "--relay-max-clients", "0"}, nil, "--relay-max-clients"},
+		{[]string{"--relay-max-clients", "5"}, nil, "--relay-max-clients"},
 		{[]string{"--relay-listen", ":7000", "--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-key-file"},
 		{[]string{"--relay-listen", ":7000", "--relay-tls-key-file", "k.pem"}, nil, "--relay-tls-cert-file"},
 		{[]string{"--relay-listen", ":7000", "--relay-client-ca-file", "ca.pem"}, nil, "--relay-client-ca-file"},

@@ -182,7 +182,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		}
 		relayLogger := logger.With("component", "relay")
 		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger,
-			LogEntries: c.RelayLogEntries, LogBytes: c.RelayLogBytes})
+			LogEntries: c.RelayLogEntries, LogBytes: c.RelayLogBytes, MaxClients: c.RelayMaxClients})
 		if err != nil {
 			return exitFailed, fmt.Errorf("starting the relay server: %w", err)
 		}

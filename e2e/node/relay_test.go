@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -197,5 +198,41 @@ var _ = Describe("The node with --relay-listen", func() {
 		// On its stream, or on a new one if the relay dropped it as slow
 		// meanwhile: either way past the log, so a snapshot.
 		Expect(r.metric(ctx, Default, "etcdsync_relay_snapshots_sent_total")).To(BeNumerically(">=", 3))
+	}, SpecTimeout(90*time.Second))
+
+	It("refuses a leaf past --relay-max-clients with a retry hint and serves it once there is room; tells a leaf of a non-relay or of another prefix why; shrugs off garbage", func(ctx SpecContext) {
+		relayPort := freePorts(1)[0]
+		relays := []string{"http://" + addr(relayPort)}
+		r := startEmbeddedNode("--relay-listen", addr(relayPort), "--relay-max-clients", "1")
+		first := startLeafNode(relays)
+		Eventually(first.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		second := startLeafNode(relays)
+		notRelay := startLeafNode([]string{r.httpURL}) // the relay node's own HTTP API
+		otherPrefix := startLeafNode(relays, "--prefix", "/other")
+		stderr := func(n *node) func() string { return func() string { return string(n.session.Err.Contents()) } }
+		Eventually(stderr(second)).WithContext(ctx).WithTimeout(10*time.Second).Should(And(
+			ContainSubstring(relays[0]), ContainSubstring(relaywire.CodeTooManyClients), MatchRegexp(`after=[5-6]\.\d+s`)),
+			"refused, and told to wait the relay's Retry-After (5 s) or a little more")
+		Eventually(stderr(notRelay)).WithContext(ctx).WithTimeout(10 * time.Second).Should(And(
+			ContainSubstring(r.httpURL), ContainSubstring("not a relay stream")))
+		Eventually(stderr(otherPrefix)).WithContext(ctx).WithTimeout(10 * time.Second).Should(And(
+			ContainSubstring(relays[0]), ContainSubstring(`field \"prefix\"`)))
+		for _, n := range []*node{second, notRelay, otherPrefix} {
+			Expect(statusCode(ctx, Default, n.httpURL+"/readyz")).To(Equal(http.StatusServiceUnavailable))
+		}
+
+		By("shrugging off garbage on the relay port")
+		conn, err := net.Dial("tcp", addr(relayPort))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = conn.Write([]byte("\x16\x03\x01garbage\r\n\r\nGET /etcdsync/relay/v1/stream?prefix=%zz HTTP/1.1\r\n\r\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.Close()).To(Succeed())
+		putKey(ctx, r.etcdURL, "/calico/v1/config/AfterGarbage", "1")
+		Eventually(first.state).WithContext(ctx).Should(HaveField("Keys", HaveKey("/calico/v1/config/AfterGarbage")))
+
+		By("serving the refused leaf once the first has gone")
+		first.session.Kill()
+		Eventually(second.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		Eventually(second.state).WithContext(ctx).Should(HaveField("Keys", HaveKey("/calico/v1/config/AfterGarbage")))
 	}, SpecTimeout(90*time.Second))
 })
