@@ -74,6 +74,27 @@ func (c config) embedded() bool { return len(c.Endpoints) == 0 && !c.leaf() }
 // leaf reports whether the node syncs from relays.
 func (c config) leaf() bool { return len(c.RelayEndpoints) > 0 }
 
+// urlList reads the comma-separated URLs of flag name, or, if the flag is
+// not set, of environment variable env, and returns them with how to name
+// their source in errors ("--etcd-endpoints (from $ENV)").
+func urlList(name, env, flagValue string, set map[string]bool, getenv func(string) string) ([]string, string, error) {
+	list, source := flagValue, name
+	if !set[name] {
+		list, source = getenv(env), name+" (from $"+env+")"
+	}
+	var urls []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if err := supervisor.ValidateEndpoint(u); err != nil {
+			return nil, source, badFlag(source, "%w", err)
+		}
+		urls = append(urls, u)
+	}
+	return urls, source, nil
+}
+
 // checkRelayTLS checks the relay listener's flags: the TLS ones come
 // together, and all only with --relay-listen.
 func checkRelayTLS(c config, set map[string]bool) error {
@@ -248,36 +269,18 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	endpoints, endpointsFlag := raw.endpoints, "etcd-endpoints"
-	if !set["etcd-endpoints"] {
-		endpoints, endpointsFlag = getenv(envEndpoints), "etcd-endpoints (from $"+envEndpoints+")"
-	}
-	for _, ep := range strings.Split(endpoints, ",") {
-		if ep = strings.TrimSpace(ep); ep == "" {
-			continue
-		}
-		if err := supervisor.ValidateEndpoint(ep); err != nil {
-			return config{}, badFlag(endpointsFlag, "%w", err)
-		}
-		c.Endpoints = append(c.Endpoints, ep)
+	var err error
+	var endpointsFlag, relaysFlag string
+	if c.Endpoints, endpointsFlag, err = urlList("etcd-endpoints", envEndpoints, raw.endpoints, set, getenv); err != nil {
+		return config{}, err
 	}
 	if set["etcd-endpoints"] && len(c.Endpoints) == 0 {
 		return config{}, badFlag("etcd-endpoints", "empty; leave the flag out to run the embedded etcd")
 	}
 	c.Password = getenv(envPassword)
 
-	relays, relaysFlag := raw.relayEndpoints, "relay-endpoints"
-	if !set["relay-endpoints"] {
-		relays, relaysFlag = getenv(envRelayEndpoints), "relay-endpoints (from $"+envRelayEndpoints+")"
-	}
-	for _, ep := range strings.Split(relays, ",") {
-		if ep = strings.TrimSpace(ep); ep == "" {
-			continue
-		}
-		if err := supervisor.ValidateEndpoint(ep); err != nil {
-			return config{}, badFlag(relaysFlag, "%w", err)
-		}
-		c.RelayEndpoints = append(c.RelayEndpoints, ep)
+	if c.RelayEndpoints, relaysFlag, err = urlList("relay-endpoints", envRelayEndpoints, raw.relayEndpoints, set, getenv); err != nil {
+		return config{}, err
 	}
 	if set["relay-endpoints"] && !c.leaf() {
 		return config{}, badFlag("relay-endpoints", "empty; leave the flag out to sync from etcd")
