@@ -122,7 +122,11 @@ func (r *relayClient) Receive(c actor.Context) {
 			sh.next = int(r.env.Rand(int64(len(r.cfg.Relays))))
 		}
 		if sh.merger != nil {
-			r.connect(c, 0) // a restart: resume where the last incarnation was
+			// A restart: what the last incarnation's stream posted since is
+			// dropped, so the merger no longer has every change; resume
+			// from the position the feed has applied.
+			r.send(c, sh.feed.Disconnected(errors.New("the relay client restarted")), nil)
+			r.connect(c, 0)
 		}
 	case *actor.Stopping, *actor.Restarting:
 		r.stream.stop()

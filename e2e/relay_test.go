@@ -175,6 +175,20 @@ func relaySpecs(mode supervisor.WatchMode) {
 		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
 	}, SpecTimeout(60*time.Second))
 
+	It("forms tiers: leaves of a relay that syncs from another relay converge and follow", func(ctx SpecContext) {
+		top := startRelay(relayConfig(), "127.0.0.1:0")
+		mid := startRelay(leafConfig(top.url()), "127.0.0.1:0")
+		recs, _ := startLeaves(3, leafConfig(mid.url()))
+		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
+		_, err := keys.Set(ctx, prefix+"/tiered", "x", nil)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = keys.Delete(ctx, prefix+"/host", &client.DeleteOptions{Recursive: true})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
+		Expect(mid.server.Stats().Clients).To(Equal(len(recs)))
+		Expect(top.server.Stats().Clients).To(Equal(1), "the top relay serves the middle one only")
+	}, SpecTimeout(60*time.Second))
+
 	It("keeps etcd's watcher count at the relay's, whatever the number of leaves", func(ctx SpecContext) {
 		watchers := func() float64 { return etcdMetric(ctx, etcd.Endpoints()[0], "etcd_debugging_store_watchers") }
 		idle := watchers()
