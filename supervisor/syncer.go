@@ -115,7 +115,10 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 }
 
 // Status returns the last status delivered to the host (WaitForDatastore
-// before any).
+// before any). It changes as the host is told (just before
+// OnStatusUpdated is called, or a Deliver carrying it is sent to a host
+// actor), so a host reads the new status from inside that callback, and
+// anyone reads it once the host has seen it.
 func (s *Syncer) Status() messages.SyncStatus {
 	if st := messages.SyncStatus(s.status.Load()); st != 0 {
 		return st
