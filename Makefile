@@ -5,17 +5,22 @@ ETCD  := bin/etcd
 # Fuzz budget for `make fuzz`; `make test` only replays the checked-in corpus.
 FUZZTIME ?= 5m
 
-# Extra flags for `make run`.
+# Extra flags for `make run`, and for `make leaf`.
 NODE_FLAGS ?=
+LEAF_FLAGS ?=
+# Where `make run` serves relay clients, such as `make leaf`; empty: no relay
+# (needed with NODE_FLAGS="--model calicov1").
+RELAY_LISTEN ?= 127.0.0.1:9096
 # Random fault schedules for `make soak` (make test runs 500).
 SCHEDULES ?= 5000
 
-.PHONY: help deps etcd build test lint run bench fuzz soak clean
+.PHONY: help deps etcd build test lint run leaf bench fuzz soak clean
 
 help:
 	@echo "make deps   download Go modules"
 	@echo "make etcd   build bin/etcd (v3.5.x, --enable-v2) from the pinned module"
-	@echo "make run    run the reference node on an embedded etcd"
+	@echo "make run    run the reference node on an embedded etcd, relaying on $(RELAY_LISTEN)"
+	@echo "make leaf   run a leaf node that syncs from the relay of make run"
 	@echo "make test   lint, then every test and spec (race detector on)"
 	@echo "make bench  run every measurement on real etcd and rewrite BENCHMARKS.md"
 	@echo "make fuzz   fuzz the hwm tracker against its reference model (FUZZTIME=$(FUZZTIME))"
@@ -53,7 +58,13 @@ test: lint $(ETCD)
 # revision that `bin/node --version` prints, even where GOFLAGS turns it off.
 run:
 	$(GO) build -buildvcs=auto -o bin/node ./cmd/node
-	bin/node $(NODE_FLAGS)
+	bin/node $(if $(RELAY_LISTEN),--relay-listen $(RELAY_LISTEN)) $(NODE_FLAGS)
+
+# A leaf: a second node, syncing from the relay of `make run` instead of
+# etcd, with its HTTP server on the next port.
+leaf:
+	$(GO) build -buildvcs=auto -o bin/node ./cmd/node
+	bin/node --relay-endpoints http://$(RELAY_LISTEN) --listen 127.0.0.1:9097 $(LEAF_FLAGS)
 
 # Every measurement in one run, on real etcd; rewrites BENCHMARKS.md.
 bench: $(ETCD)

@@ -108,7 +108,7 @@ func (k *consumer) Receive(c actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		k.stopping = true
 	case messages.Deliver:
-		sh.outbox.Push(m.Updates, m.Status)
+		sh.outbox.Push(m)
 		k.next(c)
 	case taskMessage:
 		msg, ok := k.task.message(m)
@@ -152,8 +152,14 @@ func (k *consumer) delivered() {
 		b = *k.shared.decoded
 	}
 	k.env.Observer.Delivered(b.Updates)
-	if b.Status != 0 && k.cfg.Status != nil {
-		k.cfg.Status.Store(uint32(b.Status))
+}
+
+// telling records the status the host is being told, as it is told: a host
+// that reads Syncer.Status from its callback, or once the callback has
+// returned, reads the status it was given.
+func (k *consumer) telling(st messages.SyncStatus) {
+	if st != 0 && k.cfg.Status != nil {
+		k.cfg.Status.Store(uint32(st))
 	}
 }
 
@@ -170,6 +176,9 @@ func (k *consumer) call(root *actor.RootContext, raw messages.Deliver) (p *Callb
 	hostCall(func() {
 		b := k.decode(raw)
 		if k.cfg.HostPID != nil {
+			if !k.env.Stopped.Load() {
+				k.telling(b.Status)
+			}
 			k.deliverToActor(root, b)
 			return
 		}
@@ -177,7 +186,12 @@ func (k *consumer) call(root *actor.RootContext, raw messages.Deliver) (p *Callb
 			k.cfg.Callbacks.OnUpdates(b.Updates)
 		}
 		if b.Status != 0 && !k.env.Stopped.Load() {
-			k.cfg.Callbacks.OnStatusUpdated(b.Status)
+			k.telling(b.Status)
+			if at, ok := k.cfg.Callbacks.(messages.StatusAtCallback); ok {
+				at.OnStatusAt(b.Status, b.Index)
+			} else {
+				k.cfg.Callbacks.OnStatusUpdated(b.Status)
+			}
 		}
 	})
 	return nil

@@ -54,7 +54,12 @@ func (m *merger) emit(c actor.Context, out Output) {
 		m.cfg.Applied.Store(core.Applied())
 	}
 	if len(out.Updates) > 0 || out.Status != 0 {
-		c.Send(m.cfg.Consumer, messages.Deliver{Updates: out.Updates, Status: out.Status})
+		d := messages.Deliver{Updates: out.Updates, Status: out.Status}
+		if out.Status == messages.InSync {
+			// Everything merged so far is in this Deliver or an earlier one.
+			d.Index = core.Applied()
+		}
+		c.Send(m.cfg.Consumer, d)
 	}
 	if out.Snapshot != nil {
 		c.Request(m.cfg.Snapshot, *out.Snapshot)

@@ -42,6 +42,7 @@ type segment struct {
 	order  []string // keys in the order they were first emitted
 	byKey  map[string]*pendingUpdate
 	status messages.SyncStatus // 0 while open
+	index  uint64              // the status's Deliver.Index
 }
 
 type pendingUpdate struct {
@@ -52,18 +53,20 @@ type pendingUpdate struct {
 }
 
 // Push adds what one merge step emitted: updates, then a status change (0
-// for none). The Outbox keeps the slice; the caller must not change it.
-func (o *Outbox) Push(updates []messages.Update, status messages.SyncStatus) {
-	if len(updates) > 0 {
+// for none) with its Index. The Outbox keeps the slice of updates; the
+// caller must not change it.
+func (o *Outbox) Push(d messages.Deliver) {
+	if len(d.Updates) > 0 {
 		seg := o.open()
-		seg.batches = append(seg.batches, updates)
-		seg.pending += len(updates)
+		seg.batches = append(seg.batches, d.Updates)
+		seg.pending += len(d.Updates)
 		if seg.pending > seg.limit {
 			seg.fold()
 		}
 	}
-	if status != 0 {
-		o.open().status = status
+	if d.Status != 0 {
+		seg := o.open()
+		seg.status, seg.index = d.Status, d.Index
 	}
 }
 
@@ -111,7 +114,7 @@ func (o *Outbox) Take() (messages.Deliver, bool) {
 		seg := o.segments[0]
 		o.segments[0] = nil
 		o.segments = o.segments[1:]
-		d := messages.Deliver{Status: seg.status, Updates: seg.updates()}
+		d := messages.Deliver{Status: seg.status, Index: seg.index, Updates: seg.updates()}
 		if len(d.Updates) > 0 || d.Status != 0 {
 			o.inflight = &d
 			return d, true

@@ -25,11 +25,11 @@ var _ = Describe("Outbox", func() {
 	}
 
 	It("hands over one batch at a time", func() {
-		o.Push([]m.Update{added("/a", "1", 1)}, 0)
+		o.Push(m.Deliver{Updates: []m.Update{added("/a", "1", 1)}})
 		d, ok := o.Take()
 		Expect(ok).To(BeTrue())
 		Expect(d.Updates).To(Equal([]m.Update{added("/a", "1", 1)}))
-		o.Push([]m.Update{added("/b", "2", 2)}, 0)
+		o.Push(m.Deliver{Updates: []m.Update{added("/b", "2", 2)}})
 		_, ok = o.Take()
 		Expect(ok).To(BeFalse(), "the host is still busy")
 		o.Done()
@@ -40,10 +40,10 @@ var _ = Describe("Outbox", func() {
 
 	DescribeTable("coalesces a key's updates while the host is busy",
 		func(updates []m.Update, want []m.Update) {
-			o.Push([]m.Update{added("/busy", "x", 1)}, 0)
+			o.Push(m.Deliver{Updates: []m.Update{added("/busy", "x", 1)}})
 			_, _ = o.Take() // in flight
 			for _, u := range updates {
-				o.Push([]m.Update{u}, 0)
+				o.Push(m.Deliver{Updates: []m.Update{u}})
 			}
 			o.Done()
 			d, ok := o.Take()
@@ -64,16 +64,16 @@ var _ = Describe("Outbox", func() {
 	)
 
 	It("never coalesces across a status change, and ends each batch with its status", func() {
-		o.Push([]m.Update{added("/a", "1", 1)}, m.Resync)
-		o.Push([]m.Update{changed("/a", "2", 2)}, m.InSync)
-		o.Push([]m.Update{changed("/a", "3", 3)}, 0)
+		o.Push(m.Deliver{Updates: []m.Update{added("/a", "1", 1)}, Status: m.Resync})
+		o.Push(m.Deliver{Updates: []m.Update{changed("/a", "2", 2)}, Status: m.InSync})
+		o.Push(m.Deliver{Updates: []m.Update{changed("/a", "3", 3)}})
 		Expect(take()).To(Equal(m.Deliver{Updates: []m.Update{added("/a", "1", 1)}, Status: m.Resync}))
 		Expect(take()).To(Equal(m.Deliver{Updates: []m.Update{changed("/a", "2", 2)}, Status: m.InSync}))
 		Expect(take()).To(Equal(m.Deliver{Updates: []m.Update{changed("/a", "3", 3)}}))
 	})
 
 	It("delivers a status with no updates", func() {
-		o.Push(nil, m.WaitForDatastore)
+		o.Push(m.Deliver{Status: m.WaitForDatastore})
 		Expect(take()).To(Equal(m.Deliver{Updates: []m.Update{}, Status: m.WaitForDatastore}))
 	})
 
@@ -82,11 +82,11 @@ var _ = Describe("Outbox", func() {
 		// up to FoldAt, or as many as the folded entries, whichever is more.
 		for foldAt, bound := range map[int]int{1: 50 + 50, actors.DefaultFoldAt: 50 + actors.DefaultFoldAt} {
 			o = &actors.Outbox{FoldAt: foldAt}
-			o.Push([]m.Update{added("/busy", "x", 1)}, 0)
+			o.Push(m.Deliver{Updates: []m.Update{added("/busy", "x", 1)}})
 			_, _ = o.Take()
 			for i := range 100_000 {
 				k := fmt.Sprintf("/k%d", i%50)
-				o.Push([]m.Update{changed(k, fmt.Sprint(i), uint64(10+i))}, 0)
+				o.Push(m.Deliver{Updates: []m.Update{changed(k, fmt.Sprint(i), uint64(10+i))}})
 			}
 			Expect(o.Pending()).To(BeNumerically("<=", bound))
 			o.Done()
@@ -99,7 +99,7 @@ var _ = Describe("Outbox", func() {
 	It("hands a host that keeps up the merger's batch as it came", func() {
 		o = &actors.Outbox{}
 		batch := []m.Update{added("/a", "1", 1), changed("/a", "2", 2)}
-		o.Push(batch, 0)
+		o.Push(m.Deliver{Updates: batch})
 		d, ok := o.Take()
 		Expect(ok).To(BeTrue())
 		Expect(d.Updates).To(Equal(batch))
@@ -142,7 +142,7 @@ var _ = Describe("Outbox", func() {
 				status = m.SyncStatus(1 + r.IntN(3))
 			}
 			apply(direct, []m.Update{u})
-			o.Push([]m.Update{u}, status)
+			o.Push(m.Deliver{Updates: []m.Update{u}, Status: status})
 			if r.IntN(10) == 0 { // the host finishes a batch now and then
 				if _, busy := o.InFlight(); busy {
 					o.Done()

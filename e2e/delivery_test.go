@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -34,6 +35,30 @@ func (goodOnly) DecodeValue(_ any, value string) (any, error) {
 		return nil, errors.New("bad value")
 	}
 	return strings.ToUpper(value), nil
+}
+
+// statusProbe reads Syncer.Status from inside each OnStatusUpdated; the
+// first waits for ready, by when syncer is set.
+type statusProbe struct {
+	*recorder.Recorder
+	ready      chan struct{}
+	syncer     atomic.Pointer[supervisor.Syncer]
+	mu         sync.Mutex
+	probed     int
+	mismatches []string
+}
+
+func (p *statusProbe) OnStatusUpdated(st messages.SyncStatus) {
+	<-p.ready
+	if s := p.syncer.Load(); s != nil {
+		p.mu.Lock()
+		p.probed++
+		if got := s.Status(); got != st {
+			p.mismatches = append(p.mismatches, fmt.Sprintf("told %s, Status said %s", st, got))
+		}
+		p.mu.Unlock()
+	}
+	p.Recorder.OnStatusUpdated(st)
 }
 
 // typedHost records decoded updates and parse failures.
@@ -85,6 +110,22 @@ var _ = Describe("Delivery", func() {
 		cfg.KeysAPI = sim
 		cfg.Logger = logger
 	})
+
+	It("has Syncer.Status give, from inside OnStatusUpdated, the status being delivered", func(ctx SpecContext) {
+		sim.Load(map[string]string{prefix + "/a": "1"})
+		host := &statusProbe{Recorder: recorder.New(), ready: make(chan struct{})}
+		s, err := supervisor.Start(system, cfg, host)
+		Expect(err).NotTo(HaveOccurred())
+		host.syncer.Store(s)
+		close(host.ready)
+		DeferCleanup(s.Stop)
+		Eventually(host.InSyncMap).WithContext(ctx).Should(HaveLen(1))
+		Expect(s.Status()).To(Equal(messages.InSync), "once the host has seen it, so does everyone")
+		host.mu.Lock()
+		defer host.mu.Unlock()
+		Expect(host.mismatches).To(BeEmpty())
+		Expect(host.probed).To(Equal(3), "wait-for-datastore, resync, in-sync")
+	}, SpecTimeout(10*time.Second))
 
 	When("a decoder is configured", func() {
 		It("types keys and values, reports unparseable keys, and keeps keys whose values do not decode", func(ctx SpecContext) {

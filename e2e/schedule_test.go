@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
@@ -17,8 +19,10 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/stepper"
+	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
+	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
 
 // schedules returns how many random schedules to run and the seed of the
@@ -69,7 +73,31 @@ var _ = Describe("Random schedules on a simulated etcd", Label("schedule"), func
 			}
 		}
 	}, NodeTimeout(30*time.Minute))
+
+	It("keeps the invariant at the leaves of a relay, through relay restarts and cut or stalled leaf streams", func(ctx SpecContext) {
+		n, base := relaySchedules()
+		By(fmt.Sprintf("running %d relayed schedules from seed %d", n, base))
+		for i := range uint64(n) {
+			runScheduleWith(ctx, base+i, true)
+			if CurrentSpecReport().Failed() {
+				return
+			}
+		}
+	}, NodeTimeout(30*time.Minute))
 })
+
+// relaySchedules is schedules for the relayed ones:
+// ETCDSYNC_RELAY_SCHEDULES (default 30, about 3 s each), from the same seed.
+func relaySchedules() (n int, base uint64) {
+	_, base = schedules()
+	n = 30
+	if s := os.Getenv("ETCDSYNC_RELAY_SCHEDULES"); s != "" {
+		v, err := strconv.Atoi(s)
+		Expect(err).NotTo(HaveOccurred(), "ETCDSYNC_RELAY_SCHEDULES")
+		n = v
+	}
+	return n, base
+}
 
 // runSchedule runs one seeded schedule: a few rounds of random writes and
 // faults, each followed by a quiet period after which the host's map must
@@ -77,8 +105,21 @@ var _ = Describe("Random schedules on a simulated etcd", Label("schedule"), func
 // ETCDSYNC_SCHEDULES=1 replays it.
 func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 	GinkgoHelper()
+	return runScheduleWith(ctx, seed, false)
+}
+
+// runScheduleWith runs a schedule, with a relay between the simulated etcd
+// and two leaf syncers if relayed: then the relay is restarted, and the
+// leaves' streams cut or stalled, among the faults, and every leaf's map
+// must equal etcd's after each quiet period. A relayed schedule runs over
+// HTTP, so it does not replay exactly.
+func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []string) {
+	GinkgoHelper()
 	r := rand.New(rand.NewPCG(seed, 0))
 	why := func() string {
+		if relayed {
+			return fmt.Sprintf("relayed schedule seed %d (replay: ETCDSYNC_SCHEDULE_SEED=%d ETCDSYNC_SCHEDULES=0 ETCDSYNC_RELAY_SCHEDULES=1 go test ./e2e -ginkgo.label-filter=schedule)", seed, seed)
+		}
 		return fmt.Sprintf("schedule seed %d (replay: ETCDSYNC_SCHEDULE_SEED=%d ETCDSYNC_SCHEDULES=1 go test ./e2e -ginkgo.label-filter=schedule)", seed, seed)
 	}
 	sim := etcdsim.NewWithConfig(etcdsim.Config{Seed: seed, ClusterID: fmt.Sprintf("%016x", seed)})
@@ -128,6 +169,9 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 	// stream.
 	cfg := supervisor.LoopbackConfig()
 	mode := []string{"stepped", "http long-poll", "http stream"}[seed%3]
+	if relayed && mode == "stepped" {
+		mode = "http long-poll" // the relay's HTTP server and its clients are not stepped
+	}
 	// Stepped, everything the syncer does runs one thing at a time, in an
 	// order drawn from the seed, on the stepper's clock: the schedule
 	// replays exactly. Over HTTP, the client's and server's goroutines run
@@ -154,18 +198,28 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 	cfg.WatchErrorLimit = 1 + r.IntN(3)
 	cfg.SnapshotBatchSize = 1 + r.IntN(20)
 	rec := recorder.New()
-	s, err := supervisor.Start(system, cfg, rec)
-	Expect(err).NotTo(HaveOccurred(), why())
-	defer func() {
-		if st != nil {
-			Expect(st.Stop(s.Stop)).To(Succeed(), why())
-		} else {
-			Expect(s.Stop(ctx)).To(Succeed(), why())
-		}
-		rec.Close()
-		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
-		journal = rec.Journal()
-	}()
+	// hosts are the recorders the invariant is checked at: the syncer's,
+	// or with a relay, the leaves'.
+	hosts := []*recorder.Recorder{rec}
+	var rel *scheduleRelay
+	if relayed {
+		rel = startScheduleRelay(ctx, cfg, r)
+		defer rel.stop(ctx)
+		hosts = rel.leaves
+	} else {
+		s, err := supervisor.Start(system, cfg, rec)
+		Expect(err).NotTo(HaveOccurred(), why())
+		defer func() {
+			if st != nil {
+				Expect(st.Stop(s.Stop)).To(Succeed(), why())
+			} else {
+				Expect(s.Stop(ctx)).To(Succeed(), why())
+			}
+			rec.Close()
+			Expect(rec.Violation()).NotTo(HaveOccurred(), why())
+			journal = rec.Journal()
+		}()
+	}
 	// interleave lets the syncer take a few steps between two of the
 	// schedule's actions (stepped), or just go on (over HTTP).
 	interleave := func() {
@@ -193,7 +247,7 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 	for round := range 3 {
 		for range 5 + r.IntN(30) {
 			f := r.IntN(40)
-			if f <= 10 {
+			if f <= 10 || (rel != nil && f <= 13) {
 				GinkgoWriter.Printf("schedule %d round %d: fault %d at index %d\n", seed, round, f, sim.Index())
 			}
 			switch {
@@ -232,6 +286,12 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 				}
 			case f == 9 && backup == nil:
 				backup, backupID = sim.Backup(), sim.ClusterID()
+			case rel != nil && f == 11:
+				rel.proxy.CutAll() // the leaves reconnect and resume
+			case rel != nil && f == 12:
+				rel.proxy.Pause() // the leaves' streams stall past their read deadline
+			case rel != nil && f == 13 && r.IntN(2) == 0:
+				rel.restart(ctx)
 			default:
 				write()
 			}
@@ -241,6 +301,9 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 		sim.Reconnect()
 		sim.ReleaseFollower()
 		sim.ReleaseWatches()
+		if rel != nil {
+			rel.proxy.Resume()
+		}
 		// A last write, of a value this round alone writes: a map that
 		// merely equals etcd's can belong to a watch still behind writes
 		// that changed no value (a burst sets keys to what they hold),
@@ -249,10 +312,12 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 		_, err := keys.Set(ctx, prefix+"/quiet", fmt.Sprintf("round-%d", round), nil)
 		Expect(err).NotTo(HaveOccurred())
 		want := sim.Map(prefix)
-		eventually(func() bool { m := rec.InSyncMap(); return m != nil && maps.Equal(m, want) }, 20*time.Second,
-			fmt.Sprintf("round %d: in sync with etcd", round))
-		Expect(rec.InSyncMap()).To(Equal(want), "round %d of %s", round, why())
-		Expect(rec.Violation()).NotTo(HaveOccurred(), why())
+		for i, h := range hosts {
+			eventually(func() bool { m := h.InSyncMap(); return m != nil && maps.Equal(m, want) }, 20*time.Second,
+				fmt.Sprintf("round %d: host %d in sync with etcd", round, i))
+			Expect(h.InSyncMap()).To(Equal(want), "round %d of %s, host %d", round, why(), i)
+			Expect(h.Violation()).NotTo(HaveOccurred(), why())
+		}
 
 		// A restore from backup is detectable only while etcd's index is
 		// below what the syncer applied, so it happens here, in sync, and
@@ -271,15 +336,109 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 				_, err := keys.Set(ctx, prefix+"/marker", marker, nil)
 				Expect(err).NotTo(HaveOccurred())
 			}
-			eventually(func() bool { return rec.Map()[prefix+"/marker"] == marker }, 10*time.Second, "the marker")
-			resets := countResets(rec)
+			for _, h := range hosts {
+				eventually(func() bool { return h.Map()[prefix+"/marker"] == marker }, 10*time.Second, "the marker")
+			}
+			resets := make([]int, len(hosts))
+			for i, h := range hosts {
+				resets[i] = countResets(h)
+			}
 			sim.Restore(backup)
 			sim.Restart() // as a real restore does: watches cut, one more index
 			backup = nil
-			eventually(func() bool { return countResets(rec) > resets }, 10*time.Second, "the restore seen")
+			for i, h := range hosts {
+				eventually(func() bool { return countResets(h) > resets[i] }, 10*time.Second, "the restore seen")
+			}
 		}
 	}
 	return nil // the deferred Stop fills it in
+}
+
+// scheduleRelay is a relay between a schedule's simulated etcd and two
+// leaves: a syncer whose host is a relay.Server, served over HTTP on a
+// fixed loopback address (so that it can be restarted there), behind a
+// proxy that can cut or stall the leaves' streams.
+type scheduleRelay struct {
+	cfg     supervisor.Config
+	relay   relay.Config
+	addr    string
+	proxy   *tcpproxy.Proxy
+	leaves  []*recorder.Recorder
+	syncers []*supervisor.Syncer
+
+	syncer *supervisor.Syncer
+	server *relay.Server
+	http   *http.Server
+	served chan struct{}
+}
+
+func startScheduleRelay(ctx context.Context, cfg supervisor.Config, r *rand.Rand) *scheduleRelay {
+	GinkgoHelper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	// A small log and no sharing: leaves fall behind it, and get fresh
+	// snapshots, on their own streams.
+	sr := &scheduleRelay{cfg: cfg, addr: ln.Addr().String(), relay: relay.Config{Prefix: prefix, Logger: logger,
+		LogEntries: 20 + r.IntN(500), SnapshotShare: time.Nanosecond, WriteTimeout: time.Second}}
+	sr.serve(ln)
+	sr.proxy, err = tcpproxy.New(sr.addr)
+	Expect(err).NotTo(HaveOccurred())
+	for range 2 {
+		leaf := supervisor.LoopbackConfig()
+		leaf.Endpoints, leaf.Relays = nil, []string{sr.proxy.URL()}
+		leaf.RelayReadTimeout = 500 * time.Millisecond
+		leaf.Logger = logger
+		leaf.SnapshotBatchSize = 1 + r.IntN(20)
+		rec := recorder.New()
+		s, err := supervisor.Start(system, leaf, rec)
+		Expect(err).NotTo(HaveOccurred())
+		sr.leaves, sr.syncers = append(sr.leaves, rec), append(sr.syncers, s)
+	}
+	return sr
+}
+
+// serve starts the relay's syncer and server on ln.
+func (sr *scheduleRelay) serve(ln net.Listener) {
+	GinkgoHelper()
+	var err error
+	sr.server, err = relay.New(sr.relay)
+	Expect(err).NotTo(HaveOccurred())
+	sr.syncer, err = supervisor.Start(system, sr.cfg, sr.server)
+	Expect(err).NotTo(HaveOccurred())
+	sr.server.SetClusterIDSource(sr.syncer.ClusterID)
+	sr.http, sr.served = &http.Server{Handler: sr.server}, make(chan struct{})
+	go func(h *http.Server, done chan struct{}) { defer close(done); _ = h.Serve(ln) }(sr.http, sr.served)
+}
+
+// halt stops the relay's server and syncer.
+func (sr *scheduleRelay) halt(ctx context.Context) {
+	GinkgoHelper()
+	sr.server.Close()
+	Expect(sr.http.Shutdown(ctx)).To(Succeed())
+	<-sr.served
+	Expect(sr.syncer.Stop(ctx)).To(Succeed())
+}
+
+// restart replaces the relay by a new one on the same address, as a
+// restarted relay process would be.
+func (sr *scheduleRelay) restart(ctx context.Context) {
+	GinkgoHelper()
+	sr.halt(ctx)
+	var ln net.Listener
+	Eventually(func() (err error) { ln, err = net.Listen("tcp", sr.addr); return err }).Should(Succeed())
+	sr.serve(ln)
+}
+
+// stop stops the leaves, then the relay, and checks the leaves' contract.
+func (sr *scheduleRelay) stop(ctx context.Context) {
+	GinkgoHelper()
+	for i, s := range sr.syncers {
+		Expect(s.Stop(ctx)).To(Succeed())
+		sr.leaves[i].Close()
+		Expect(sr.leaves[i].Violation()).NotTo(HaveOccurred())
+	}
+	Expect(sr.proxy.Close()).To(Succeed())
+	sr.halt(ctx)
 }
 
 // countResets counts the cluster generations the host has been told of.

@@ -6,7 +6,7 @@ import (
 )
 
 // Errors the actors fail with. The supervisor matches them with errors.Is and
-// turns the first two into the host's reset policy.
+// turns the first three into the host's reset policy.
 var (
 	// ErrClusterIDChanged: etcd answered with a cluster ID other than the
 	// one seen before, so its index space is not the one we hold.
@@ -14,6 +14,10 @@ var (
 	// ErrIndexRegressed: etcd's index went below one we have applied under
 	// the same cluster ID, as when a data dir is restored from a backup.
 	ErrIndexRegressed = errors.New("etcdsync: etcd index went back in time")
+	// ErrUpstreamReset: the relay a syncer reads from reported that its own
+	// syncer was rebuilt against a reset or restored etcd; the host's reset
+	// policy applies, as for the first two.
+	ErrUpstreamReset = errors.New("etcdsync: the relay's etcd was rebuilt or restored")
 	// ErrLostSync: the watch can no longer deliver every event (etcd error
 	// 401 or 400, or too many transport errors in a row); the watcher fails
 	// and is restarted, which brings a resync.
@@ -94,6 +98,10 @@ type SnapshotFinished struct {
 type Deliver struct {
 	Updates []Update
 	Status  SyncStatus
+	// Index, with Status InSync, is the etcd index at which the host's
+	// view, once this Deliver is applied, is etcd's: a position from which
+	// a relay's clients can resume. 0 with any other status.
+	Index uint64
 }
 
 // Delivered is a host actor's answer to a Deliver (ctx.Respond), once it

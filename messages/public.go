@@ -98,6 +98,16 @@ type Callbacks interface {
 	OnUpdates(updates []Update)
 }
 
+// StatusAtCallback is implemented by hosts that want to know, when the
+// syncer reports InSync, the etcd index at which their view is etcd's (a
+// relay server, which hands it to its clients as a position to resume
+// from). The syncer then calls OnStatusAt instead of OnStatusUpdated.
+type StatusAtCallback interface {
+	// OnStatusAt reports a change of SyncStatus; with InSync, index is the
+	// etcd index at which the view is etcd's, and 0 with any other status.
+	OnStatusAt(status SyncStatus, index uint64)
+}
+
 // ParseFailedCallback is implemented by hosts that want to hear about keys
 // their decoder could not parse; such keys are left out of OnUpdates.
 type ParseFailedCallback interface {

@@ -88,6 +88,17 @@ type Config struct {
 	// KeysAPI, when set, is used instead of a client built from Endpoints
 	// (e2e/etcdsim's simulated etcd, or a client the host built).
 	KeysAPI KeysAPI
+	// Relays, when set, are relay URLs (http(s)://host:port of a
+	// supervisor/relay server, such as a node's --relay-listen) to sync
+	// from instead of etcd; exclusive with Endpoints and KeysAPI. The host
+	// gets the same contract. The syncer starts at a random relay, moves to
+	// the next when a stream fails, and resumes from its position. TLS,
+	// Transport and the Backoff apply to them as to etcd.
+	Relays []string
+	// RelayReadTimeout is how long a relay stream may stay silent before
+	// the syncer drops it and moves to the next relay; default 30 s (a
+	// relay pings every 10 s).
+	RelayReadTimeout time.Duration
 
 	// WatchMode is how the watcher watches; default WatchLongPoll.
 	WatchMode WatchMode
@@ -203,9 +214,22 @@ func (cfg Config) withDefaults() (Config, error) {
 	bad := func(field, format string, args ...any) (Config, error) {
 		return Config{}, &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
 	}
-	if cfg.KeysAPI == nil {
+	switch {
+	case len(cfg.Relays) > 0 && cfg.KeysAPI != nil:
+		return bad("Relays", "Relays and KeysAPI are exclusive: sync from relays or from etcd")
+	case len(cfg.Relays) > 0 && len(cfg.Endpoints) > 0:
+		return bad("Relays", "Relays and Endpoints are exclusive: sync from relays or from etcd")
+	case len(cfg.Relays) > 0 && cfg.WatchMode != WatchLongPoll:
+		return bad("WatchMode", "a syncer reading from relays does not watch etcd")
+	}
+	for i, ep := range cfg.Relays {
+		if err := ValidateEndpoint(ep); err != nil {
+			return Config{}, &ConfigError{Field: fmt.Sprintf("Relays[%d]", i), Err: err}
+		}
+	}
+	if cfg.KeysAPI == nil && len(cfg.Relays) == 0 {
 		if len(cfg.Endpoints) == 0 {
-			return bad("Endpoints", "no etcd endpoint given (and no KeysAPI)")
+			return bad("Endpoints", "no etcd endpoint given (and no KeysAPI or Relays)")
 		}
 		for i, ep := range cfg.Endpoints {
 			if err := ValidateEndpoint(ep); err != nil {
@@ -243,6 +267,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"WatchStallTimeout", &cfg.WatchStallTimeout, 5 * time.Second},
 		{"RequestTimeout", &cfg.RequestTimeout, 10 * time.Second},
 		{"HostAckTimeout", &cfg.HostAckTimeout, 30 * time.Second},
+		{"RelayReadTimeout", &cfg.RelayReadTimeout, 30 * time.Second},
 		{"Backoff.Initial", &cfg.Backoff.Initial, defaultBackoff.Initial},
 		{"Backoff.Max", &cfg.Backoff.Max, defaultBackoff.Max},
 		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, defaultBackoff.ResetAfter},
@@ -298,6 +323,9 @@ func (cfg Config) withDefaults() (Config, error) {
 // own transport's connections, which Stop closes (nil with a KeysAPI or a
 // Transport of the host's).
 func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snapshotter, actors.Watches, *connTracker, error) {
+	if len(cfg.Relays) > 0 {
+		return nil, nil, nil, nil, nil // see relayClient
+	}
 	if cfg.KeysAPI != nil {
 		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil, nil
 	}
@@ -334,6 +362,16 @@ func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snaps
 	}
 	keys := client.NewKeysAPI(c)
 	return keys, snapshots, keys, conns, nil
+}
+
+// relayClient returns the HTTP client for Relays, and the tracker of the
+// syncer's own transport's connections (nil with a Transport of the host's).
+func (cfg Config) relayClient() (*http.Client, *connTracker) {
+	if cfg.Transport != nil {
+		return &http.Client{Transport: cfg.Transport}, nil
+	}
+	transport, conns := newTransport(cfg.TLS)
+	return &http.Client{Transport: transport}, conns
 }
 
 var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")

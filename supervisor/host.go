@@ -9,6 +9,9 @@ type (
 	Observer = actors.Observer
 	// NopObserver ignores everything; embed it to hear only some events.
 	NopObserver = actors.NopObserver
+	// RelayObserver, when Config.Observer implements it too, hears about
+	// the relay streams of a syncer reading from Config.Relays.
+	RelayObserver = actors.RelayObserver
 	// KeysAPI is the part of client/v2's KeysAPI the syncer calls
 	// (Config.KeysAPI).
 	KeysAPI = actors.KeysAPI

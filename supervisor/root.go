@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,8 @@ type root struct {
 	status  *atomic.Uint32    // last status the host was told
 
 	consumer, poller, snapshot, merger, watcher *actor.PID
+	relay                                       *actor.PID   // instead of poller, snapshot and watcher, with Config.Relays
+	relays                                      *http.Client // for Config.Relays
 	// pipeline, once spawned, is every child but the consumer, which keeps
 	// delivering across a cluster reset.
 	resetting map[string]bool // pipeline children not yet terminated, during a reset
@@ -117,6 +120,10 @@ func (r *root) spawn(c actor.Context, name string, props *actor.Props) *actor.PI
 func (r *root) spawnPipeline(c actor.Context) {
 	cluster := &actors.ClusterIDGuard{} // one cluster per pipeline: a reset starts another
 	r.syncer.cluster.Store(cluster)
+	if len(r.cfg.Relays) > 0 {
+		r.spawnRelayPipeline(c, cluster)
+		return
+	}
 	r.poller = r.spawn(c, "clusterid", actors.NewClusterIDPollerProps(r.env, actors.PollerConfig{
 		Interval: r.cfg.ClusterIDPollInterval,
 		Applied:  r.applied.Load,
@@ -142,6 +149,41 @@ func (r *root) spawnPipeline(c actor.Context) {
 	}))
 }
 
+// spawnRelayPipeline spawns the merger and, in the place of the watcher, the
+// snapshot reader and the poller, a relay client that feeds it. Each needs
+// the other's PID, so the client is told the merger's once both exist.
+func (r *root) spawnRelayPipeline(c actor.Context, cluster *actors.ClusterIDGuard) {
+	var observer actors.RelayObserver
+	if o, ok := r.cfg.Observer.(actors.RelayObserver); ok {
+		observer = o
+	}
+	r.relay = r.spawn(c, "relay", actors.NewRelayClientProps(r.env, actors.RelayClientConfig{
+		Relays:       r.cfg.Relays,
+		Client:       r.relays,
+		Cluster:      cluster,
+		ReadTimeout:  r.cfg.RelayReadTimeout,
+		StaleTimeout: r.cfg.StaleSnapshotTimeout,
+		StaleRetry:   r.cfg.StaleReadRetry,
+		BatchSize:    r.cfg.SnapshotBatchSize,
+		Observer:     observer,
+	}))
+	r.merger = r.spawn(c, "merger", actors.NewMergerProps(r.env, actors.MergerConfig{
+		Core:     r.merge,
+		Snapshot: r.relay,
+		Consumer: r.consumer,
+		Applied:  &r.applied,
+	}))
+	c.Send(r.relay, actors.RelayBind{Merger: r.merger})
+}
+
+// pipeline returns the pipeline's children, those a reset stops.
+func (r *root) pipeline() []*actor.PID {
+	if len(r.cfg.Relays) > 0 {
+		return []*actor.PID{r.relay, r.merger}
+	}
+	return []*actor.PID{r.watcher, r.merger, r.snapshot, r.poller}
+}
+
 // HandleFailure implements actor.SupervisorStrategy. It runs on the root's
 // goroutine, like Receive.
 func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
@@ -159,7 +201,8 @@ func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, ch
 	case r.stopping, r.resetting != nil && child.Id != r.consumer.Id:
 		// Already being stopped, for good or for a reset.
 		publish(actor.StopDirective)
-	case errors.Is(err, messages.ErrClusterIDChanged), errors.Is(err, messages.ErrIndexRegressed):
+	case errors.Is(err, messages.ErrClusterIDChanged), errors.Is(err, messages.ErrIndexRegressed),
+		errors.Is(err, messages.ErrUpstreamReset):
 		r.env.Observer.ClusterReset()
 		if r.cfg.OnClusterReset == StopOnReset {
 			// Warn: the host reports the error it gets from Err.
@@ -175,7 +218,7 @@ func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, ch
 		log.Error("stopping: the host callback keeps failing on one batch")
 		publish(actor.StopDirective)
 		r.fail(err)
-	case child.Id == r.watcher.Id:
+	case r.watcher != nil && child.Id == r.watcher.Id:
 		delay := r.backoff.Next()
 		log.Warn("watcher failed; restarting it", "after", delay)
 		r.env.Observer.WatcherRestarted()
@@ -201,7 +244,7 @@ func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, ch
 func (r *root) startReset(sup actor.Supervisor) {
 	r.restartGen++ // void any pending watcher restart
 	r.resetting = map[string]bool{}
-	pids := []*actor.PID{r.watcher, r.merger, r.snapshot, r.poller}
+	pids := r.pipeline()
 	for _, pid := range pids {
 		r.resetting[pid.Id] = true
 	}

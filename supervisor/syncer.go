@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -70,6 +71,10 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if err != nil {
 		return nil, err
 	}
+	var relays *http.Client
+	if len(cfg.Relays) > 0 {
+		relays, conns = cfg.relayClient()
+	}
 	s := &Syncer{system: system, callbacks: callbacks, conns: conns, done: make(chan struct{})}
 	s.env = &actors.Env{
 		Keys:       keys,
@@ -96,16 +101,24 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		status:   &s.status,
 		backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
 		failures: map[string]*failureCount{},
+		relays:   relays,
 	}
 	props := s.env.Props(func() actor.Actor { return r })
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
-	cfg.Logger.Info("syncer started", "prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String(),
-		"watch", cfg.WatchMode.String())
+	source := []any{"watch", cfg.WatchMode.String()}
+	if len(cfg.Relays) > 0 {
+		source = []any{"relays", cfg.Relays}
+	}
+	cfg.Logger.Info("syncer started", append([]any{"prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String()},
+		source...)...)
 	return s, nil
 }
 
 // Status returns the last status delivered to the host (WaitForDatastore
-// before any).
+// before any). It changes as the host is told (just before
+// OnStatusUpdated is called, or a Deliver carrying it is sent to a host
+// actor), so a host reads the new status from inside that callback, and
+// anyone reads it once the host has seen it.
 func (s *Syncer) Status() messages.SyncStatus {
 	if st := messages.SyncStatus(s.status.Load()); st != 0 {
 		return st
@@ -134,7 +147,8 @@ func (s *Syncer) Done() <-chan struct{} { return s.done }
 
 // Err returns why the syncer stopped itself, once Done is closed: nil after
 // Stop, else an error matching messages.ErrPoisonBatch,
-// messages.ErrClusterIDChanged or messages.ErrIndexRegressed (errors.Is), or
+// messages.ErrClusterIDChanged, messages.ErrIndexRegressed or (reading from
+// relays) messages.ErrUpstreamReset (errors.Is), or
 // a restart-storm error.
 func (s *Syncer) Err() error {
 	select {

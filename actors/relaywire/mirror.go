@@ -24,7 +24,11 @@ type Mirror struct {
 
 	snap      map[string]KV // the snapshot being received; nil outside one
 	snapCount int           // keys it announced
-	synced    bool          // a snapshot ended, or the stream resumed
+	// The snapshot's position, taken when it ends: one cut short leaves
+	// the map, and the position, as they were.
+	snapCluster string
+	snapRev     uint64
+	synced      bool // a snapshot ended, or the stream resumed
 }
 
 // NewMirror returns an empty mirror. A client that resumes fills Keys,
@@ -64,10 +68,8 @@ func (m *Mirror) Apply(f *Frame) error {
 			m.synced = true
 		}
 	case TypeSnapshotBegin:
-		// A snapshot replaces the map, so its position, or none, replaces
-		// the last one.
 		m.snap, m.snapCount = map[string]KV{}, f.Count
-		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+		m.snapCluster, m.snapRev = f.ClusterID, f.Revision
 	case TypeKVs:
 		if m.snap == nil {
 			return outOfOrder("outside a snapshot")
@@ -82,7 +84,10 @@ func (m *Mirror) Apply(f *Frame) error {
 		if len(m.snap) != m.snapCount {
 			return outOfOrder(fmt.Sprintf("after %d keys, not the %d announced", len(m.snap), m.snapCount))
 		}
+		// A snapshot replaces the map, so its position, or none, replaces
+		// the last one.
 		m.Keys, m.snap, m.synced = m.snap, nil, true
+		m.ClusterID, m.Revision = m.snapCluster, m.snapRev
 		m.Snapshots++
 		m.Status, _ = ParseStatus(f.Status) // Validate checked it
 	case TypeDelta:
@@ -105,6 +110,7 @@ func (m *Mirror) Apply(f *Frame) error {
 	case TypeStatus:
 		m.Status, _ = ParseStatus(f.Status)
 		m.Statuses++
+		m.takePosition(f) // an in-sync status may be one
 		if m.Status == messages.WaitForDatastore {
 			// The relay's syncer was rebuilt, perhaps against another
 			// cluster: revisions start over, and no position holds.
@@ -118,7 +124,7 @@ func (m *Mirror) Apply(f *Frame) error {
 	return nil
 }
 
-// takePosition keeps a delta's resume position, if it has one: the relay
+// takePosition keeps a delta's or a status's resume position, if it has one: the relay
 // names one only where its view is etcd's state at that revision. A client
 // past its last position still resumes from it; what it is sent again, it
 // applies again in order, which leaves a map the same.

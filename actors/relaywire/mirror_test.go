@@ -86,3 +86,41 @@ func TestMirrorKeepsItsLastResumePosition(t *testing.T) {
 		t.Error("Resuming shares the map")
 	}
 }
+
+// A snapshot cut short (a frame too large, a broken stream) leaves the map
+// and the position it stands for, so a client resumes from there.
+func TestMirrorKeepsItsPositionWhenASnapshotIsCutShort(t *testing.T) {
+	m := NewMirror()
+	for _, f := range []*Frame{
+		{Type: TypeHello, Version: Version},
+		{Type: TypeSnapshotBegin, ClusterID: "c1", Revision: 5, Count: 1},
+		{Type: TypeKVs, KVs: []KV{{Key: "/a", Value: "1", Revision: 5}}},
+		{Type: TypeSnapshotEnd, Status: "in-sync"},
+		{Type: TypeSnapshotBegin, ClusterID: "c1", Revision: 50, Count: 2},
+		{Type: TypeKVs, KVs: []KV{{Key: "/b", Value: "2", Revision: 50}}},
+	} {
+		if err := m.Apply(f); err != nil {
+			t.Fatalf("%s: %v", f.Type, err)
+		}
+	}
+	r := m.Resuming()
+	if r.ClusterID != "c1" || r.Revision != 5 || !reflect.DeepEqual(r.Map(), map[string]string{"/a": "1"}) {
+		t.Errorf("resuming from %s@%d with %v, want c1@5 with /a only", r.ClusterID, r.Revision, r.Map())
+	}
+}
+
+func TestChunksBoundEntriesAndBytes(t *testing.T) {
+	sizes := []int{10, MaxFrameValueBytes, 10, 10, 2 * MaxFrameValueBytes, 1}
+	got := Chunks(len(sizes), func(i int) int { return sizes[i] })
+	want := [][2]int{{0, 1}, {1, 2}, {2, 4}, {4, 5}, {5, 6}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Chunks by bytes = %v, want %v", got, want)
+	}
+	got = Chunks(MaxFrameChanges+1, func(int) int { return 1 })
+	if want := [][2]int{{0, MaxFrameChanges}, {MaxFrameChanges, MaxFrameChanges + 1}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Chunks by count = %v, want %v", got, want)
+	}
+	if got := Chunks(0, nil); len(got) != 0 {
+		t.Errorf("Chunks(0) = %v", got)
+	}
+}

@@ -16,9 +16,34 @@ const (
 )
 
 // MaxFrameChanges is the most keys a server puts in one kvs frame or
-// changes in one delta frame, so that frames stay small next to
-// DefaultMaxFrame and a client applies a snapshot in steps.
-const MaxFrameChanges = 512
+// changes in one delta frame, and MaxFrameValueBytes the most bytes of keys
+// and values, so that frames stay small next to DefaultMaxFrame (JSON
+// escaping grows a value at most sixfold) and a client applies a snapshot
+// in steps. A single entry larger than that still gets a frame of its own.
+const (
+	MaxFrameChanges    = 512
+	MaxFrameValueBytes = 1 << 20
+)
+
+// Chunks splits n entries, the i-th of size(i) bytes, into the runs [start,
+// end) that frames carry: at most MaxFrameChanges entries and, but for a
+// run of one, MaxFrameValueBytes.
+func Chunks(n int, size func(i int) int) [][2]int {
+	var out [][2]int
+	start, bytes := 0, 0
+	for i := range n {
+		b := size(i)
+		if i > start && (i-start == MaxFrameChanges || bytes+b > MaxFrameValueBytes) {
+			out = append(out, [2]int{start, i})
+			start, bytes = i, 0
+		}
+		bytes += b
+	}
+	if n > start {
+		out = append(out, [2]int{start, n})
+	}
+	return out
+}
 
 // zstdWindow bounds the decoder's window, and so its memory per stream. The
 // server compresses each shared entry as an independent zstd frame, never

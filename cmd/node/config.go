@@ -21,6 +21,8 @@ const (
 	envEndpoints = "ETCDSYNC_ETCD_ENDPOINTS"
 	envPassword  = "ETCDSYNC_ETCD_PASSWORD"
 	envRelay     = "ETCDSYNC_RELAY_LISTEN"
+	// envRelayEndpoints makes the node a leaf, syncing from relays.
+	envRelayEndpoints = "ETCDSYNC_RELAY_ENDPOINTS"
 )
 
 // config is the node's validated command line.
@@ -30,6 +32,12 @@ type config struct {
 	CAFile             string
 	CertFile, KeyFile  string
 	Username, Password string
+
+	// RelayEndpoints, when set, make the node a leaf: it syncs from these
+	// relays instead of etcd, and runs no etcd.
+	RelayEndpoints              []string
+	RelayCAFile                 string
+	RelayCertFile, RelayKeyFile string
 
 	EmbeddedListen     string // host:port for the embedded etcd's clients
 	EmbeddedPeerListen string // host:port for its peer listener
@@ -47,12 +55,79 @@ type config struct {
 	// RelayListen is host:port of the relay server; "" (the default): no
 	// relay. A bare :port is made loopback.
 	RelayListen string
-	LogFormat   string // "text" or "json"
-	LogLevel    slog.Level
+	// The relay listener's TLS: its certificate, and the CA and names a
+	// client certificate must have (none: clients need none).
+	RelayTLSCertFile, RelayTLSKeyFile string
+	RelayClientCAFile                 string
+	RelayAllowedNames                 []string
+	// The relay's retained log: a client further behind gets a fresh
+	// snapshot.
+	RelayLogEntries, RelayLogBytes int
+	RelayMaxClients                int    // streams at once; one more is refused with a retry hint
+	LogFormat                      string // "text" or "json"
+	LogLevel                       slog.Level
 }
 
 // embedded reports whether the node runs its own etcd.
-func (c config) embedded() bool { return len(c.Endpoints) == 0 }
+func (c config) embedded() bool { return len(c.Endpoints) == 0 && !c.leaf() }
+
+// leaf reports whether the node syncs from relays.
+func (c config) leaf() bool { return len(c.RelayEndpoints) > 0 }
+
+// urlList reads the comma-separated URLs of flag name, or, if the flag is
+// not set, of environment variable env, and returns them with how to name
+// their source in errors ("--etcd-endpoints (from $ENV)").
+func urlList(name, env, flagValue string, set map[string]bool, getenv func(string) string) ([]string, string, error) {
+	list, source := flagValue, name
+	if !set[name] {
+		list, source = getenv(env), name+" (from $"+env+")"
+	}
+	var urls []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if err := supervisor.ValidateEndpoint(u); err != nil {
+			return nil, source, badFlag(source, "%w", err)
+		}
+		urls = append(urls, u)
+	}
+	return urls, source, nil
+}
+
+// checkRelayTLS checks the relay listener's flags: the TLS ones come
+// together, and all only with --relay-listen.
+func checkRelayTLS(c config, set map[string]bool) error {
+	if c.RelayLogEntries <= 0 {
+		return badFlag("relay-log-entries", "%d must be positive", c.RelayLogEntries)
+	}
+	if c.RelayLogBytes <= 0 {
+		return badFlag("relay-log-bytes", "%d must be positive", c.RelayLogBytes)
+	}
+	if c.RelayMaxClients <= 0 {
+		return badFlag("relay-max-clients", "%d must be positive", c.RelayMaxClients)
+	}
+	if c.RelayListen == "" {
+		for _, name := range []string{"relay-tls-cert-file", "relay-tls-key-file", "relay-client-ca-file", "relay-allowed-names",
+			"relay-log-entries", "relay-log-bytes", "relay-max-clients"} {
+			if set[name] {
+				return badFlag(name, "only applies to a relay (--relay-listen)")
+			}
+		}
+		return nil
+	}
+	switch {
+	case (c.RelayTLSCertFile == "") != (c.RelayTLSKeyFile == "") && c.RelayTLSCertFile == "":
+		return badFlag("relay-tls-cert-file", "missing: --relay-tls-key-file needs it")
+	case (c.RelayTLSCertFile == "") != (c.RelayTLSKeyFile == ""):
+		return badFlag("relay-tls-key-file", "missing: --relay-tls-cert-file needs it")
+	case c.RelayClientCAFile != "" && c.RelayTLSCertFile == "":
+		return badFlag("relay-client-ca-file", "needs --relay-tls-cert-file: client certificates are checked over TLS")
+	case len(c.RelayAllowedNames) > 0 && c.RelayClientCAFile == "":
+		return badFlag("relay-allowed-names", "needs --relay-client-ca-file: names are read from verified client certificates")
+	}
+	return nil
+}
 
 // flagError is a bad command line; Flag names the culprit ("--prefix").
 type flagError struct {
@@ -83,6 +158,12 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&c.KeyFile, "etcd-key-file", "", "PEM client key for etcd (with --etcd-cert-file)")
 	fs.StringVar(&c.Username, "etcd-username", "",
 		"etcd v2 basic-auth user; the password is read from env "+envPassword+" only")
+	fs.StringVar(&raw.relayEndpoints, "relay-endpoints", "",
+		"comma-separated relay URLs (other nodes' --relay-listen), e.g. http://relay-a:9096 (env "+envRelayEndpoints+"; the flag wins).\n"+
+			"Makes the node a leaf: it syncs from the relays instead of etcd, and runs no etcd")
+	fs.StringVar(&c.RelayCAFile, "relay-ca-file", "", "PEM CA bundle to verify the relays (https relay endpoints)")
+	fs.StringVar(&c.RelayCertFile, "relay-cert-file", "", "PEM client certificate for the relays (with --relay-key-file)")
+	fs.StringVar(&c.RelayKeyFile, "relay-key-file", "", "PEM client key for the relays (with --relay-cert-file)")
 	fs.StringVar(&c.EmbeddedListen, "embedded-etcd-listen", "127.0.0.1:2379",
 		"host:port the embedded etcd serves clients on (only without --etcd-endpoints)")
 	fs.StringVar(&c.EmbeddedPeerListen, "embedded-etcd-peer-listen", "",
@@ -104,6 +185,18 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&raw.relayListen, "relay-listen", "",
 		"host:port to serve the synced view to relay clients on (env "+envRelay+"; the flag wins).\n"+
 			"Empty: no relay. A bare :port listens on 127.0.0.1; name 0.0.0.0 to listen on every interface")
+	fs.IntVar(&c.RelayLogEntries, "relay-log-entries", 10000,
+		"how many updates (batches of at most 512) the relay retains for clients to resume from or catch up with")
+	fs.IntVar(&c.RelayLogBytes, "relay-log-bytes", 64<<20, "the most bytes the relay's retained log may hold")
+	fs.IntVar(&c.RelayMaxClients, "relay-max-clients", 10000,
+		"how many relay clients may stream at once; one more is refused with 503 and a retry hint")
+	fs.StringVar(&c.RelayTLSCertFile, "relay-tls-cert-file", "", "PEM certificate of the relay listener: it serves https (with --relay-tls-key-file)")
+	fs.StringVar(&c.RelayTLSKeyFile, "relay-tls-key-file", "", "PEM key of the relay listener's certificate")
+	fs.StringVar(&c.RelayClientCAFile, "relay-client-ca-file", "",
+		"PEM CA bundle: relay clients must present a certificate it signed (needs --relay-tls-cert-file)")
+	fs.StringVar(&raw.relayAllowedNames, "relay-allowed-names", "",
+		"comma-separated names a relay client's certificate must carry, as its common name or a DNS or URI SAN\n"+
+			"(needs --relay-client-ca-file); empty: any certificate the CA signed")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&raw.version, "version", false, "print the module version and VCS revision, then exit")
@@ -116,7 +209,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, "Usage: node [flags]\n\n"+
 		"Syncs an etcd v2 key prefix and streams its updates as JSON lines on stdout;\n"+
 		"serves /healthz, /readyz, /state and /metrics on --listen. Without\n"+
-		"--etcd-endpoints it runs an embedded etcd. Exit codes: 0 after SIGINT or\n"+
+		"--etcd-endpoints it runs an embedded etcd; with --relay-endpoints it is a\n"+
+		"leaf, syncing from relays instead of etcd. Exit codes: 0 after SIGINT or\n"+
 		"SIGTERM, 1 when the syncer stops itself or a component fails, 2 for a bad\n"+
 		"flag or setting.\n\nFlags:\n")
 	fs.VisitAll(func(f *flag.Flag) {
@@ -135,8 +229,9 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 
 // rawFlags are the flags that need parsing beyond what package flag does.
 type rawFlags struct {
-	endpoints, watch, onClusterReset, logLevel, relayListen string
-	version                                                 bool
+	endpoints, relayEndpoints, watch, onClusterReset, logLevel, relayListen string
+	relayAllowedNames                                                       string
+	version                                                                 bool
 }
 
 // errVersion is what parseFlags returns for --version, the version having
@@ -174,25 +269,47 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	endpoints, endpointsFlag := raw.endpoints, "etcd-endpoints"
-	if !set["etcd-endpoints"] {
-		endpoints, endpointsFlag = getenv(envEndpoints), "etcd-endpoints (from $"+envEndpoints+")"
-	}
-	for _, ep := range strings.Split(endpoints, ",") {
-		if ep = strings.TrimSpace(ep); ep == "" {
-			continue
-		}
-		if err := supervisor.ValidateEndpoint(ep); err != nil {
-			return config{}, badFlag(endpointsFlag, "%w", err)
-		}
-		c.Endpoints = append(c.Endpoints, ep)
+	var err error
+	var endpointsFlag, relaysFlag string
+	if c.Endpoints, endpointsFlag, err = urlList("etcd-endpoints", envEndpoints, raw.endpoints, set, getenv); err != nil {
+		return config{}, err
 	}
 	if set["etcd-endpoints"] && len(c.Endpoints) == 0 {
 		return config{}, badFlag("etcd-endpoints", "empty; leave the flag out to run the embedded etcd")
 	}
 	c.Password = getenv(envPassword)
 
-	if c.embedded() {
+	if c.RelayEndpoints, relaysFlag, err = urlList("relay-endpoints", envRelayEndpoints, raw.relayEndpoints, set, getenv); err != nil {
+		return config{}, err
+	}
+	if set["relay-endpoints"] && !c.leaf() {
+		return config{}, badFlag("relay-endpoints", "empty; leave the flag out to sync from etcd")
+	}
+	if c.leaf() && len(c.Endpoints) > 0 {
+		return config{}, badFlag(relaysFlag, "exclusive with --%s: a node syncs from relays or from etcd, not both", endpointsFlag)
+	}
+	if !c.leaf() {
+		for _, name := range []string{"relay-ca-file", "relay-cert-file", "relay-key-file"} {
+			if set[name] {
+				return config{}, badFlag(name, "only applies to a leaf (--relay-endpoints)")
+			}
+		}
+	}
+
+	if c.leaf() {
+		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username",
+			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir", "watch", "cluster-id-poll-interval"} {
+			if set[name] {
+				return config{}, badFlag(name, "does not apply to a leaf (--relay-endpoints), which reads no etcd")
+			}
+		}
+		if (c.RelayCertFile == "") != (c.RelayKeyFile == "") {
+			if c.RelayCertFile == "" {
+				return config{}, badFlag("relay-cert-file", "missing: --relay-key-file needs it")
+			}
+			return config{}, badFlag("relay-key-file", "missing: --relay-cert-file needs it")
+		}
+	} else if c.embedded() {
 		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username"} {
 			if set[name] {
 				return config{}, badFlag(name, "only applies to an external etcd (--etcd-endpoints)")
@@ -292,6 +409,14 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 		c.RelayListen = relayListen
 	} else if set["relay-listen"] {
 		return config{}, badFlag("relay-listen", "empty; leave the flag out for no relay")
+	}
+	for _, name := range strings.Split(raw.relayAllowedNames, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			c.RelayAllowedNames = append(c.RelayAllowedNames, name)
+		}
+	}
+	if err := checkRelayTLS(c, set); err != nil {
+		return config{}, err
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return config{}, badFlag("log-format", "%q is neither text nor json", c.LogFormat)

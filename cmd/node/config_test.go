@@ -6,6 +6,7 @@ import (
 	"flag"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,9 @@ func TestParseFlagsDefaults(t *testing.T) {
 		Output:                "jsonl",
 		Model:                 "raw",
 		Listen:                "127.0.0.1:9095",
+		RelayLogEntries:       10000,    // relay.Config's default
+		RelayLogBytes:         64 << 20, // likewise
+		RelayMaxClients:       10000,
 		LogFormat:             "text",
 		LogLevel:              slog.LevelInfo,
 	}
@@ -106,6 +110,48 @@ func TestParseFlagsRelayListen(t *testing.T) {
 	}
 }
 
+func TestParseFlagsLeaf(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{[]string{"--relay-endpoints", "http://a:9096, https://b:9096"}, nil, []string{"http://a:9096", "https://b:9096"}},
+		{nil, map[string]string{envRelayEndpoints: "http://a:9096"}, []string{"http://a:9096"}},
+		{[]string{"--relay-endpoints", "http://a:9096", "--relay-listen", ":9097"}, nil, []string{"http://a:9096"}}, // a tier
+	} {
+		c, err := parseFlags(tc.args, env(tc.env), &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("parseFlags(%q, %v) = %v", tc.args, tc.env, err)
+			continue
+		}
+		if !slices.Equal(c.RelayEndpoints, tc.want) || c.embedded() || !c.leaf() {
+			t.Errorf("parseFlags(%q, %v): relays %q (embedded %v), want %q and no etcd", tc.args, tc.env,
+				c.RelayEndpoints, c.embedded(), tc.want)
+		}
+	}
+}
+
+// A leaf syncs from relays or from etcd: both is exit 2, naming both.
+func TestParseFlagsRelayEndpointsExcludeEtcd(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--relay-endpoints", "http://r:1", "--etcd-endpoints", "http://e:2379"}, nil},
+		{[]string{"--relay-endpoints", "http://r:1"}, map[string]string{envEndpoints: "http://e:2379"}},
+		{nil, map[string]string{envRelayEndpoints: "http://r:1", envEndpoints: "http://e:2379"}},
+	} {
+		_, err := parseFlags(tc.args, env(tc.env), &bytes.Buffer{})
+		var fe *flagError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), "relay-endpoints") || !strings.Contains(err.Error(), "etcd-endpoints") {
+			t.Errorf("parseFlags(%q, %v) = %v, want a *flagError naming both --relay-endpoints and --etcd-endpoints", tc.args, tc.env, err)
+		} else if code := codeFor(err); code != exitUsage {
+			t.Errorf("parseFlags(%q, %v): exit code %d, want %d", tc.args, tc.env, code, exitUsage)
+		}
+	}
+}
+
 func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -152,6 +198,25 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--relay-listen", "127.0.0.1:9095"}, nil, "--relay-listen"}, // --listen's
 		{[]string{"--relay-listen", ":7000", "--model", "calicov1"}, nil, "--relay-listen"},
 		{nil, map[string]string{envRelay: "bad"}, "--relay-listen (from $" + envRelay + ")"},
+		{[]string{"--relay-endpoints", "relay:9096"}, nil, "--relay-endpoints"},
+		{[]string{"--relay-endpoints", ","}, nil, "--relay-endpoints"},
+		{nil, map[string]string{envRelayEndpoints: "x"}, "--relay-endpoints (from $" + envRelayEndpoints + ")"},
+		{[]string{"--relay-endpoints", "http://r:1", "--watch", "stream"}, nil, "--watch"},
+		{[]string{"--relay-endpoints", "http://r:1", "--data-dir", "d"}, nil, "--data-dir"},
+		{[]string{"--relay-endpoints", "http://r:1", "--etcd-ca-file", "ca.pem"}, nil, "--etcd-ca-file"},
+		{[]string{"--relay-endpoints", "http://r:1", "--relay-cert-file", "c.pem"}, nil, "--relay-key-file"},
+		{[]string{"--relay-ca-file", "ca.pem"}, nil, "--relay-ca-file"},
+		{[]string{"--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-cert-file"}, // no --relay-listen
+		{[]string{"--relay-log-entries", "5"}, nil, "--relay-log-entries"},         // no --relay-listen
+		{[]string{"--relay-listen", ":7000", "--relay-log-entries", "0"}, nil, "--relay-log-entries"},
+		{[]string{"--relay-listen", ":7000", "--relay-log-bytes", "-1"}, nil, "--relay-log-bytes"},
+		{[]string{"--relay-listen", ":7000", "--relay-max-clients", "0"}, nil, "--relay-max-clients"},
+		{[]string{"--relay-max-clients", "5"}, nil, "--relay-max-clients"},
+		{[]string{"--relay-listen", ":7000", "--relay-tls-cert-file", "c.pem"}, nil, "--relay-tls-key-file"},
+		{[]string{"--relay-listen", ":7000", "--relay-tls-key-file", "k.pem"}, nil, "--relay-tls-cert-file"},
+		{[]string{"--relay-listen", ":7000", "--relay-client-ca-file", "ca.pem"}, nil, "--relay-client-ca-file"},
+		{[]string{"--relay-listen", ":7000", "--relay-tls-cert-file", "c.pem", "--relay-tls-key-file", "k.pem",
+			"--relay-allowed-names", "a"}, nil, "--relay-allowed-names"},
 	} {
 		_, err := parseFlags(tc.args, env(tc.env), &bytes.Buffer{})
 		var fe *flagError

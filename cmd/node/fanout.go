@@ -10,7 +10,10 @@ import "github.com/etcdsync/etcdsync/messages"
 // at a time.
 type fanout struct {
 	view  *view
-	relay messages.Callbacks
+	relay interface {
+		messages.Callbacks
+		messages.StatusAtCallback
+	}
 }
 
 // OnUpdates implements messages.Callbacks.
@@ -19,10 +22,15 @@ func (f fanout) OnUpdates(updates []messages.Update) {
 	f.relay.OnUpdates(updates)
 }
 
-// OnStatusUpdated implements messages.Callbacks.
-func (f fanout) OnStatusUpdated(s messages.SyncStatus) {
+// OnStatusUpdated implements messages.Callbacks; the syncer calls
+// OnStatusAt instead.
+func (f fanout) OnStatusUpdated(s messages.SyncStatus) { f.OnStatusAt(s, 0) }
+
+// OnStatusAt implements messages.StatusAtCallback: the relay needs the
+// index, to give its clients a resume position.
+func (f fanout) OnStatusAt(s messages.SyncStatus, index uint64) {
 	f.view.OnStatusUpdated(s)
-	f.relay.OnStatusUpdated(s)
+	f.relay.OnStatusAt(s, index)
 }
 
 // ParseFailed implements messages.ParseFailedCallback, for the view only:
@@ -32,4 +40,5 @@ func (f fanout) ParseFailed(key, value string) { f.view.ParseFailed(key, value) 
 var (
 	_ messages.Callbacks           = fanout{}
 	_ messages.ParseFailedCallback = fanout{}
+	_ messages.StatusAtCallback    = fanout{}
 )

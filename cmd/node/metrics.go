@@ -28,6 +28,8 @@ type metrics struct {
 	keys            prometheus.Gauge
 	keyParseFails   prometheus.Counter
 	valueDecodeFail prometheus.Counter
+	relayStreams    *prometheus.CounterVec // a leaf's, by how they began
+	relayDrops      prometheus.Counter
 
 	// Read by the Func metrics at scrape time.
 	suppressed atomic.Uint64 // the merger's running count
@@ -65,6 +67,13 @@ func newMetrics() *metrics {
 		"Keys the --model decoder did not accept (logged, left out of the output and /state).")
 	m.valueDecodeFail = f.counter("etcdsync_value_decode_failures_total",
 		"Values the --model decoder could not decode (their keys are shown with a null value).")
+	m.relayStreams = f.counterVec("etcdsync_relay_client_streams_total",
+		"A leaf's relay streams accepted, by start: resume (the missing deltas only) or snapshot.", "start")
+	for _, start := range []string{"resume", "snapshot"} {
+		m.relayStreams.WithLabelValues(start)
+	}
+	m.relayDrops = f.counter("etcdsync_relay_client_reconnects_total",
+		"A leaf's relay streams that failed or were refused, each followed by a reconnect (to the next relay).")
 	f.counterFunc("etcdsync_updates_suppressed_total",
 		"Values not delivered because a newer one (or a deletion) had been seen.",
 		func() float64 { return float64(m.suppressed.Load()) })
@@ -205,3 +214,17 @@ func (f factory) counterFunc(name, help string, fn func() float64) {
 func (f factory) gaugeFunc(name, help string, fn func() float64) {
 	f.r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
+
+// RelayStream implements actors.RelayObserver, for a leaf.
+func (m *metrics) RelayStream(_ string, resumed bool) {
+	start := "snapshot"
+	if resumed {
+		start = "resume"
+	}
+	m.relayStreams.WithLabelValues(start).Inc()
+}
+
+// RelayDisconnected implements actors.RelayObserver, for a leaf.
+func (m *metrics) RelayDisconnected(string, error) { m.relayDrops.Inc() }
+
+var _ supervisor.RelayObserver = (*metrics)(nil)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -134,7 +135,12 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	}
 	cfg.TLS = tlsConfig
 	var etcdErr <-chan error // stays nil with an external etcd
-	if c.embedded() {
+	switch {
+	case c.leaf():
+		cfg.Endpoints, cfg.Relays = nil, c.RelayEndpoints
+		logger.Info("a leaf: syncing from relays, not etcd", "relays", c.RelayEndpoints,
+			"tls", c.RelayCAFile != "" || c.RelayCertFile != "")
+	case c.embedded():
 		emb, err := startEmbedded(ctx, c, logger)
 		if err != nil {
 			if ctx.Err() != nil { // a signal while etcd was starting: not a failure
@@ -152,7 +158,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		cfg.Endpoints = []string{emb.clientURL}
 		logger.Info("embedded etcd ready; write a key with the command in 'try'",
 			"clientURL", emb.clientURL, "dataDir", c.DataDir, "try", emb.tryCommand(c.Prefix))
-	} else {
+	default:
 		logger.Info("using an external etcd", describeEndpoints(c)...)
 	}
 
@@ -166,16 +172,27 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 			return exitUsage, badFlag("relay-listen", "cannot listen on %s: %w", c.RelayListen, err)
 		}
 		defer rln.Close()
+		scheme := "http"
+		relayTLSConfig, err := relayTLS(c)
+		if err != nil {
+			return exitUsage, err
+		}
+		if relayTLSConfig != nil {
+			rln, scheme = tls.NewListener(rln, relayTLSConfig), "https"
+		}
 		relayLogger := logger.With("component", "relay")
-		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger})
+		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger,
+			LogEntries: c.RelayLogEntries, LogBytes: c.RelayLogBytes, MaxClients: c.RelayMaxClients})
 		if err != nil {
 			return exitFailed, fmt.Errorf("starting the relay server: %w", err)
 		}
 		host = fanout{view: v, relay: relayServer}
+		m.registry.MustRegister(newRelayCollector(relayServer))
 		relayHTTP = newServer(relayServer, relayLogger)
 		relayHTTP.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
 		go func() { relayErr <- relayHTTP.Serve(rln) }()
-		logger.Info("relay serving", "url", "http://"+rln.Addr().String()+relay.StreamPath)
+		logger.Info("relay serving", "url", scheme+"://"+rln.Addr().String()+relay.StreamPath,
+			"clientCertificates", c.RelayClientCAFile != "", "allowedNames", c.RelayAllowedNames)
 	}
 
 	system := supervisor.NewSystem(actorSystemLogger(c, logger))

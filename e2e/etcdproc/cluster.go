@@ -2,6 +2,7 @@ package etcdproc
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,21 @@ type Options struct {
 	// that Partition can cut a member off from the others while it keeps
 	// serving clients.
 	PeerProxies bool
+	// ClientTLS, when set, makes the members serve clients over https
+	// only.
+	ClientTLS *ClientTLS
+}
+
+// ClientTLS is the TLS of the members' client listeners.
+type ClientTLS struct {
+	CertFile, KeyFile string // the members' certificate (valid for 127.0.0.1)
+	// TrustedCAFile, with ClientCertAuth, is the CA that must have signed
+	// a client's certificate (etcd's --client-cert-auth).
+	TrustedCAFile  string
+	ClientCertAuth bool
+	// Harness is what the harness itself, and KeysAPI, connect with: the
+	// CA that signed CertFile, and a client certificate if ClientCertAuth.
+	Harness *tls.Config
 }
 
 // Cluster is a set of etcd processes forming one etcd cluster on
@@ -162,6 +178,9 @@ func (c *Cluster) assignPorts() error {
 		if m.clientURL, err = next(); err != nil {
 			return err
 		}
+		if c.opts.ClientTLS != nil {
+			m.clientURL = "https://" + strings.TrimPrefix(m.clientURL, "http://")
+		}
 		if m.peerListen, err = next(); err != nil {
 			return err
 		}
@@ -229,6 +248,12 @@ func (c *Cluster) launch(m *member, extra []string) error {
 		// etcd, but --initial-cluster must still name the member itself.
 		extra = []string{"--initial-cluster", m.name + "=" + m.peerURL}
 	}
+	if t := c.opts.ClientTLS; t != nil {
+		args = append(args, "--cert-file", t.CertFile, "--key-file", t.KeyFile)
+		if t.ClientCertAuth {
+			args = append(args, "--client-cert-auth", "--trusted-ca-file", t.TrustedCAFile)
+		}
+	}
 	args = append(args, extra...)
 	args = append(args, c.opts.Args...)
 	p, err := startProcess(c.bin, args, newMemberOutput(m.name, c.opts.Output, &c.outMu))
@@ -242,7 +267,7 @@ func (c *Cluster) launch(m *member, extra []string) error {
 // waitReady polls member m until a v2 GET of the root succeeds.
 func (c *Cluster) waitReady(m *member) error {
 	deadline := time.Now().Add(c.opts.ReadyTimeout)
-	hc := &http.Client{Timeout: time.Second}
+	hc := c.httpClient(time.Second)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -532,7 +557,7 @@ func (c *Cluster) Leader() (int, error) {
 }
 
 func (c *Cluster) leader() (int, error) {
-	hc := &http.Client{Timeout: time.Second}
+	hc := c.httpClient(time.Second)
 	for i, m := range c.members {
 		if !m.running() {
 			continue
@@ -607,7 +632,7 @@ func (c *Cluster) Rebuild() error {
 // writer or a checker in a spec would use. Call it again after Rebuild or
 // Restore: the endpoints stay, but a client keeps no state worth keeping.
 func (c *Cluster) KeysAPI() (client.KeysAPI, error) {
-	return keysAPI(c.Endpoints())
+	return c.keysAPI(c.Endpoints())
 }
 
 // KeysAPIOf is KeysAPI for the given members only, such as the ones not
@@ -621,11 +646,24 @@ func (c *Cluster) KeysAPIOf(members ...int) (client.KeysAPI, error) {
 		}
 		eps = append(eps, all[i])
 	}
-	return keysAPI(eps)
+	return c.keysAPI(eps)
 }
 
-func keysAPI(endpoints []string) (client.KeysAPI, error) {
-	cl, err := client.New(client.Config{Endpoints: endpoints})
+// httpClient returns a client for the members' client URLs.
+func (c *Cluster) httpClient(timeout time.Duration) *http.Client {
+	hc := &http.Client{Timeout: timeout}
+	if t := c.opts.ClientTLS; t != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: t.Harness}
+	}
+	return hc
+}
+
+func (c *Cluster) keysAPI(endpoints []string) (client.KeysAPI, error) {
+	cfg := client.Config{Endpoints: endpoints}
+	if t := c.opts.ClientTLS; t != nil {
+		cfg.Transport = &http.Transport{TLSClientConfig: t.Harness}
+	}
+	cl, err := client.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcdproc: client for %v: %w", endpoints, err)
 	}
@@ -680,7 +718,7 @@ func (c *Cluster) memberID(m *member) (string, error) {
 	var self struct {
 		ID string `json:"id"`
 	}
-	if err := getJSON(&http.Client{Timeout: time.Second}, m.clientURL+"/v2/stats/self", &self); err != nil {
+	if err := getJSON(c.httpClient(time.Second), m.clientURL+"/v2/stats/self", &self); err != nil {
 		return "", fmt.Errorf("etcdproc: %s's member ID: %w", m.name, err)
 	}
 	return self.ID, nil

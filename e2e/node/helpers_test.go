@@ -119,8 +119,24 @@ func startEmbeddedNode(extra ...string) *node {
 // startExternalNode starts a node on the etcd at endpoints, plus extra flags.
 func startExternalNode(endpoints []string, extra ...string) *node {
 	GinkgoHelper()
+	return startExternalNodeEnv(endpoints, nil, extra...)
+}
+
+// startExternalNodeEnv is startExternalNode with environment variables
+// ("NAME=value") added.
+func startExternalNodeEnv(endpoints, env []string, extra ...string) *node {
+	GinkgoHelper()
 	ports := freePorts(1)
 	args := append([]string{"--etcd-endpoints", strings.Join(endpoints, ","), "--listen", addr(ports[0])}, extra...)
+	return &node{session: startProcess(args, env...), httpURL: "http://" + addr(ports[0]), ports: ports}
+}
+
+// startLeafNode starts a leaf: a node syncing from the relays, plus extra
+// flags.
+func startLeafNode(relays []string, extra ...string) *node {
+	GinkgoHelper()
+	ports := freePorts(1)
+	args := append([]string{"--relay-endpoints", strings.Join(relays, ","), "--listen", addr(ports[0])}, extra...)
 	return &node{session: startProcess(args), httpURL: "http://" + addr(ports[0]), ports: ports}
 }
 

@@ -223,6 +223,8 @@ var _ = Describe("The node", func() {
 			Entry(nil, "--log-level", "--log-level", "loud"),
 			Entry(nil, "--cluster-id-poll-interval", "--cluster-id-poll-interval", "soon"),
 			Entry(nil, "--etcd-endpoints", "--etcd-endpoints", "127.0.0.1:2379"),
+			Entry("both sources, naming both", "--relay-endpoints: exclusive with --etcd-endpoints",
+				"--relay-endpoints", "http://127.0.0.1:1", "--etcd-endpoints", "http://127.0.0.1:2"),
 		)
 
 		It("exits 2 naming --embedded-etcd-listen when its port is taken", func(ctx SpecContext) {

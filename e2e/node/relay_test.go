@@ -2,11 +2,16 @@ package node_test
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -119,6 +124,12 @@ var _ = Describe("The node with --relay-listen", func() {
 		Eventually(resumed.view).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(want))
 		Expect(resumed.mirror().Resumed).To(BeTrue())
 		Expect(resumed.mirror().Snapshots).To(Equal(0))
+		Eventually(n.metric).WithContext(ctx).WithArguments(ctx, Default, "etcdsync_relay_clients").Should(BeEquivalentTo(1))
+		Expect(n.metric(ctx, Default, "etcdsync_relay_resumes_total")).To(BeEquivalentTo(1))
+		Expect(n.metric(ctx, Default, "etcdsync_relay_snapshots_sent_total")).To(BeEquivalentTo(1))
+		Expect(n.metric(ctx, Default, "etcdsync_relay_bytes_sent_total")).To(BeNumerically(">", 0))
+		Expect(n.metric(ctx, Default, `etcdsync_relay_clients_dropped_total{reason="client-gone"}`)).To(BeEquivalentTo(1),
+			"the first client's stream, stopped by the spec")
 
 		By("ending the open stream with a shutting-down frame on SIGTERM, and exiting 0")
 		n.session.Terminate()
@@ -126,4 +137,112 @@ var _ = Describe("The node with --relay-listen", func() {
 		Eventually(resumed.done).Should(BeClosed())
 		Expect(resumed.err).To(MatchError(ContainSubstring(relaywire.CodeShuttingDown)))
 	}, SpecTimeout(60*time.Second))
+
+	It("feeds a leaf node (--relay-endpoints), which prints what is written through etcd, and is not ready while its relay is gone", func(ctx SpecContext) {
+		relayPort := freePorts(1)[0]
+		relayURL := "http://" + addr(relayPort)
+		r := startEmbeddedNode("--relay-listen", addr(relayPort))
+		leaf := startLeafNode([]string{relayURL})
+		Eventually(leaf.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		Expect(statusCode(ctx, Default, leaf.httpURL+"/readyz")).To(Equal(http.StatusOK))
+
+		const a, b = "/calico/v1/config/A", "/calico/v1/host/h1/B"
+		putKey(ctx, r.etcdURL, a, "1")
+		putKey(ctx, r.etcdURL, b, "2")
+		deleteKey(ctx, r.etcdURL, a)
+		Eventually(func(g Gomega) []line { return leaf.updates(g, a) }).WithContext(ctx).WithTimeout(5*time.Second).
+			Should(HaveLen(2), "new, then deleted")
+		want := state{Status: "in-sync", Keys: map[string]string{b: "2"}}
+		Eventually(leaf.state).WithContext(ctx).Should(Equal(want))
+		Eventually(r.state).WithContext(ctx).Should(Equal(want), "the relay's own view is the same")
+		Expect(leaf.metric(ctx, Default, `etcdsync_relay_client_streams_total{start="snapshot"}`)).To(BeEquivalentTo(1))
+
+		By("losing its relay")
+		r.session.Kill()
+		Eventually(func(g Gomega) int { return statusCode(ctx, g, leaf.httpURL+"/readyz") }).WithContext(ctx).
+			WithTimeout(2 * time.Second).Should(Equal(http.StatusServiceUnavailable))
+		Eventually(leaf.metric).WithContext(ctx).WithArguments(ctx, Default, "etcdsync_relay_client_reconnects_total").
+			Should(BeNumerically(">=", 1))
+	}, SpecTimeout(60*time.Second))
+
+	It("brings a leaf frozen past the relay's log back with a fresh snapshot, while the other leaves keep up", func(ctx SpecContext) {
+		// --output none, and progress read from the metrics: the values are
+		// large, and parsing megabytes of stdout or /state at every poll
+		// would make the spec, not the leaves, slow.
+		relayPort := freePorts(1)[0]
+		r := startEmbeddedNode("--relay-listen", addr(relayPort), "--relay-log-entries", "20", "--output", "none")
+		relays := []string{"http://" + addr(relayPort)}
+		frozen, live := startLeafNode(relays, "--output", "none"), startLeafNode(relays, "--output", "none")
+		keys := func(n *node) func(Gomega) float64 {
+			return func(g Gomega) float64 { return n.metric(ctx, g, "etcdsync_keys") }
+		}
+		for _, n := range []*node{frozen, live} {
+			Eventually(func(g Gomega) int { return statusCode(ctx, g, n.httpURL+"/readyz") }).WithContext(ctx).
+				WithTimeout(20 * time.Second).Should(Equal(http.StatusOK))
+		}
+		Expect(frozen.session.Command.Process.Signal(syscall.SIGSTOP)).To(Succeed())
+		frozenAt := time.Now()
+		// 25 MiB in all, which zstd cannot shrink: more than the sockets
+		// between the relay and the frozen leaf buffer, so its stream
+		// stops at a position the 20-entry log soon no longer holds.
+		noise := make([]byte, 96<<10)
+		for i := range 200 {
+			key := fmt.Sprintf("/calico/v1/host/h%d/k%d", i%4, i)
+			_, _ = crand.Read(noise)
+			putKey(ctx, r.etcdURL, key, hex.EncodeToString(noise)[:128<<10])
+			if i%50 == 0 { // the live leaf's lag does not grow with the frozen one's
+				Eventually(keys(live)).WithContext(ctx).WithTimeout(2 * time.Second).Should(BeEquivalentTo(i + 1))
+			}
+		}
+		Eventually(keys(r)).WithContext(ctx).Should(BeEquivalentTo(200))
+		Eventually(keys(live)).WithContext(ctx).Should(BeEquivalentTo(200))
+		want := r.state(Default, ctx)
+		Expect(live.state(Default, ctx)).To(Equal(want))
+		Expect(time.Since(frozenAt)).To(BeNumerically("<", 30*time.Second), "the frozen leaf's read deadline has not passed")
+
+		Expect(frozen.session.Command.Process.Signal(syscall.SIGCONT)).To(Succeed())
+		Eventually(keys(frozen)).WithContext(ctx).WithTimeout(20 * time.Second).Should(BeEquivalentTo(200))
+		Eventually(func(g Gomega) int { return statusCode(ctx, g, frozen.httpURL+"/readyz") }).WithContext(ctx).
+			Should(Equal(http.StatusOK))
+		Expect(frozen.state(Default, ctx)).To(Equal(want))
+		// On its stream, or on a new one if the relay dropped it as slow
+		// meanwhile: either way past the log, so a snapshot.
+		Expect(r.metric(ctx, Default, "etcdsync_relay_snapshots_sent_total")).To(BeNumerically(">=", 3))
+	}, SpecTimeout(90*time.Second))
+
+	It("refuses a leaf past --relay-max-clients with a retry hint and serves it once there is room; tells a leaf of a non-relay or of another prefix why; shrugs off garbage", func(ctx SpecContext) {
+		relayPort := freePorts(1)[0]
+		relays := []string{"http://" + addr(relayPort)}
+		r := startEmbeddedNode("--relay-listen", addr(relayPort), "--relay-max-clients", "1")
+		first := startLeafNode(relays)
+		Eventually(first.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		second := startLeafNode(relays)
+		notRelay := startLeafNode([]string{r.httpURL}) // the relay node's own HTTP API
+		otherPrefix := startLeafNode(relays, "--prefix", "/other")
+		stderr := func(n *node) func() string { return func() string { return string(n.session.Err.Contents()) } }
+		Eventually(stderr(second)).WithContext(ctx).WithTimeout(10*time.Second).Should(And(
+			ContainSubstring(relays[0]), ContainSubstring(relaywire.CodeTooManyClients), MatchRegexp(`after=[5-6]\.\d+s`)),
+			"refused, and told to wait the relay's Retry-After (5 s) or a little more")
+		Eventually(stderr(notRelay)).WithContext(ctx).WithTimeout(10 * time.Second).Should(And(
+			ContainSubstring(r.httpURL), ContainSubstring("not a relay stream")))
+		Eventually(stderr(otherPrefix)).WithContext(ctx).WithTimeout(10 * time.Second).Should(And(
+			ContainSubstring(relays[0]), ContainSubstring(`field \"prefix\"`)))
+		for _, n := range []*node{second, notRelay, otherPrefix} {
+			Expect(statusCode(ctx, Default, n.httpURL+"/readyz")).To(Equal(http.StatusServiceUnavailable))
+		}
+
+		By("shrugging off garbage on the relay port")
+		conn, err := net.Dial("tcp", addr(relayPort))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = conn.Write([]byte("\x16\x03\x01garbage\r\n\r\nGET /etcdsync/relay/v1/stream?prefix=%zz HTTP/1.1\r\n\r\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.Close()).To(Succeed())
+		putKey(ctx, r.etcdURL, "/calico/v1/config/AfterGarbage", "1")
+		Eventually(first.state).WithContext(ctx).Should(HaveField("Keys", HaveKey("/calico/v1/config/AfterGarbage")))
+
+		By("serving the refused leaf once the first has gone")
+		first.session.Kill()
+		Eventually(second.lastStatus).WithContext(ctx).WithTimeout(20 * time.Second).Should(Equal("in-sync"))
+		Eventually(second.state).WithContext(ctx).Should(HaveField("Keys", HaveKey("/calico/v1/config/AfterGarbage")))
+	}, SpecTimeout(90*time.Second))
 })

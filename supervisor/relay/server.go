@@ -56,6 +56,9 @@ type Server struct {
 	snap   *snapshot  // the last built; guarded by snapMu
 
 	clients atomic.Int64
+	// streams holds, for each open stream, the seq of the next log entry
+	// it will send, for Stats' lag.
+	streams sync.Map // *atomic.Uint64 -> struct{}
 	stats   counters
 	// When a refusal was last logged (UnixNano), per kind; see logNow.
 	lastBadLog, lastRefusedLog atomic.Int64
@@ -63,7 +66,11 @@ type Server struct {
 
 // New returns a server for cfg, in status WaitForDatastore with an empty
 // view. Give it to supervisor.Start as the callbacks, call
-// SetClusterIDSource with the syncer's ClusterID, and serve it over HTTP.
+// SetClusterIDSource with the syncer's ClusterID, and serve it over HTTP. A
+// host that wraps it in callbacks of its own must implement
+// messages.StatusAtCallback too and pass OnStatusAt on: without the index,
+// a relay that goes quiet after a resync gives its clients no position to
+// be in sync at until the next write.
 // A bad cfg is a *ConfigError naming the field.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
@@ -95,15 +102,17 @@ func (s *Server) currentClusterID() string {
 
 // OnUpdates implements messages.Callbacks: it applies the batch to the view
 // and appends it to the log, encoded once, in frames of at most
-// relaywire.MaxFrameChanges changes.
+// relaywire.MaxFrameChanges changes and about relaywire.MaxFrameValueBytes.
 func (s *Server) OnUpdates(updates []messages.Update) {
 	cluster := s.currentClusterID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.observeCluster(cluster)
-	frames := (len(updates) + relaywire.MaxFrameChanges - 1) / relaywire.MaxFrameChanges
+	runs := relaywire.Chunks(len(updates), func(i int) int { return len(updates[i].Key) + len(updates[i].Value) })
+	frames := len(runs)
 	n := 0
-	for chunk := range slices.Chunk(updates, relaywire.MaxFrameChanges) {
+	for _, run := range runs {
+		chunk := updates[run[0]:run[1]]
 		f := &relaywire.Frame{Type: relaywire.TypeDelta, Changes: make([]relaywire.Change, len(chunk))}
 		for i, u := range chunk {
 			f.Changes[i] = relaywire.ChangeOf(u)
@@ -127,12 +136,20 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 	s.broadcast()
 }
 
-// OnStatusUpdated implements messages.Callbacks: the status goes into the
-// log like any update, so that every client learns it in order. A
+// OnStatusUpdated implements messages.Callbacks, for a syncer that does not
+// say at which index it is in sync: the status then gives no resume
+// position.
+func (s *Server) OnStatusUpdated(status messages.SyncStatus) { s.OnStatusAt(status, 0) }
+
+// OnStatusAt implements messages.StatusAtCallback: the status goes into the
+// log like any update, so that every client learns it in order. An InSync
+// at a known index makes the view etcd's state at that index, so the
+// status frame is a resume position, as is a snapshot taken then: a client
+// of a quiet relay can resume without waiting for a write. A
 // WaitForDatastore after any other status is a rebuilt syncer, against a
 // reset etcd whose revisions start over: a new epoch, into which nothing
 // before it can resume.
-func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
+func (s *Server) OnStatusAt(status messages.SyncStatus, index uint64) {
 	cluster := s.currentClusterID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,9 +160,18 @@ func (s *Server) OnStatusUpdated(status messages.SyncStatus) {
 	}
 	s.status = status
 	s.synced = status == messages.InSync
-	// A status changes nothing in the view: the position stays as
-	// consistent as it was, but is not itself a resume point.
-	s.append(&relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}, false)
+	f := &relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}
+	resumable := false
+	if s.synced && index > 0 && s.cluster != "" {
+		s.rev = max(s.rev, index)
+		s.consistent, resumable = true, true
+		f.ClusterID, f.Revision = s.cluster, s.rev
+	} else if !s.synced {
+		// Batches of a resync come in key order: the view is no state of
+		// etcd until the next InSync.
+		s.consistent = false
+	}
+	s.append(f, resumable)
 	s.broadcast()
 }
 
@@ -221,7 +247,8 @@ func (s *Server) snapshotFor() *snapshot {
 
 	keys := slices.Sorted(maps.Keys(view)) // sorted: the same view gives the same bytes
 	raw, _ := relaywire.Append(nil, begin)
-	for chunk := range slices.Chunk(keys, relaywire.MaxFrameChanges) {
+	for _, run := range relaywire.Chunks(len(keys), func(i int) int { return len(keys[i]) + len(view[keys[i]].Value) }) {
+		chunk := keys[run[0]:run[1]]
 		f := &relaywire.Frame{Type: relaywire.TypeKVs, KVs: make([]relaywire.KV, len(chunk))}
 		for i, k := range chunk {
 			f.KVs[i] = view[k]
@@ -255,18 +282,50 @@ type Stats struct {
 	LogEntries      int    // entries retained
 	LogBytes        int    // their encoded size
 	LogAppends      uint64 // entries ever appended
+	BytesSent       uint64 // bytes written to streams, after compression
+	// Ended counts the streams that ended, by reason: EndClientGone,
+	// EndSlow, EndWriteError, EndShutdown.
+	Ended map[string]uint64
+	// MaxLag is how many log entries the furthest-behind open stream has
+	// still to send (0 with none behind).
+	MaxLag uint64
 }
+
+// Why a stream ended (Stats.Ended).
+const (
+	EndClientGone = "client-gone" // the client closed its connection
+	EndSlow       = "slow"        // a write took longer than WriteTimeout: the client stopped reading
+	EndWriteError = "write-error" // a write failed otherwise
+	EndShutdown   = "shutdown"    // Close
+)
 
 type counters struct {
 	snapshotsBuilt, snapshotsShared, snapshotsSent, resumes, refused, badRequests, logAppends atomic.Uint64
+	bytesSent                                                                                 atomic.Uint64
+	clientGone, slow, writeError, shutdown                                                    atomic.Uint64
 }
 
 // Stats returns the counters now.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	entries, bytes := len(s.log.entries), s.log.bytes
+	entries, bytes, head := len(s.log.entries), s.log.bytes, s.log.head()
 	s.mu.Unlock()
+	var lag uint64
+	s.streams.Range(func(k, _ any) bool {
+		if next := k.(*atomic.Uint64).Load(); next < head {
+			lag = max(lag, head-next)
+		}
+		return true
+	})
 	return Stats{
+		BytesSent: s.stats.bytesSent.Load(),
+		Ended: map[string]uint64{
+			EndClientGone: s.stats.clientGone.Load(),
+			EndSlow:       s.stats.slow.Load(),
+			EndWriteError: s.stats.writeError.Load(),
+			EndShutdown:   s.stats.shutdown.Load(),
+		},
+		MaxLag:          lag,
 		Clients:         int(s.clients.Load()),
 		SnapshotsBuilt:  s.stats.snapshotsBuilt.Load(),
 		SnapshotsShared: s.stats.snapshotsShared.Load(),
@@ -280,4 +339,7 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-var _ messages.Callbacks = (*Server)(nil)
+var (
+	_ messages.Callbacks        = (*Server)(nil)
+	_ messages.StatusAtCallback = (*Server)(nil)
+)

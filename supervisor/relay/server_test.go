@@ -300,11 +300,39 @@ var _ = Describe("relay.Server", func() {
 				up.set(key(1), value+time.Now().String())
 				return rs.Stats().Clients
 			}).WithContext(ctx).Should(Equal(1))
+			Expect(rs.Stats().Ended).To(HaveKeyWithValue(relay.EndSlow, BeEquivalentTo(1)), "dropped as slow")
 			Eventually(fast.Map).WithContext(ctx).Should(Equal(up.Map()))
 			Expect(fast.ended()).To(BeFalse())
+			st := rs.Stats()
+			Expect(st.BytesSent).To(BeNumerically(">", 32<<10))
+			Expect(st.MaxLag).To(BeZero(), "the fast client has read everything")
 			stuck.resume()
 		}, SpecTimeout(30*time.Second))
 	})
+
+	It("makes an in-sync status at an index a resume position, so that clients of a quiet relay resume", func(ctx SpecContext) {
+		during, _ := dial(ctx, base, dialOpts{})
+		Eventually(during.Map).WithContext(ctx).Should(Equal(up.Map()))
+		up.status(messages.Resync)
+		up.set(key(7), "g")
+		at := up.rev + 5 // etcd moved on outside the prefix
+		rs.OnStatusAt(messages.InSync, at)
+		Eventually(func() uint64 { return during.mirror().Revision }).WithContext(ctx).Should(Equal(at),
+			"a client reading through the resync gets the position with the status")
+
+		after, resp := dial(ctx, base, dialOpts{})
+		Eventually(after.Map).WithContext(ctx).Should(Equal(up.Map()))
+		m := after.mirror()
+		Expect(m.ClusterID).To(Equal(*clusterID.Load()))
+		Expect(m.Revision).To(Equal(at), "a snapshot taken at the in-sync status is a position")
+		resp.Body.Close()
+		Eventually(after.ended).WithContext(ctx).Should(BeTrue())
+
+		again, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: after.mirror()})
+		Eventually(again.Map).WithContext(ctx).Should(Equal(up.Map()))
+		Expect(again.mirror().Resumed).To(BeTrue(), "no write came since, and none is needed")
+		Expect(again.Snapshots()).To(Equal(0))
+	}, SpecTimeout(10*time.Second))
 
 	It("passes every status on, in order with the deltas", func(ctx SpecContext) {
 		c, _ := dial(ctx, base, dialOpts{})
@@ -329,6 +357,21 @@ var _ = Describe("relay.Server", func() {
 			Expect(plain.mirror().Hellos).To(Equal(1))
 		}, SpecTimeout(10*time.Second))
 	})
+
+	It("splits snapshots and deltas into frames under the client's limit, however large the values", func(ctx SpecContext) {
+		big := strings.Repeat("x", 200<<10) // 40 of them are past relaywire.DefaultMaxFrame
+		kv := make([]string, 0, 80)
+		for i := range 40 {
+			kv = append(kv, key(100+i), fmt.Sprint(i)+big)
+		}
+		up.set(kv...)
+		c, _ := dial(ctx, base, dialOpts{})
+		Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+		up.set(kv...) // one batch of 8 MB, as a delta
+		Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+		Expect(c.Err()).NotTo(HaveOccurred())
+		Expect(c.ended()).To(BeFalse())
+	}, SpecTimeout(20*time.Second))
 
 	It("streams zstd to a client that accepts it", func(ctx SpecContext) {
 		c, resp := dial(ctx, base, dialOpts{zstd: true})

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -195,7 +196,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.clients.Add(-1)
 	err := s.stream(w, r, h, log)
+	s.countEnd(err)
 	log.Debug("relay stream ended", "err", err)
+}
+
+// errClientGone ends a stream whose client went away.
+var errClientGone = errors.New("relay: client gone")
+
+// countEnd counts why a stream ended, for Stats.Ended.
+func (s *Server) countEnd(err error) {
+	switch {
+	case errors.Is(err, errClosed):
+		s.stats.shutdown.Add(1)
+	case errors.Is(err, errClientGone):
+		s.stats.clientGone.Add(1)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.stats.slow.Add(1)
+	default:
+		s.stats.writeError.Add(1)
+	}
 }
 
 // logEvery bounds how often a refusal is logged: a storm of clients
@@ -229,6 +248,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, log
 			if _, err := w.Write(b[:n]); err != nil {
 				return fmt.Errorf("writing to the client: %w", err)
 			}
+			s.stats.bytesSent.Add(uint64(n))
 			b = b[n:]
 		}
 		return nil
@@ -288,7 +308,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, log
 		}
 	}
 	needSnapshot := !resumed
+	pos := &atomic.Uint64{} // next, for Stats' lag
+	pos.Store(next)
+	s.streams.Store(pos, struct{}{})
+	defer s.streams.Delete(pos)
 	for {
+		pos.Store(next)
 		s.mu.Lock()
 		if needSnapshot || next < s.log.first {
 			s.mu.Unlock()
@@ -335,7 +360,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, log
 			}
 			wrote()
 		case <-r.Context().Done():
-			return fmt.Errorf("client gone: %w", context.Cause(r.Context()))
+			return fmt.Errorf("%w: %w", errClientGone, context.Cause(r.Context()))
 		case <-s.done:
 			_ = frame(&relaywire.Frame{Type: relaywire.TypeError, Code: relaywire.CodeShuttingDown,
 				Message: "the relay is shutting down", RetryAfter: s.retryAfter()})

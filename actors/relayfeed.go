@@ -1,0 +1,271 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// RelayFeed is the relay client's core: it turns the frames of relay
+// streams (supervisor/relay/PROTOCOL.md) into the merge core's inputs, as
+// if a watcher and a snapshot reader were reading etcd. It is a plain
+// struct: frames, snapshot requests and the time are inputs, merge inputs
+// are outputs. Not safe for concurrent use.
+//
+// It keeps the relay's view as the frames build it. The merge core needs
+// snapshots that are a state of etcd at one index and watch events in index
+// order after them. A relay in sync sends exactly that after each of its
+// resume positions; while it resyncs, its frames come in key order. So the
+// feed is live (it forwards deltas as watch events) only from a resume
+// position at which the relay is in sync, and serves the merge core's
+// snapshot requests from its view at such a position. Anything else (the
+// relay leaving in-sync, a broken stream, a fresh snapshot on the stream)
+// ends live forwarding with a WatcherLostSync, and the next position in
+// sync starts it again with a WatcherNeedsSnapshot. The merge core's mark
+// and sweep then tells the host only what changed.
+type RelayFeed struct {
+	// StaleTimeout is how long the relay may stay in sync below the index
+	// the merge core requires, under one cluster ID, before the feed takes
+	// it for a datastore gone back in time (as StaleCheck does).
+	StaleTimeout time.Duration
+	// BatchSize is the most keys one SnapshotBatch carries.
+	BatchSize int
+
+	view  map[string]messages.KV
+	snap  map[string]messages.KV // the snapshot being received; nil outside one
+	count int                    // keys the snapshot announced
+	// snapCluster, snapRev: the snapshot's position, taken only once it
+	// has ended. A snapshot cut short leaves the view, and so the
+	// position, as they were.
+	snapCluster string
+	snapRev     uint64
+	status      messages.SyncStatus // the relay's, as its frames said; 0 before any
+	cluster     string              // of the last resume position; "" for none
+	rev         uint64              // its revision
+	// consistent: the last frame applied to the view was a resume
+	// position, so the view is etcd's state at rev. (A snapshot being
+	// received is not applied until it ends.)
+	consistent bool
+	// synced: a snapshot has ended on this stream, and no other begun, or
+	// the stream resumed: the view is what the stream says, and deltas
+	// may come. Until then the view is the last stream's.
+	synced bool
+	hello  bool                      // the stream's hello has come
+	live   bool                      // the merge core has been told WatcherNeedsSnapshot, and gets every change since
+	want   *messages.SnapshotRequest // the merge core's, not yet served
+	stale  StaleCheck                // judges a relay that stays below want
+	behind bool                      // the relay was seen in sync below want
+}
+
+// ErrRelayProtocol wraps every violation of the protocol by a relay: a
+// frame out of order, a snapshot short of its count, a prefix not ours.
+var ErrRelayProtocol = errors.New("etcdsync: relay broke the protocol")
+
+// NewRelayFeed returns a feed with an empty view.
+func NewRelayFeed(batchSize int, staleTimeout time.Duration) *RelayFeed {
+	return &RelayFeed{view: map[string]messages.KV{}, BatchSize: max(1, batchSize), StaleTimeout: staleTimeout}
+}
+
+// Position returns the resume position to connect with: the cluster ID
+// and revision of the last resume position applied, or "" and 0.
+func (f *RelayFeed) Position() (clusterID string, revision uint64) { return f.cluster, f.rev }
+
+// Live reports whether the merge core gets the relay's changes as they come.
+func (f *RelayFeed) Live() bool { return f.live }
+
+// Waiting reports whether a snapshot request waits for the relay to reach
+// the index it needs: the caller then calls Tick now and then, so that a
+// quiet relay that stays behind is judged.
+func (f *RelayFeed) Waiting() bool { return f.want != nil && f.behind }
+
+// Keys returns how many keys the relay's view holds.
+func (f *RelayFeed) Keys() int { return len(f.view) }
+
+// Connected begins a new stream: a snapshot the last one was in the middle
+// of is void. The view, the status and the position are kept, for a stream
+// that resumes; so is whether the view was exactly at the position when the
+// last stream ended, as a resumed stream goes on from there.
+func (f *RelayFeed) Connected() {
+	f.snap, f.hello, f.synced = nil, false, false
+}
+
+// Disconnected ends the stream: the merge core is no longer told every
+// change, so it must resync once a stream is back in sync.
+func (f *RelayFeed) Disconnected(why error) []messages.MergeInput {
+	return f.lose(fmt.Errorf("relay stream ended: %w", why))
+}
+
+// Frame applies one frame at now and returns what the merge core must be
+// sent, in order. An error frame, or a frame out of order, is an error
+// (wrapping ErrRelayProtocol for the latter); the stream must then be
+// dropped, and what the outputs hold must still be sent. An error wrapping
+// messages.ErrUpstreamReset or messages.ErrIndexRegressed means the relay's
+// datastore was rebuilt or went back in time.
+func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]messages.MergeInput, error) {
+	var out []messages.MergeInput
+	bad := func(format string, args ...any) ([]messages.MergeInput, error) {
+		return out, fmt.Errorf("%w: %s frame: %s", ErrRelayProtocol, fr.Type, fmt.Sprintf(format, args...))
+	}
+	if !f.hello && fr.Type != relaywire.TypeHello && fr.Type != relaywire.TypeError {
+		return bad("before hello")
+	}
+	switch fr.Type {
+	case relaywire.TypeHello:
+		if f.hello {
+			return bad("a second hello")
+		}
+		if fr.Version != relaywire.Version {
+			return bad("version %d, not %d", fr.Version, relaywire.Version)
+		}
+		if fr.Prefix != prefix {
+			return bad("prefix %q, not ours (%q)", fr.Prefix, prefix)
+		}
+		f.hello = true
+		// A resumed stream sends what follows the position, so the view
+		// and the status stand as the last stream left them (frames past
+		// the position come again, and apply again to the same effect).
+		// Any other stream begins with a snapshot.
+		f.synced = fr.Resume
+	case relaywire.TypeSnapshotBegin:
+		if f.snap != nil {
+			return bad("inside a snapshot")
+		}
+		out = f.lose(errors.New("the relay sent a fresh snapshot"))
+		f.snap, f.count = make(map[string]messages.KV, fr.Count), fr.Count
+		f.snapCluster, f.snapRev, f.synced = fr.ClusterID, fr.Revision, false
+	case relaywire.TypeKVs:
+		if f.snap == nil {
+			return bad("outside a snapshot")
+		}
+		for _, kv := range fr.KVs {
+			f.snap[kv.Key] = messages.KV{Key: kv.Key, Value: kv.Value, ModifiedIndex: kv.Revision}
+		}
+	case relaywire.TypeSnapshotEnd:
+		if f.snap == nil {
+			return bad("outside a snapshot")
+		}
+		if len(f.snap) != f.count {
+			return bad("after %d keys, not the %d announced", len(f.snap), f.count)
+		}
+		f.view, f.snap, f.synced = f.snap, nil, true
+		f.status, _ = relaywire.ParseStatus(fr.Status) // Validate checked it
+		// The snapshot's position, or none: the view is no longer the one
+		// the last position stood for.
+		f.cluster, f.rev = f.snapCluster, f.snapRev
+		f.consistent = f.cluster != "" && f.rev > 0
+	case relaywire.TypeDelta:
+		if f.snap != nil || !f.synced {
+			return bad("before a snapshot ended")
+		}
+		for _, c := range fr.Changes {
+			u, err := c.Update()
+			if err != nil {
+				return bad("%v", err)
+			}
+			if u.Type == messages.UpdateTypeDeleted {
+				delete(f.view, u.Key)
+				if f.live {
+					out = append(out, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision})
+				}
+				continue
+			}
+			kv := messages.KV{Key: u.Key, Value: u.Value, ModifiedIndex: u.Revision}
+			f.view[u.Key] = kv
+			if f.live {
+				out = append(out, messages.WatcherUpdate{KV: kv})
+			}
+		}
+		f.position(fr)
+	case relaywire.TypeStatus:
+		st, _ := relaywire.ParseStatus(fr.Status)
+		if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {
+			// The relay's syncer was rebuilt against a reset or
+			// restored etcd: revisions start over.
+			out = f.lose(errors.New("the relay's datastore was reset"))
+			return out, fmt.Errorf("%w: the relay reported %s after %s", messages.ErrUpstreamReset, st, f.status)
+		}
+		f.status = st
+		if st != messages.InSync {
+			out = f.lose(fmt.Errorf("the relay reported %s", st))
+		}
+		f.position(fr)
+	case relaywire.TypePing:
+		return nil, nil
+	case relaywire.TypeError:
+		return nil, fmt.Errorf("relay refused: %s (field %q, retry after %ds): %s", fr.Code, fr.Field, fr.RetryAfter, fr.Message)
+	default:
+		return bad("unknown type")
+	}
+	out = f.goLive(out)
+	return f.serve(out, now)
+}
+
+// Request takes the merge core's snapshot request at now, and serves it if
+// the view is at a position that satisfies it.
+func (f *RelayFeed) Request(req messages.SnapshotRequest, now time.Time) ([]messages.MergeInput, error) {
+	f.want, f.behind, f.stale = &req, false, StaleCheck{Timeout: f.StaleTimeout}
+	return f.serve(nil, now)
+}
+
+// Tick judges, at now, a request waiting for a relay that stays behind.
+func (f *RelayFeed) Tick(now time.Time) ([]messages.MergeInput, error) { return f.serve(nil, now) }
+
+// position takes fr's resume position, if it has one: the view is etcd's
+// state at it. A frame without one leaves the view at no known state.
+func (f *RelayFeed) position(fr *relaywire.Frame) {
+	if fr.ClusterID != "" && fr.Revision != 0 {
+		f.cluster, f.rev, f.consistent = fr.ClusterID, fr.Revision, true
+		return
+	}
+	f.consistent = false
+}
+
+// goLive starts forwarding at a position where the relay is in sync.
+func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
+	if f.live || !f.synced || !f.consistent || f.status != messages.InSync {
+		return out
+	}
+	f.live = true
+	return append(out, messages.WatcherNeedsSnapshot{MinIndex: f.rev, Cause: "relay"})
+}
+
+// lose ends live forwarding.
+func (f *RelayFeed) lose(why error) []messages.MergeInput {
+	if !f.live {
+		return nil
+	}
+	f.live = false
+	return []messages.MergeInput{messages.WatcherLostSync{Err: fmt.Errorf("%w: %w", messages.ErrLostSync, why)}}
+}
+
+// serve sends the view as the requested snapshot, if the feed is live at a
+// position that satisfies the request.
+func (f *RelayFeed) serve(out []messages.MergeInput, now time.Time) ([]messages.MergeInput, error) {
+	if f.want == nil || !f.live || !f.synced || !f.consistent {
+		return out, nil
+	}
+	if f.rev < f.want.MinIndex {
+		// A relay behind what we have applied (another relay was
+		// ahead), or one whose etcd went back in time.
+		f.behind = true
+		if err := f.stale.Observe(now, f.cluster, f.rev, f.want.MinIndex); err != nil {
+			return out, fmt.Errorf("relay in sync at %d: %w", f.rev, err)
+		}
+		return out, nil
+	}
+	f.want, f.behind = nil, false
+	keys := slices.Sorted(maps.Keys(f.view)) // sorted: a schedule replays exactly
+	for chunk := range slices.Chunk(keys, f.BatchSize) {
+		b := messages.SnapshotBatch{Index: f.rev, KVs: make([]messages.KV, len(chunk))}
+		for i, k := range chunk {
+			b.KVs[i] = f.view[k]
+		}
+		out = append(out, b)
+	}
+	return append(out, messages.SnapshotFinished{Index: f.rev}), nil
+}
