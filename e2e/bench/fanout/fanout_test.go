@@ -543,21 +543,29 @@ func reportLags(b *testing.B, d *fanout.Deliveries, acks []time.Time, clients in
 }
 
 // fullHost is a full client's host: it keeps its view in a map, as a real
-// host does, and reports the writes it is given to seen. The syncer calls
+// host does, and, once armed, reports the writes it is given to seen (not
+// before: its snapshot may hold an earlier run's writes). The syncer calls
 // it one call at a time.
 type fullHost struct {
 	want int
-	seen func(int, time.Time)
 
 	mu     sync.Mutex
+	seen   func(int, time.Time) // nil until armed
 	view   map[string]string
 	inSync bool
 	done   chan struct{}
 	once   sync.Once
 }
 
-func newFullHost(want int, seen func(int, time.Time)) *fullHost {
-	return &fullHost{want: want, seen: seen, view: make(map[string]string, want), done: make(chan struct{})}
+func newFullHost(want int) *fullHost {
+	return &fullHost{want: want, view: make(map[string]string, want), done: make(chan struct{})}
+}
+
+// arm makes the host report writes to seen from now on.
+func (h *fullHost) arm(seen func(int, time.Time)) {
+	h.mu.Lock()
+	h.seen = seen
+	h.mu.Unlock()
 }
 
 func (h *fullHost) OnUpdates(updates []messages.Update) {
@@ -569,7 +577,7 @@ func (h *fullHost) OnUpdates(updates []messages.Update) {
 			continue
 		}
 		h.view[u.Key] = u.Value
-		if rest, ok := strings.CutPrefix(u.Value, fanout.SeqMarker); ok {
+		if rest, ok := strings.CutPrefix(u.Value, fanout.SeqMarker); ok && h.seen != nil {
 			if seq, err := strconv.Atoi(rest); err == nil {
 				h.seen(seq, now)
 			}
@@ -627,7 +635,7 @@ func measureFull(b *testing.B, n int, viaRelay bool) {
 		start := time.Now()
 		var startErr error
 		for i := range n {
-			hosts[i] = newFullHost(s.keys, d.Seen())
+			hosts[i] = newFullHost(s.keys)
 			if syncers[i], err = supervisor.Start(system, cfg, hosts[i]); err != nil {
 				startErr = err
 				break
@@ -653,6 +661,9 @@ func measureFull(b *testing.B, n int, viaRelay bool) {
 		var m1 map[string]float64
 		var err1 error
 		if startErr == nil && inSync == n {
+			for _, h := range hosts {
+				h.arm(d.Seen())
+			}
 			acks, rate = fanout.Write(ctx, api, keys, writes, fullRate)
 			drain(d, acks, n)
 			m1, err1 = fanout.EtcdMetrics(ctx, s.endpoints[0], etcdWatchers, etcdWatchRequests)
