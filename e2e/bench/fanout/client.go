@@ -55,17 +55,32 @@ func Dial(addr string) (*Client, error) {
 	return &Client{conn: conn}, nil
 }
 
-// Request sends the stream request for prefix (with features, if not
-// empty, and Accept-Encoding: zstd if zstd) and reads the response's
-// header. tee, if not nil, receives every byte of the body as decoded
-// (after zstd).
-func (c *Client) Request(prefix, features string, zstd bool, tee io.Writer) error {
-	q := url.Values{relaywire.ParamPrefix: {prefix}}
-	if features != "" {
-		q.Set(relaywire.ParamFeatures, features)
+// Request is what a Client asks a relay for.
+type Request struct {
+	Prefix   string // required
+	Features string // comma-separated, or empty
+	Zstd     bool   // send Accept-Encoding: zstd
+	// ClusterID and Revision, if set, are a resume position (PROTOCOL.md,
+	// "Resume positions").
+	ClusterID string
+	Revision  uint64
+	// Tee, if not nil, receives every byte of the body as decoded (after
+	// zstd).
+	Tee io.Writer
+}
+
+// Request sends the stream request and reads the response's header.
+func (c *Client) Request(r Request) error {
+	q := url.Values{relaywire.ParamPrefix: {r.Prefix}}
+	if r.Features != "" {
+		q.Set(relaywire.ParamFeatures, r.Features)
+	}
+	if r.ClusterID != "" {
+		q.Set(relaywire.ParamClusterID, r.ClusterID)
+		q.Set(relaywire.ParamRevision, strconv.FormatUint(r.Revision, 10))
 	}
 	req := "GET " + relaywire.StreamPath + "?" + q.Encode() + " HTTP/1.1\r\nHost: relay\r\n"
-	if zstd {
+	if r.Zstd {
 		req += "Accept-Encoding: " + relaywire.EncodingZstd + "\r\n"
 	}
 	if _, err := io.WriteString(c.conn, req+"\r\n"); err != nil {
@@ -86,11 +101,11 @@ func (c *Client) Request(prefix, features string, zstd bool, tee io.Writer) erro
 			return err
 		}
 	}
-	var r io.Reader = c.body
-	if tee != nil {
-		r = io.TeeReader(c.body, tee)
+	var body io.Reader = c.body
+	if r.Tee != nil {
+		body = io.TeeReader(c.body, r.Tee)
 	}
-	c.br = bufio.NewReaderSize(r, clientBuffer)
+	c.br = bufio.NewReaderSize(body, clientBuffer)
 	return nil
 }
 
@@ -100,6 +115,22 @@ type Snapshot struct {
 	Frames int   // frames, hello and snapshot-end included
 	Bytes  int64 // stream bytes, decoded (after zstd)
 	Wire   int64 // body bytes as sent (zstd-compressed, if it was)
+}
+
+// resumed is how a hello frame that resumes says so.
+var resumed = []byte(`"resume":true`)
+
+// ReadHello reads the hello frame and reports whether the relay resumes
+// the client's position (no snapshot follows).
+func (c *Client) ReadHello() (resume bool, err error) {
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		return false, fmt.Errorf("fanout: reading the hello frame: %w", err)
+	}
+	if !bytes.HasPrefix(line, []byte(`{"type":"hello"`)) {
+		return false, fmt.Errorf("fanout: the first frame is not hello: %.100q", line)
+	}
+	return bytes.Contains(line, resumed), nil
 }
 
 // ReadSnapshot reads frames to the end of the first snapshot and returns

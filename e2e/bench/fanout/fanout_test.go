@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/e2e/bench"
 	"github.com/etcdsync/etcdsync/e2e/bench/fanout"
 	"github.com/etcdsync/etcdsync/e2e/calico"
@@ -179,7 +180,11 @@ func BenchmarkFanout(b *testing.B) {
 		b.Run("zstd", func(b *testing.B) { measureWire(b, true) })
 	})
 	b.Run("idle/clients="+strconv.Itoa(idleClients), measureIdle)
-	b.Run(fmt.Sprintf("latency/light/clients=%d/rate=%d", latencyClients, latencyRate), measureLightLatency)
+	// One client first: the lag of etcd's watch and the relay alone, the
+	// baseline of the fan-out's.
+	for _, n := range []int{1, latencyClients} {
+		b.Run(fmt.Sprintf("latency/light/clients=%d/rate=%d", n, latencyRate), func(b *testing.B) { measureLightLatency(b, n) })
+	}
 	b.Run(fmt.Sprintf("full/relay/clients=%d", fullClients), func(b *testing.B) { measureFull(b, fullClients, true) })
 	b.Run(fmt.Sprintf("full/direct/clients=%d", directFull), func(b *testing.B) { measureFull(b, directFull, false) })
 }
@@ -220,7 +225,7 @@ func readOne(addr string, zstd bool, tee io.Writer) (fanout.Snapshot, error) {
 		return fanout.Snapshot{}, err
 	}
 	defer c.Close()
-	if err := c.Request(calico.Prefix, "", zstd, tee); err != nil {
+	if err := c.Request(fanout.Request{Prefix: calico.Prefix, Zstd: zstd, Tee: tee}); err != nil {
 		return fanout.Snapshot{}, err
 	}
 	return c.ReadSnapshot()
@@ -307,7 +312,7 @@ func measureBurst(b *testing.B, n int, floor bool) {
 			wg.Go(func() {
 				<-start
 				defer c.Close()
-				if err := c.Request(calico.Prefix, "", false, nil); err != nil {
+				if err := c.Request(fanout.Request{Prefix: calico.Prefix}); err != nil {
 					errs <- err
 					return
 				}
@@ -377,26 +382,57 @@ func measureWire(b *testing.B, zstd bool) {
 	b.ReportMetric(float64(sn.Bytes)/float64(sn.Wire), "ratio")
 }
 
+// position returns the relay's resume position now: the one on the
+// snapshot-begin frame of a fresh stream.
+func position(b *testing.B, addr string) (clusterID string, revision uint64) {
+	var buf bytes.Buffer
+	if _, err := readOne(addr, false, &buf); err != nil {
+		b.Fatal(err)
+	}
+	dec := relaywire.NewDecoder(&buf, 0)
+	for {
+		f, err := dec.Next()
+		if err != nil {
+			b.Fatalf("no snapshot-begin frame in the stream: %v", err)
+		}
+		if f.Type == relaywire.TypeSnapshotBegin {
+			if f.ClusterID == "" {
+				b.Fatal("the relay's snapshot has no resume position")
+			}
+			return f.ClusterID, f.Revision
+		}
+	}
+}
+
 // connect opens n clients to the relay at addr, with the ping feature, and
-// has each read its snapshot; each then follows the stream in its own
-// goroutine, reporting writes to seen(i) (nil: none), until closed.
-func connect(b *testing.B, addr string, n, keys int, seen func(i int) func(int, time.Time)) (clients []*fanout.Client, wait func()) {
+// has each read its snapshot, or resume from resume if it is set; each
+// then follows the stream in its own goroutine, reporting writes to
+// seen(i) (nil: none), until closed.
+func connect(b *testing.B, addr string, n, keys int, resume *fanout.Request, seen func(i int) func(int, time.Time)) (clients []*fanout.Client, wait func()) {
 	clients, err := dialAll(addr, n)
 	if err != nil {
 		b.Fatal(err)
+	}
+	req := fanout.Request{Prefix: calico.Prefix, Features: relaywire.FeaturePing}
+	if resume != nil {
+		req.ClusterID, req.Revision = resume.ClusterID, resume.Revision
 	}
 	errs := make(chan error, n)
 	var got, follow sync.WaitGroup
 	got.Add(n)
 	for i, c := range clients {
 		follow.Go(func() {
-			err := c.Request(calico.Prefix, "ping", false, nil)
-			var sn fanout.Snapshot
-			if err == nil {
-				sn, err = c.ReadSnapshot()
-			}
-			if err == nil && sn.Keys != keys {
-				err = fmt.Errorf("read %d keys, want %d", sn.Keys, keys)
+			err := c.Request(req)
+			if err == nil && resume != nil {
+				var ok bool
+				if ok, err = c.ReadHello(); err == nil && !ok {
+					err = fmt.Errorf("the relay did not resume %s@%d", req.ClusterID, req.Revision)
+				}
+			} else if err == nil {
+				var sn fanout.Snapshot
+				if sn, err = c.ReadSnapshot(); err == nil && sn.Keys != keys {
+					err = fmt.Errorf("read %d keys, want %d", sn.Keys, keys)
+				}
 			}
 			got.Done()
 			if err != nil {
@@ -421,9 +457,12 @@ func connect(b *testing.B, addr string, n, keys int, seen func(i int) func(int, 
 	return clients, follow.Wait
 }
 
-// measureIdle holds idleClients clients at once, idle after their
-// snapshot, and reports what each costs the relay beyond one client: its
-// resident set and heap (after a GC), and CPU while idle (pings included).
+// measureIdle holds idleClients clients at once, idle, and reports what
+// each costs the relay beyond one client: its resident set and heap (after
+// a GC), and CPU while idle (pings included). The first client reads a
+// snapshot; the others resume from its position, as a client that
+// reconnects does, so that the measurement does not move 10^4 snapshots:
+// once written, a snapshot leaves nothing behind per client.
 func measureIdle(b *testing.B) {
 	s := light.get(b)
 	n := idleClients
@@ -436,9 +475,15 @@ func measureIdle(b *testing.B) {
 			b.Fatal(err)
 		}
 		// The shared state: the view, the log, and a snapshot built.
-		one, waitOne := connect(b, s.relay.Addr, 1, s.keys, nil)
+		one, waitOne := connect(b, s.relay.Addr, 1, s.keys, nil, nil)
 		base := settle(b, url, 1)
-		clients, wait := connect(b, s.relay.Addr, n, s.keys, nil)
+		var pos fanout.Request
+		pos.ClusterID, pos.Revision = position(b, s.relay.Addr)
+		before, err := fanout.RelayStats(ctx, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients, wait := connect(b, s.relay.Addr, n, s.keys, &pos, nil)
 		held := settle(b, url, n+1)
 		u0, _ := s.relay.Usage()
 		time.Sleep(idleFor)
@@ -453,6 +498,11 @@ func measureIdle(b *testing.B) {
 		b.ReportMetric(float64(base.rss)/(1<<20), "base-rss-MB")
 		b.ReportMetric(float64((u1.CPU-u0.CPU).Microseconds())/float64(n)/idleFor.Seconds(), "idle-cpu-us/client/s")
 		b.ReportMetric(float64(fanout.FileLimit()), "nofile")
+		after, err := fanout.RelayStats(ctx, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(after.Relay.Resumes-before.Relay.Resumes), "resumes")
 	}
 }
 
@@ -491,12 +541,12 @@ func writeKeys(n int) []string {
 	return keys
 }
 
-// measureLightLatency connects latencyClients lightweight clients, writes
-// at latencyRate for writeFor, and reports the time from each write's
+// measureLightLatency connects n lightweight clients, writes at
+// latencyRate for writeFor, and reports the time from each write's
 // acknowledgement to the last client's sight of it.
-func measureLightLatency(b *testing.B) {
+func measureLightLatency(b *testing.B, n int) {
 	s := light.get(b)
-	checkFiles(b, latencyClients)
+	checkFiles(b, n)
 	api, err := bench.KeysAPI(s.endpoints, fanout.Writers)
 	if err != nil {
 		b.Fatal(err)
@@ -506,12 +556,12 @@ func measureLightLatency(b *testing.B) {
 		b.StopTimer()
 		writes := latencyRate * int(writeFor/time.Millisecond) / 1000
 		d := fanout.NewDeliveries(writes)
-		clients, wait := connect(b, s.relay.Addr, latencyClients, s.keys, func(int) func(int, time.Time) { return d.Seen() })
+		clients, wait := connect(b, s.relay.Addr, n, s.keys, nil, func(int) func(int, time.Time) { return d.Seen() })
 		acks, rate := fanout.Write(context.Background(), api, keys, writes, latencyRate)
-		drain(d, acks, latencyClients)
+		drain(d, acks, n)
 		closeAll(clients)
 		wait()
-		reportLags(b, d, acks, latencyClients, rate)
+		reportLags(b, d, acks, n, rate)
 	}
 }
 
