@@ -585,6 +585,7 @@ func reportLags(b *testing.B, d *fanout.Deliveries, acks []time.Time, clients in
 	slices.Sort(lags)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(rate, "writes/s")
+	b.ReportMetric(float64(len(acks)), "writes")
 	b.ReportMetric(ms(fanout.Quantile(lags, 0.5)), "lag-p50-ms")
 	b.ReportMetric(ms(fanout.Quantile(lags, 0.99)), "lag-p99-ms")
 	b.ReportMetric(ms(fanout.Quantile(lags, 1)), "lag-max-ms")
