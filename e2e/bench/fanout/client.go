@@ -43,6 +43,9 @@ type Client struct {
 	body  io.ReadCloser  // decompressed if zstd
 	br    *bufio.Reader
 	carry []byte // the end of a piece of a line split by the buffer
+
+	// Sent is when Request finished writing the request.
+	Sent time.Time
 }
 
 // Dial opens a Client's connection to addr (host:port); nothing is sent
@@ -86,6 +89,7 @@ func (c *Client) Request(r Request) error {
 	if _, err := io.WriteString(c.conn, req+"\r\n"); err != nil {
 		return err
 	}
+	c.Sent = time.Now()
 	resp, err := http.ReadResponse(bufio.NewReaderSize(c.conn, 4<<10), nil)
 	if err != nil {
 		return err

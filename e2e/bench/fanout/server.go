@@ -140,9 +140,15 @@ func runRelay(endpoints []string, prefix string) error {
 	return srv.Serve(ln)
 }
 
+// floorChunk is the size of the floor's writes: the relay's (its
+// writeChunk). One Write of the whole buffer per connection was measured
+// slower, and costlier in CPU, than the relay itself at 10^3 clients.
+const floorChunk = 256 << 10
+
 // runFloor serves the bytes of file, as they are, to every request: one
-// pre-built buffer, one Write per connection, with the relay's headers.
-// It is the floor of moving a snapshot to many clients.
+// pre-built buffer, written in floorChunk pieces with no deadline and no
+// flush, under the relay's Content-Type. It is the floor of moving a
+// snapshot to many clients.
 func runFloor(file string) error {
 	buf, err := os.ReadFile(file)
 	if err != nil {
@@ -154,7 +160,11 @@ func runFloor(file string) error {
 	}
 	srv := &http.Server{ReadHeaderTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
-		_, _ = w.Write(buf)
+		for b := buf; len(b) > 0; b = b[min(len(b), floorChunk):] {
+			if _, err := w.Write(b[:min(len(b), floorChunk)]); err != nil {
+				return
+			}
+		}
 	})}
 	return srv.Serve(ln)
 }

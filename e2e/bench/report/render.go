@@ -607,10 +607,11 @@ func fanout(d *doc, run *Run) {
 
 	d.p("### Cost per idle client")
 	d.p("")
-	d.p("N clients (with the ping feature) held at once beside one that read a snapshot; the N resume from its")
-	d.p("position, so nothing but the stream itself is theirs. RSS and heap are the relay's after a GC")
-	d.p("(`runtime.GC`, `debug.FreeOSMemory`) with the N connected, less the same with the one alone, per client;")
-	d.p("CPU is the relay's over 20 s of idling (pings every 10 s), per client.")
+	d.p("N clients (with the ping feature) held at once: one reads a snapshot, the other N−1 resume from its")
+	d.p("position, so nothing but the stream itself is theirs (N = 10^4 is the relay's default `MaxClients`).")
+	d.p("RSS and heap are the relay's after a GC (`runtime.GC`, `debug.FreeOSMemory`) with the N connected, less")
+	d.p("the same with the first alone, per added client; CPU is the relay's over 20 s of idling (pings every")
+	d.p("10 s), per client.")
 	d.p("")
 	d.header("clients held at once", "RSS per client, KB", "heap per client, KB", "relay RSS with one client, MB", "idle CPU, µs per client per s", "resumed", "RLIMIT_NOFILE")
 	for _, n := range suffixes(r, fanoutIdle) {
