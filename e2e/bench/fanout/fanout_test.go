@@ -596,16 +596,34 @@ func measureLightLatency(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	keys := writeKeys(s.keys)
+	ctx := context.Background()
 	for range b.N {
 		b.StopTimer()
 		writes := latencyRate * int(writeFor/time.Millisecond) / 1000
 		d := fanout.NewDeliveries(writes)
 		clients, wait := connect(b, s.relay.Addr, n, s.keys, nil, func(int) func(int, time.Time) { return d.Seen() })
-		acks, rate := fanout.Write(context.Background(), api, keys, writes, latencyRate)
+		before, err := fanout.RelayStats(ctx, s.relay.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		u0, _ := s.relay.Usage()
+		acks, rate := fanout.Write(ctx, api, keys, writes, latencyRate)
 		drain(d, acks, n)
+		u1, _ := s.relay.Usage()
+		after, err := fanout.RelayStats(ctx, s.relay.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
 		closeAll(clients)
 		wait()
 		reportLags(b, d, acks, n, rate)
+		// Why writes go missing: the relay's watch fell out of etcd's
+		// event window (lost sync, then a resync that delivers only each
+		// key's latest value), or clients fell behind the log's start
+		// (sent a fresh snapshot).
+		b.ReportMetric(float64(after.LostSync-before.LostSync), "relay-lost-sync")
+		b.ReportMetric(float64(after.Relay.SnapshotsSent-before.Relay.SnapshotsSent), "snapshots-resent")
+		b.ReportMetric((u1.CPU - u0.CPU).Seconds(), "relay-cpu-s")
 	}
 }
 

@@ -49,6 +49,7 @@ const (
 type Stats struct {
 	Relay     relay.Stats
 	InSync    bool
+	LostSync  uint64 // times the relay's syncer left in-sync (a resync, or worse)
 	HeapBytes uint64 // live heap after the last GC (runtime.MemStats.HeapAlloc)
 }
 
@@ -90,12 +91,19 @@ func listen() (net.Listener, error) {
 // whether the syncer says in-sync.
 type relayHost struct {
 	*relay.Server
-	inSync atomic.Bool
+	inSync    atomic.Bool
+	wasInSync atomic.Bool
+	lostSync  atomic.Uint64
 }
 
 func (h *relayHost) OnStatusUpdated(s messages.SyncStatus) { h.OnStatusAt(s, 0) }
 
 func (h *relayHost) OnStatusAt(s messages.SyncStatus, index uint64) {
+	if s == messages.InSync {
+		h.wasInSync.Store(true)
+	} else if h.inSync.Load() {
+		h.lostSync.Add(1)
+	}
 	h.inSync.Store(s == messages.InSync)
 	h.Server.OnStatusAt(s, index)
 }
@@ -126,7 +134,8 @@ func runRelay(endpoints []string, prefix string) error {
 	mux.HandleFunc(StatsPath, func(w http.ResponseWriter, _ *http.Request) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		_ = json.NewEncoder(w).Encode(Stats{Relay: rs.Stats(), InSync: host.inSync.Load(), HeapBytes: ms.HeapAlloc})
+		_ = json.NewEncoder(w).Encode(Stats{Relay: rs.Stats(), InSync: host.inSync.Load(),
+			LostSync: host.lostSync.Load(), HeapBytes: ms.HeapAlloc})
 	})
 	mux.HandleFunc(GCPath, func(w http.ResponseWriter, _ *http.Request) {
 		runtime.GC()

@@ -565,13 +565,18 @@ func fanout(d *doc, run *Run) {
 	d.p("it, and the server processes it starts, can hold 10^4 sockets each.")
 	d.p("")
 	d.commands(run.Commands[secFanout])
+	if w, k := median(r, "Fanout/wire/identity", "wire-bytes"), median(r, "Fanout/wire/identity", "wire-B/key"); k > 0 {
+		d.p("In this run the relay of the lightweight clients held %s keys.", num(math.Round(w/k)))
+		d.p("")
+	}
 	d.p("- **Lightweight clients**: a raw TCP connection that sends the stream request and counts what it")
 	d.p("  reads: keys of the kvs frames (by their `{\"k\":`), frames, bytes; it decodes no JSON. Each checks it")
 	d.p("  counted every key. Connections are opened before the clock starts; then all send their request at once.")
 	d.p("- **Byte-moving floor**: a process of its own that writes the relay's own stream bytes (hello to")
-	d.p("  snapshot-end, captured once) from one pre-built buffer, in one `Write` per connection, over")
-	d.p("  `net/http`, to the same clients. The relay waits over its `SnapshotShare` (1 s) before each burst, so")
-	d.p("  every burst builds its own snapshot.")
+	d.p("  snapshot-end, captured once) from one pre-built buffer, in the relay's 256 KiB writes, over")
+	d.p("  `net/http`, to the same clients. Before each burst, off the clock, N clients ask the server and hang")
+	d.p("  up after hello (so that neither process's first burst of N pays for growing to N connections), and")
+	d.p("  the relay is left over its `SnapshotShare` (1 s), so that every burst builds its own snapshot.")
 	d.p("- **Full clients**: `supervisor.Start` with `Config.Relays` (or `Endpoints`, straight at etcd), each")
 	d.p("  host keeping its view in a map, on a second etcd of 10^4 keys (a thousand views of 10^5 keys would")
 	d.p("  not fit in memory) with a relay process of its own.")
@@ -582,7 +587,11 @@ func fanout(d *doc, run *Run) {
 	d.p("Time until every client has read the whole snapshot; CPU of the server process during it, and of")
 	d.p("the benchmark process (the clients). _× floor_ divides the relay's time by the floor's, run by run.")
 	d.p("")
-	d.header("clients", "floor, ms", "relay, ms", "relay × floor", "floor CPU, s", "relay CPU, s", "snapshots built", "snapshots shared", "clients' CPU (floor / relay), s", "MB per client")
+	d.p("_Last request_ is when the last client had sent its request, after the start: a relay that builds")
+	d.p("more than one snapshot for a burst whose requests all left within it took longer than its")
+	d.p("`SnapshotShare` (1 s, counted from the build) to reach some of them.")
+	d.p("")
+	d.header("clients", "floor, ms", "relay, ms", "relay × floor", "floor CPU, s", "relay CPU, s", "snapshots built", "snapshots shared", "clients' CPU (floor / relay), s", "MB per client", "last request (relay), ms")
 	for _, n := range suffixes(r, fanoutRelay) {
 		fl, re := fanoutFloor+n, fanoutRelay+n
 		d.row(n, r.Get(fl, "ns/op").Format(nsPerMs, num), r.Get(re, "ns/op").Format(nsPerMs, num),
@@ -590,7 +599,7 @@ func fanout(d *doc, run *Run) {
 			r.Get(fl, "server-cpu-s").Format(one, num), r.Get(re, "server-cpu-s").Format(one, num),
 			r.Get(re, "snapshots-built").Format(one, num), r.Get(re, "snapshots-shared").Format(one, num),
 			r.Get(fl, "client-cpu-s").Format(one, num)+" / "+r.Get(re, "client-cpu-s").Format(one, num),
-			r.Get(re, "MB/client").Format(one, num))
+			r.Get(re, "MB/client").Format(one, num), r.Get(re, "last-request-ms").Format(one, num))
 	}
 	d.p("")
 
@@ -630,10 +639,15 @@ func fanout(d *doc, run *Run) {
 	d.p("beats the acknowledgement counts as 0. _Not delivered_: acknowledged writes some client never saw")
 	d.p("within 10 s. One lightweight client is the baseline: etcd's watch and the relay, without the fan-out.")
 	d.p("")
-	d.header("clients", "writes/s achieved", "lag p50, ms", "lag p99, ms", "lag max, ms", "not delivered")
+	d.p("_Relay lost sync_ counts the relay's syncer leaving `in-sync` during the writes (its watch fell out of")
+	d.p("etcd's event window; the resync that follows delivers only each key's latest value), _snapshots resent_")
+	d.p("the clients moved to a fresh snapshot for falling behind the log's start: the two ways a write is lost.")
+	d.p("")
+	d.header("clients", "writes/s achieved", "lag p50, ms", "lag p99, ms", "lag max, ms", "not delivered", "relay lost sync", "snapshots resent", "relay CPU, s")
 	latency := func(label, name string) {
 		d.row(label, r.Get(name, "writes/s").Format(one, num), r.Get(name, "lag-p50-ms").Format(one, num),
-			r.Get(name, "lag-p99-ms").Format(one, num), r.Get(name, "lag-max-ms").Format(one, num), r.Get(name, "missed").Format(one, num))
+			r.Get(name, "lag-p99-ms").Format(one, num), r.Get(name, "lag-max-ms").Format(one, num), r.Get(name, "missed").Format(one, num),
+			r.Get(name, "relay-lost-sync").Format(one, num), r.Get(name, "snapshots-resent").Format(one, num), r.Get(name, "relay-cpu-s").Format(one, num))
 	}
 	for _, n := range suffixes(r, fanoutLight) {
 		c, rate, _ := strings.Cut(n, "/rate=")
