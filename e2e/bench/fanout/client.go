@@ -44,7 +44,9 @@ type Client struct {
 	br    *bufio.Reader
 	carry []byte // the end of a piece of a line split by the buffer
 
-	// Sent is when Request finished writing the request.
+	tee io.Writer
+
+	// Sent is when Send finished writing the request.
 	Sent time.Time
 }
 
@@ -74,6 +76,16 @@ type Request struct {
 
 // Request sends the stream request and reads the response's header.
 func (c *Client) Request(r Request) error {
+	if err := c.Send(r); err != nil {
+		return err
+	}
+	return c.ReadHeader()
+}
+
+// Send writes the stream request; ReadHeader then reads the response's
+// header. Apart, they let one goroutine send many clients' requests at
+// once before any of them reads.
+func (c *Client) Send(r Request) error {
 	q := url.Values{relaywire.ParamPrefix: {r.Prefix}}
 	if r.Features != "" {
 		q.Set(relaywire.ParamFeatures, r.Features)
@@ -89,7 +101,12 @@ func (c *Client) Request(r Request) error {
 	if _, err := io.WriteString(c.conn, req+"\r\n"); err != nil {
 		return err
 	}
-	c.Sent = time.Now()
+	c.Sent, c.tee = time.Now(), r.Tee
+	return nil
+}
+
+// ReadHeader reads the response's header, after Send.
+func (c *Client) ReadHeader() error {
 	resp, err := http.ReadResponse(bufio.NewReaderSize(c.conn, 4<<10), nil)
 	if err != nil {
 		return err
@@ -106,8 +123,8 @@ func (c *Client) Request(r Request) error {
 		}
 	}
 	var body io.Reader = c.body
-	if r.Tee != nil {
-		body = io.TeeReader(c.body, r.Tee)
+	if c.tee != nil {
+		body = io.TeeReader(c.body, c.tee)
 	}
 	c.br = bufio.NewReaderSize(body, clientBuffer)
 	return nil
