@@ -40,4 +40,29 @@
 //     process needs RaiseFileLimit.
 //
 // A Client is not safe for concurrent use; Deliveries is.
+//
+// # Scaling down
+//
+// The defaults are the figures (about 20 to 25 minutes on 2 cores,
+// and some 13 GB of memory at the peak of 10^3 full clients). For a smoke
+// run, these environment variables scale them down:
+//
+//	ETCDSYNC_FANOUT_KEYS            keys of the lightweight clients' relay (100000)
+//	ETCDSYNC_FANOUT_CLIENTS         burst sizes, comma-separated (1,100,1000,10000)
+//	ETCDSYNC_FANOUT_IDLE_CLIENTS    idle clients held at once (10000)
+//	ETCDSYNC_FANOUT_IDLE_FOR        how long their idle CPU is measured (20s)
+//	ETCDSYNC_FANOUT_LATENCY_CLIENTS lightweight clients following writes (1000)
+//	ETCDSYNC_FANOUT_RATE            their write rate, per second (1000)
+//	ETCDSYNC_FANOUT_FOR             how long writes go on (3s)
+//	ETCDSYNC_FANOUT_FULL_KEYS       keys of the full clients' etcd (10000)
+//	ETCDSYNC_FANOUT_FULL_CLIENTS    full clients behind the relay (1000)
+//	ETCDSYNC_FANOUT_DIRECT_CLIENTS  full clients straight at etcd (1000)
+//	ETCDSYNC_FANOUT_FULL_RATE       their write rate, per second (50)
+//
+// for example
+//
+//	ETCDSYNC_ETCD_BIN=$PWD/bin/etcd ETCDSYNC_FANOUT_KEYS=10000 ETCDSYNC_FANOUT_CLIENTS=1,100 \
+//	ETCDSYNC_FANOUT_IDLE_CLIENTS=200 ETCDSYNC_FANOUT_LATENCY_CLIENTS=50 \
+//	ETCDSYNC_FANOUT_FULL_CLIENTS=20 ETCDSYNC_FANOUT_DIRECT_CLIENTS=20 \
+//	go test -run '^$' -bench Fanout -benchtime 1x ./e2e/bench/fanout
 package fanout

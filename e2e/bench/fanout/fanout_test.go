@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	fanout.RaiseFileLimit()
 	code := m.Run()
+	stopServers()
 	bench.Shutdown()
 	os.Exit(code)
 }
@@ -136,8 +137,8 @@ func (s *setup) get(b *testing.B) *setup {
 	return s
 }
 
-// stopServers is deferred by BenchmarkFanout: the relay and floor
-// processes would otherwise live until the test process exits.
+// stopServers stops the relay and floor processes, from TestMain once the
+// benchmarks are done (they would die with the test process anyway).
 func stopServers() {
 	for _, s := range []*setup{light, full} {
 		if s.relay != nil {
@@ -168,7 +169,6 @@ func stopServers() {
 //     time until all are in sync, the latency of writes at 50/s, and
 //     etcd's watchers and watch requests.
 func BenchmarkFanout(b *testing.B) {
-	defer stopServers()
 	b.Run("snapshot", func(b *testing.B) {
 		for _, n := range burstSizes {
 			b.Run("floor/clients="+strconv.Itoa(n), func(b *testing.B) { measureBurst(b, n, true) })
@@ -609,8 +609,16 @@ func measureLightLatency(b *testing.B, n int) {
 		b.StopTimer()
 		writes := latencyRate * int(writeFor/time.Millisecond) / 1000
 		d := fanout.NewDeliveries(writes)
+		s0, err := fanout.RelayStats(ctx, s.relay.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
 		clients, wait := connect(b, s.relay.Addr, n, s.keys, nil, func(int) func(int, time.Time) { return d.Seen() })
-		before, err := fanout.RelayStats(ctx, s.relay.URL())
+		// A stream counts its snapshot sent once the flush returns, which
+		// may be after the client has read it.
+		before, err := fanout.WaitRelay(ctx, s.relay.URL(), func(st fanout.Stats) bool {
+			return st.Relay.SnapshotsSent >= s0.Relay.SnapshotsSent+uint64(n)
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
