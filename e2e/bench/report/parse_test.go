@@ -68,7 +68,7 @@ BenchmarkFanout/full/direct/clients=20-2        	       1	   2091177 ns/op	     
 	md := Render(run)
 	for _, want := range []string{
 		"| 100 | 3960 | 3940 | 0.99× | 1.22 | 1.11 | 1 | 99 |",
-		"| relay snapshot to N lightweight clients ≤ 1.5× the byte-moving floor, every N | 14.86× (worst, at 1 clients) | — | **missed** |",
+		"| relay snapshot to N lightweight clients ≤ 1.5× the byte-moving floor, every N | 14.86× (worst, N = 1) | — | **missed** |",
 		"| one snapshot built per burst of clients | at most 1 per burst | — | **met** |",
 		"| fan-out p99 ≤ 50 ms, 1000 writes/s, 1000 lightweight clients | 178 ms (100 clients) | — | **missed** |",
 		"| relay memory ≤ 20 KB per idle client beyond the shared state | 25.8 KB RSS (2000 clients) | — | **missed** |",

@@ -514,7 +514,7 @@ func fanoutGoals(d *doc, r Results) {
 	worst, at, built := worstBurst(r)
 	worstText := ratio(worst)
 	if at != "" {
-		worstText += " (worst, at " + at + " clients)"
+		worstText += " (worst, N = " + at + ")"
 	}
 	d.row(fmt.Sprintf("relay snapshot to N lightweight clients ≤ %.1f× the byte-moving floor, every N", fanoutFloorGoal),
 		worstText, "—", met(worst, fanoutFloorGoal, false))
@@ -587,6 +587,8 @@ func fanout(d *doc, run *Run) {
 	d.p("Time until every client has read the whole snapshot; CPU of the server process during it, and of")
 	d.p("the benchmark process (the clients). _× floor_ divides the relay's time by the floor's, run by run.")
 	d.p("")
+	d.p("At one client the relay's time is mostly building the snapshot (copying and encoding its view), which")
+	d.p("the floor has pre-built; from a burst of many on, that one build is shared by the burst.")
 	d.p("_Last request_ is when the last client had sent its request, after the start: a relay that builds")
 	d.p("more than one snapshot for a burst whose requests all left within it took longer than its")
 	d.p("`SnapshotShare` (1 s, counted from the build) to reach some of them.")
