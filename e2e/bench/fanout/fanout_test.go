@@ -418,6 +418,7 @@ func warmUp(addr string, n int) error {
 func measureWire(b *testing.B, zstd bool) {
 	s := light.get(b)
 	var sn fanout.Snapshot
+	b.ResetTimer()
 	for range b.N {
 		var err error
 		if sn, err = readOne(s.relay.Addr, zstd, nil); err != nil {
