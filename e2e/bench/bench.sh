@@ -176,7 +176,9 @@ done
 # 10^5 keys, against a floor process writing the same stream bytes from one
 # buffer; full clients on a second etcd of 10^4 keys. The test binary raises
 # its RLIMIT_NOFILE to the hard limit for 10^4 clients. BENCH_FANOUT=0
-# skips it (about 25 minutes on 2 cores, most of it moving 10^4 snapshots).
+# skips it (about 15 minutes on 2 idle cores, more on a busy machine; most
+# of it is moving 10^4 snapshots of 33 MB, and some 13 GB of memory at the
+# peak of 10^3 full clients).
 if [[ ${BENCH_FANOUT:-1} == 1 ]]; then
 	$GO test -run '^$' -count 1 ./e2e/bench/fanout >/dev/null || FAILED+=("fanout")
 	FANOUT="$GO test -run '^\$' -bench '^BenchmarkFanout\$' -benchtime 1x -count 1 -timeout 90m ./e2e/bench/fanout"

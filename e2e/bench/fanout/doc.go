@@ -43,7 +43,7 @@
 //
 // # Scaling down
 //
-// The defaults are the figures (about 20 to 25 minutes on 2 cores,
+// The defaults are the figures (about 15 minutes on 2 idle cores,
 // and some 13 GB of memory at the peak of 10^3 full clients). For a smoke
 // run, these environment variables scale them down:
 //
