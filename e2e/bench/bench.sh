@@ -9,7 +9,7 @@
 # BENCH_RAW a directory for the raw outputs (default a new temporary one);
 # BENCH_LARGE=1 also loads 10^6 keys into a second etcd (about 3 minutes)
 # and runs BENCH_LARGE_ROUNDS (default 3) snapshot rounds on it, about 10
-# minutes more.
+# minutes more. BENCH_FANOUT=0 skips the fan-out section (section 5).
 # A failed measurement leaves its cells empty ("—"): the report is still
 # written, and the script exits 1.
 set -uo pipefail
@@ -171,6 +171,20 @@ for args in "$HWM_NEW" "$HWM_SMALL" "$HWM_LARGE" "$HWM_MEMORY"; do
 	record hwm-seed "(cd e2e/seedbaseline && $GO test $args .)"
 	run hwm-seed "(cd e2e/seedbaseline && $GO test $args .)"
 done
+
+# 5. Fan-out: a relay process (syncer + relay.Server) on its own etcd of
+# 10^5 keys, against a floor process writing the same stream bytes from one
+# buffer; full clients on a second etcd of 10^4 keys. The test binary raises
+# its RLIMIT_NOFILE to the hard limit for 10^4 clients. BENCH_FANOUT=0
+# skips it (about 15 minutes on 2 idle cores, more on a busy machine; most
+# of it is moving 10^4 snapshots of 33 MB, and some 13 GB of memory at the
+# peak of 10^3 full clients).
+if [[ ${BENCH_FANOUT:-1} == 1 ]]; then
+	$GO test -run '^$' -count 1 ./e2e/bench/fanout >/dev/null || FAILED+=("fanout")
+	FANOUT="$GO test -run '^\$' -bench '^BenchmarkFanout\$' -benchtime 1x -count 1 -timeout 90m ./e2e/bench/fanout"
+	record fanout "# RLIMIT_NOFILE: soft $(ulimit -Sn), hard $(ulimit -Hn); the benchmark raises the soft limit to the hard one" "$FANOUT"
+	run fanout "$FANOUT"
+fi
 
 # With -count above 1, a benchmark that fails in a later count does not
 # fail `go test`: look for the failures themselves.

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/e2e/calico"
@@ -10,7 +11,7 @@ import (
 )
 
 // loaded returns a server holding n Calico-shaped keys.
-func loaded(b *testing.B, n int) *Server {
+func loaded(b testing.TB, n int) *Server {
 	s, err := New(Config{Prefix: "/calico/v1"})
 	if err != nil {
 		b.Fatal(err)
@@ -34,7 +35,7 @@ func BenchmarkSnapshotEncode(b *testing.B) {
 		s.snapMu.Lock()
 		s.snap = nil // no sharing: build every time
 		s.snapMu.Unlock()
-		sn = s.snapshotFor()
+		sn = s.snapshotFor(time.Now())
 	}
 	b.ReportMetric(float64(len(sn.enc.raw)), "wire-bytes")
 	b.ReportMetric(float64(len(sn.enc.raw))/100_000, "bytes/key")
@@ -43,7 +44,7 @@ func BenchmarkSnapshotEncode(b *testing.B) {
 // BenchmarkSnapshotZstd measures compressing that snapshot, once per burst.
 func BenchmarkSnapshotZstd(b *testing.B) {
 	s := loaded(b, 100_000)
-	raw := s.snapshotFor().enc.raw
+	raw := s.snapshotFor(time.Now()).enc.raw
 	var z []byte
 	for b.Loop() {
 		z = relaywire.Compress(z[:0], raw)
@@ -56,7 +57,7 @@ func BenchmarkSnapshotZstd(b *testing.B) {
 // that snapshot.
 func BenchmarkSnapshotDecode(b *testing.B) {
 	s := loaded(b, 100_000)
-	raw := s.snapshotFor().enc.raw
+	raw := s.snapshotFor(time.Now()).enc.raw
 	hello, _ := relaywire.Append(nil, &relaywire.Frame{Type: relaywire.TypeHello, Version: 1})
 	stream := append(hello, raw...)
 	for b.Loop() {

@@ -3,6 +3,7 @@ package relay
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // logOf returns a log holding entries with the given revisions, all of
@@ -79,5 +80,25 @@ func TestPushBoundsCountAndBytes(t *testing.T) {
 	l.push(&entry{enc: encoded{raw: make([]byte, 50)}})
 	if batch[0] == nil {
 		t.Error("from shares its slots with the log: a push cleared an entry under the reader")
+	}
+}
+
+// The sharing window counts from when a client asked, so a burst whose
+// first snapshot takes longer than SnapshotShare to write still shares it.
+func TestSnapshotSharedWithEveryClientThatAskedWithinTheWindowOfItsBuild(t *testing.T) {
+	s := loaded(t, 10)
+	share := s.cfg.SnapshotShare
+	first := s.snapshotFor(time.Now())
+	if got := s.snapshotFor(first.built.Add(-time.Hour)); got != first {
+		t.Error("a client that asked before the build, and reached it late, got another snapshot")
+	}
+	if got := s.snapshotFor(first.built.Add(share - time.Millisecond)); got != first {
+		t.Error("a client that asked within the window got another snapshot")
+	}
+	if got := s.snapshotFor(first.built.Add(share + time.Millisecond)); got == first {
+		t.Error("a client that asked after the window got the old snapshot")
+	}
+	if st := s.Stats(); st.SnapshotsBuilt != 2 || st.SnapshotsShared != 2 {
+		t.Errorf("built %d, shared %d; want 2 and 2", st.SnapshotsBuilt, st.SnapshotsShared)
 	}
 }

@@ -223,15 +223,18 @@ type snapshot struct {
 	keys  int
 }
 
-// snapshotFor returns a snapshot that a stream may send: the last built if
-// it is at most SnapshotShare old and the log still holds everything after
-// it, else a new one. Streams asking during a build wait for it and share
-// it.
-func (s *Server) snapshotFor() *snapshot {
+// snapshotFor returns a snapshot that a stream needing one since asked may
+// send: the last built if it was built at most SnapshotShare before asked
+// (or after) and the log still holds everything after it, else a new one.
+// Streams asking during a build wait for it and share it. Counting from when
+// each client asked, not from the build, lets one snapshot serve a whole
+// burst even when writing it to the first clients takes longer than
+// SnapshotShare.
+func (s *Server) snapshotFor(asked time.Time) *snapshot {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	s.mu.Lock()
-	if sn := s.snap; sn != nil && time.Since(sn.built) < s.cfg.SnapshotShare && sn.next >= s.log.first {
+	if sn := s.snap; sn != nil && !sn.built.Before(asked.Add(-s.cfg.SnapshotShare)) && sn.next >= s.log.first {
 		s.mu.Unlock()
 		s.stats.snapshotsShared.Add(1)
 		return sn

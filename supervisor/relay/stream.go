@@ -166,6 +166,7 @@ func refuse(w http.ResponseWriter, e *requestError) {
 // naming what is wrong. It returns when the client goes away, a write to it
 // fails or times out, or the server is closed.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	log := s.cfg.Logger.With("client", r.RemoteAddr)
 	h, rerr := parseHandshake(r, s.cfg)
 	if rerr != nil {
@@ -195,7 +196,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.clients.Add(-1)
-	err := s.stream(w, r, h, log)
+	err := s.stream(w, r, h, arrived, log)
 	s.countEnd(err)
 	log.Debug("relay stream ended", "err", err)
 }
@@ -237,7 +238,7 @@ var errClosed = errors.New("relay: server closed")
 // stream runs one accepted stream: hello, then a snapshot unless the
 // client resumes, then the log from the snapshot's position on, with a
 // fresh snapshot whenever the client has fallen behind the log's start.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, log *slog.Logger) error {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arrived time.Time, log *slog.Logger) error {
 	rc := http.NewResponseController(w)
 	write := func(b []byte) error {
 		for len(b) > 0 {
@@ -317,7 +318,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, log
 		s.mu.Lock()
 		if needSnapshot || next < s.log.first {
 			s.mu.Unlock()
-			sn := s.snapshotFor()
+			asked := arrived
+			if !needSnapshot {
+				asked = time.Now() // fell behind the log just now
+			}
+			sn := s.snapshotFor(asked)
 			if err := write(sn.enc.bytes(h.zstd)); err != nil {
 				return err
 			}

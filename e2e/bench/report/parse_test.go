@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,54 @@ ok  	github.com/etcdsync/etcdsync/e2e/bench	11.622s
 	}
 	if got := res.Get("Snapshot/floor", "peak-heap-MB").Ratio(Stat{Median: 75, N: 1}); got != 2 {
 		t.Errorf("ratio = %v", got)
+	}
+}
+
+func TestFanout(t *testing.T) {
+	out := `BenchmarkFanout/snapshot/floor/clients=1-2         	       1	  24821872 ns/op	        32.98 MB/client	         0.02000 client-cpu-s	         1.000 clients	         0 server-cpu-s
+BenchmarkFanout/snapshot/relay/clients=1-2         	       1	 368820875 ns/op	        32.98 MB/client	         0.01000 client-cpu-s	         1.000 clients	         0.3500 server-cpu-s	         1.000 snapshots-built	         0 snapshots-shared
+BenchmarkFanout/snapshot/floor/clients=100-2       	       1	3959621000 ns/op	        32.98 MB/client	         1.790 client-cpu-s	       100.0 clients	         1.220 server-cpu-s
+BenchmarkFanout/snapshot/relay/clients=100-2       	       1	3939619975 ns/op	        32.98 MB/client	         1.700 client-cpu-s	       100.0 clients	         1.110 server-cpu-s	         1.000 snapshots-built	        99.00 snapshots-shared
+BenchmarkFanout/wire/identity-2                    	       1	 216317633 ns/op	         1.000 ratio	       329.8 wire-B/key	  32982020 wire-bytes
+BenchmarkFanout/wire/zstd-2                        	       1	  80694184 ns/op	        18.90 ratio	        17.45 wire-B/key	   1745198 wire-bytes
+BenchmarkFanout/idle/clients=2000-2         	       1	1896155662 ns/op	        35.79 base-rss-MB	      2000 clients	        15.29 heap-KB/client	         0 idle-cpu-us/client/s	     20000 nofile	      2000 resumes	        25.82 rss-KB/client
+BenchmarkFanout/latency/light/clients=1/rate=1000-2         	       1	  10821294 ns/op	       1.000 clients	       16.0 lag-max-ms	        3.77 lag-p50-ms	       8.2 lag-p99-ms	         0 missed	       999.5 writes/s	3000 writes
+BenchmarkFanout/latency/light/clients=100/rate=1000-2         	       1	  10821294 ns/op	       100.0 clients	       186.0 lag-max-ms	        13.77 lag-p50-ms	       178.2 lag-p99-ms	         0 missed	       999.5 writes/s	3000 writes
+BenchmarkFanout/full/relay/clients=20-2         	       1	   2233286 ns/op	        20.00 clients	       150.0 etcd-watch-requests	         1.000 etcd-watchers	         4.472 lag-max-ms	         1.124 lag-p50-ms	         2.632 lag-p99-ms	         0 missed	       555.4 sync-ms	        50.30 writes/s	150 writes
+BenchmarkFanout/full/direct/clients=20-2        	       1	   2091177 ns/op	        20.00 clients	      3150 etcd-watch-requests	        21.00 etcd-watchers	         8.700 lag-max-ms	         1.095 lag-p50-ms	         4.355 lag-p99-ms	         0 missed	       275.3 sync-ms	        50.27 writes/s	150 writes
+`
+	res, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Get("Fanout/latency/light/clients=100/rate=1000", "lag-p99-ms"); got.Median != 178.2 {
+		t.Errorf("p99 = %+v", got)
+	}
+	if got := suffixes(res, fanoutRelay); !slices.Equal(got, []string{"1", "100"}) {
+		t.Errorf("burst sizes = %v", got)
+	}
+	worst, at, built := worstBurst(res)
+	if at != "1" || math.Abs(worst-368820875.0/24821872) > 1e-9 || built != 1 {
+		t.Errorf("worst = %v at %q, built %v", worst, at, built)
+	}
+	run := &Run{Meta: map[string]string{}, Results: map[string]Results{secFanout: res}, Commands: map[string][]string{}}
+	md := Render(run)
+	for _, want := range []string{
+		"| 100 | 3960 | 3940 | 0.99× | 1.22 | 1.11 | 1 | 99 |",
+		"| relay snapshot to N lightweight clients ≤ 1.5× the byte-moving floor, every N | 14.86× (worst, N = 1) | — | **missed** |",
+		"| one snapshot built per burst of clients | at most 1 per burst | — | **met** |",
+		"| fan-out p99 ≤ 50 ms, 1000 writes/s, 1000 lightweight clients | 178 ms (100 clients) | — | **missed** |",
+		"| relay memory ≤ 20 KB per idle client beyond the shared state | 25.8 KB RSS (2000 clients) | — | **missed** |",
+		"| zstd | 1745198 | 17.4 | 18.9 |",
+		"| 20 straight at etcd | 275 | 21 | 3150 | 21 |",
+		"| 1 lightweight, 1000 writes/s | 1000 | 3.77 | 8.20 | 16 | 0 | — | — | — |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		i := strings.Index(md, "## 5.")
+		t.Log(md[i:])
 	}
 }

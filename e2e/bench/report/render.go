@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -126,6 +127,7 @@ func Render(run *Run) string {
 	watch(&d, run)
 	merge(&d, run)
 	hwm(&d, run)
+	fanout(&d, run)
 	return d.String()
 }
 
@@ -192,6 +194,7 @@ func goals(d *doc, run *Run) {
 		b6v = b6.Median
 	}
 	d.row(fmt.Sprintf("peak heap beyond the host's copy ≤ %d B/key at 10^6 keys", beyondGoal), b5.Format(one, num)+" B/key", b6.Format(one, num)+" B/key", met(b6v, beyondGoal, false))
+	fanoutGoals(d, run.Results[secFanout])
 	d.p("")
 }
 
@@ -427,6 +430,260 @@ func hwm(d *doc, run *Run) {
 		name := "Tracker/Memory/keys=" + n
 		o, s := ours.Get(name, "B/key"), seed.Get(name, "B/key")
 		d.row(n, o.Format(one, num), s.Format(one, num), ratio(o.Ratio(s)))
+	}
+	d.p("")
+}
+
+// The goals of issue 13 item 8 (fan-out), against floors measured in the
+// same run where there is one.
+const (
+	fanoutFloorGoal = 1.5  // snapshot to N clients, × the byte-moving floor, at every N
+	fanoutP99Goal   = 50   // ms, write acknowledgement to the last of 1000 lightweight clients, 1000 writes/s
+	fanoutIdleGoal  = 20.0 // KB of relay memory per idle client, beyond the shared state
+	fanoutBuilt     = 1    // snapshots built per burst
+)
+
+// Names of BenchmarkFanout's results (e2e/bench/fanout).
+const (
+	fanoutFloor  = "Fanout/snapshot/floor/clients="
+	fanoutRelay  = "Fanout/snapshot/relay/clients="
+	fanoutIdle   = "Fanout/idle/clients="
+	fanoutLight  = "Fanout/latency/light/clients="
+	fanoutFull   = "Fanout/full/relay/clients="
+	fanoutDirect = "Fanout/full/direct/clients="
+)
+
+// suffixes returns the rest of every result name that starts with prefix,
+// ordered by its leading number (the client count), then as text.
+func suffixes(r Results, prefix string) []string {
+	var out []string
+	for name := range r {
+		if rest, ok := strings.CutPrefix(name, prefix); ok {
+			out = append(out, rest)
+		}
+	}
+	lead := func(s string) int {
+		n, _ := strconv.Atoi(strings.SplitN(s, "/", 2)[0])
+		return n
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		if c := lead(a) - lead(b); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return out
+}
+
+// median returns the median of name's samples in unit, NaN if none.
+func median(r Results, name, unit string) float64 {
+	if s := r.Get(name, unit); s.N > 0 {
+		return s.Median
+	}
+	return math.NaN()
+}
+
+// worstBurst returns the highest relay/floor time ratio over the burst
+// sizes, the size it was at, and the most snapshots built by one burst.
+func worstBurst(r Results) (worst float64, at string, built float64) {
+	worst, built = math.NaN(), math.NaN()
+	for _, n := range suffixes(r, fanoutRelay) {
+		v := r.Paired(fanoutRelay+n, fanoutFloor+n, "ns/op")
+		if v.N > 0 && (math.IsNaN(worst) || v.Median > worst) {
+			worst, at = v.Median, n
+		}
+		if b := r.Get(fanoutRelay+n, "snapshots-built"); b.N > 0 && (math.IsNaN(built) || b.Max > built) {
+			built = b.Max
+		}
+	}
+	return worst, at, built
+}
+
+// lightAt returns the name of the latency result for the most lightweight
+// clients.
+func lightAt(r Results) string {
+	names := suffixes(r, fanoutLight)
+	if len(names) == 0 {
+		return ""
+	}
+	return fanoutLight + names[len(names)-1]
+}
+
+// fanoutGoals adds the fan-out rows to the goals table.
+func fanoutGoals(d *doc, r Results) {
+	worst, at, built := worstBurst(r)
+	worstText := ratio(worst)
+	if at != "" {
+		worstText += " (worst, N = " + at + ")"
+	}
+	d.row(fmt.Sprintf("relay snapshot to N lightweight clients ≤ %.1f× the byte-moving floor, every N", fanoutFloorGoal),
+		worstText, "—", met(worst, fanoutFloorGoal, false))
+	d.row("one snapshot built per burst of clients", "at most "+num0(built)+" per burst", "—", met(built, fanoutBuilt, false))
+	light := lightAt(r)
+	p99 := median(r, light, "lag-p99-ms")
+	d.row(fmt.Sprintf("fan-out p99 ≤ %d ms, 1000 writes/s, 1000 lightweight clients", fanoutP99Goal),
+		r.Get(light, "lag-p99-ms").Format(one, num)+" ms"+clientsNote(light), "—", met(p99, fanoutP99Goal, false))
+	idle := ""
+	if names := suffixes(r, fanoutIdle); len(names) > 0 {
+		idle = fanoutIdle + names[len(names)-1]
+	}
+	rss := median(r, idle, "rss-KB/client")
+	d.row(fmt.Sprintf("relay memory ≤ %.0f KB per idle client beyond the shared state", fanoutIdleGoal),
+		r.Get(idle, "rss-KB/client").Format(one, num)+" KB RSS"+clientsNote(idle), "—", met(rss, fanoutIdleGoal, false))
+}
+
+// clientsNote names the client count of a result if it is not the issue's.
+func clientsNote(name string) string {
+	i := strings.Index(name, "clients=")
+	if i < 0 {
+		return ""
+	}
+	n := strings.SplitN(name[i+len("clients="):], "/", 2)[0]
+	switch {
+	case strings.HasPrefix(name, fanoutIdle) && n == "10000", strings.HasPrefix(name, fanoutLight) && n == "1000":
+		return ""
+	}
+	return " (" + n + " clients)"
+}
+
+func num0(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return num(v)
+}
+
+func fanout(d *doc, run *Run) {
+	r := run.Results[secFanout]
+	d.p("## 5. Fan-out: relays")
+	d.p("")
+	d.p("`e2e/bench/fanout`. The relay is a process of its own (the benchmark binary re-executed): a syncer of")
+	d.p("a real etcd holding 10^5 Calico-shaped keys whose host is a `relay.Server` with the defaults the node")
+	d.p("uses, as `cmd/node --relay-listen` runs it, plus a stats endpoint (`relay.Stats`, which the node does")
+	d.p("not export). Its CPU is read from `/proc/<pid>/stat` (utime + stime, 10 ms ticks) apart from the")
+	d.p("clients'. The test binary raises its `RLIMIT_NOFILE` to the hard limit (`syscall.Setrlimit`) so that")
+	d.p("it, and the server processes it starts, can hold 10^4 sockets each.")
+	d.p("")
+	d.commands(run.Commands[secFanout])
+	if w, k := median(r, "Fanout/wire/identity", "wire-bytes"), median(r, "Fanout/wire/identity", "wire-B/key"); k > 0 {
+		d.p("In this run the relay of the lightweight clients held %s keys.", num(math.Round(w/k)))
+		d.p("")
+	}
+	d.p("- **Lightweight clients**: a raw TCP connection that sends the stream request and counts what it")
+	d.p("  reads: keys of the kvs frames (by their `{\"k\":`), frames, bytes; it decodes no JSON. Each checks it")
+	d.p("  counted every key. Connections are opened before the clock starts; then all send their request at once.")
+	d.p("- **Byte-moving floor**: a process of its own that writes the relay's own stream bytes (hello to")
+	d.p("  snapshot-end, captured once) from one pre-built buffer, in the relay's 256 KiB writes, over")
+	d.p("  `net/http`, to the same clients. Before each burst, off the clock, N clients ask the server and hang")
+	d.p("  up after hello (so that neither process's first burst of N pays for growing to N connections), and")
+	d.p("  the relay is left over its `SnapshotShare` (1 s), so that every burst builds its own snapshot.")
+	d.p("- **Full clients**: `supervisor.Start` with `Config.Relays` (or `Endpoints`, straight at etcd), each")
+	d.p("  host keeping its view in a map, on a second etcd of 10^4 keys (a thousand views of 10^5 keys would")
+	d.p("  not fit in memory) with a relay process of its own.")
+	d.p("")
+
+	d.p("### Snapshot to N clients at once")
+	d.p("")
+	d.p("Time until every client has read the whole snapshot; CPU of the server process during it, and of")
+	d.p("the benchmark process (the clients). _× floor_ divides the relay's time by the floor's, run by run.")
+	d.p("")
+	d.p("At one client the relay's time is mostly building the snapshot (copying and encoding its view), which")
+	d.p("the floor has pre-built; from a burst of many on, that one build is shared by the burst.")
+	d.p("_Last request_ is when the last client had sent its request, after the start: a relay that builds")
+	d.p("more than one snapshot for a burst whose requests all left within it took longer than its")
+	d.p("`SnapshotShare` (1 s, counted from the build) to reach some of them.")
+	d.p("")
+	d.header("clients", "floor, ms", "relay, ms", "relay × floor", "floor CPU, s", "relay CPU, s", "snapshots built", "snapshots shared", "clients' CPU (floor / relay), s", "MB per client", "last request (relay), ms")
+	for _, n := range suffixes(r, fanoutRelay) {
+		fl, re := fanoutFloor+n, fanoutRelay+n
+		d.row(n, r.Get(fl, "ns/op").Format(nsPerMs, num), r.Get(re, "ns/op").Format(nsPerMs, num),
+			r.Paired(re, fl, "ns/op").Format(one, func(v float64) string { return ratio(v) }),
+			r.Get(fl, "server-cpu-s").Format(one, num), r.Get(re, "server-cpu-s").Format(one, num),
+			r.Get(re, "snapshots-built").Format(one, num), r.Get(re, "snapshots-shared").Format(one, num),
+			r.Get(fl, "client-cpu-s").Format(one, num)+" / "+r.Get(re, "client-cpu-s").Format(one, num),
+			r.Get(re, "MB/client").Format(one, num), r.Get(re, "last-request-ms").Format(one, num))
+	}
+	d.p("")
+
+	d.p("### Wire size of one snapshot")
+	d.p("")
+	d.p("The stream from hello to snapshot-end as the relay sends it (the HTTP body, before any decompression).")
+	d.p("")
+	d.header("encoding", "bytes", "bytes per key", "compression ratio")
+	for _, enc := range []string{"identity", "zstd"} {
+		name := "Fanout/wire/" + enc
+		d.row(enc, r.Get(name, "wire-bytes").Format(one, num), r.Get(name, "wire-B/key").Format(one, num), r.Get(name, "ratio").Format(one, num))
+	}
+	d.p("")
+
+	d.p("### Cost per idle client")
+	d.p("")
+	d.p("N clients (with the ping feature) held at once: one reads a snapshot, the other N−1 resume from its")
+	d.p("position, so nothing but the stream itself is theirs (N = 10^4 is the relay's default `MaxClients`).")
+	d.p("RSS and heap are the relay's after a GC (`runtime.GC`, `debug.FreeOSMemory`) with the N connected, less")
+	d.p("the same with the first alone, per added client; CPU is the relay's over 20 s of idling (pings every")
+	d.p("10 s), per client.")
+	d.p("")
+	d.header("clients held at once", "RSS per client, KB", "heap per client, KB", "relay RSS with one client, MB", "idle CPU, µs per client per s", "resumed", "RLIMIT_NOFILE")
+	for _, n := range suffixes(r, fanoutIdle) {
+		name := fanoutIdle + n
+		d.row(n, r.Get(name, "rss-KB/client").Format(one, num), r.Get(name, "heap-KB/client").Format(one, num),
+			r.Get(name, "base-rss-MB").Format(one, num), r.Get(name, "idle-cpu-us/client/s").Format(one, num),
+			r.Get(name, "resumes").Format(one, num), r.Get(name, "nofile").Format(one, num))
+	}
+	d.p("")
+
+	d.p("### Fan-out latency")
+	d.p("")
+	d.p("32 writers set 1000 of the loaded keys in turn at a fixed rate for 3 s, each value carrying a sequence")
+	d.p("number. Lag is from a write's acknowledgement by etcd to its delivery to the **last** client (its first")
+	d.p("sight in a delta frame for a lightweight client, the host's `OnUpdates` for a full one); a delivery that")
+	d.p("beats the acknowledgement counts as 0. _Not delivered_: acknowledged writes some client never saw")
+	d.p("within 10 s. One lightweight client is the baseline: etcd's watch and the relay, without the fan-out.")
+	d.p("")
+	d.p("_Relay lost sync_ counts the relay's syncer leaving `in-sync` during the writes (its watch fell out of")
+	d.p("etcd's event window; the resync that follows delivers only each key's latest value), _snapshots resent_")
+	d.p("the clients moved to a fresh snapshot for falling behind the log's start: the two ways a write is lost.")
+	d.p("")
+	d.header("clients", "writes/s achieved", "lag p50, ms", "lag p99, ms", "lag max, ms", "not delivered", "relay lost sync", "snapshots resent", "relay CPU, s")
+	latency := func(label, name string) {
+		d.row(label, r.Get(name, "writes/s").Format(one, num), r.Get(name, "lag-p50-ms").Format(one, num),
+			r.Get(name, "lag-p99-ms").Format(one, num), r.Get(name, "lag-max-ms").Format(one, num), r.Get(name, "missed").Format(one, num),
+			r.Get(name, "relay-lost-sync").Format(one, num), r.Get(name, "snapshots-resent").Format(one, num), r.Get(name, "relay-cpu-s").Format(one, num))
+	}
+	for _, n := range suffixes(r, fanoutLight) {
+		c, rate, _ := strings.Cut(n, "/rate=")
+		latency(c+" lightweight, "+rate+" writes/s", fanoutLight+n)
+	}
+	for _, n := range suffixes(r, fanoutFull) {
+		latency(n+" full, behind the relay, 50 writes/s", fanoutFull+n)
+	}
+	for _, n := range suffixes(r, fanoutDirect) {
+		latency(n+" full, straight at etcd, 50 writes/s", fanoutDirect+n)
+	}
+	d.p("")
+
+	d.p("### etcd's view")
+	d.p("")
+	d.p("The same full clients behind one relay, then straight at etcd (10^4 keys). _Watchers_ is etcd's")
+	d.p("`etcd_debugging_store_watchers` once all are in sync; _watch requests_ the rise of")
+	d.p("`etcd_debugging_store_watch_requests_total` over the 3 s of writes at 50/s. The relay process stays up")
+	d.p("in both runs: its one watcher and its watch requests are in both rows.")
+	d.p("")
+	d.header("clients", "time until all in sync, ms", "etcd watchers", "etcd watch requests", "watch requests per write")
+	view := func(label, name string) {
+		per := "—"
+		if w, n := median(r, name, "etcd-watch-requests"), median(r, name, "writes"); n > 0 {
+			per = num(w / n)
+		}
+		d.row(label, r.Get(name, "sync-ms").Format(one, num), r.Get(name, "etcd-watchers").Format(one, num),
+			r.Get(name, "etcd-watch-requests").Format(one, num), per)
+	}
+	for _, n := range suffixes(r, fanoutFull) {
+		view(n+" behind the relay", fanoutFull+n)
+	}
+	for _, n := range suffixes(r, fanoutDirect) {
+		view(n+" straight at etcd", fanoutDirect+n)
 	}
 	d.p("")
 }

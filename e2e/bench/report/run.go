@@ -22,6 +22,7 @@ const (
 	secMerge        = "merge"               // e2e/bench BenchmarkMerge and BenchmarkPipeline
 	secHwm          = "hwm"                 // hwm BenchmarkTracker
 	secHwmSeed      = "hwm-seed"            // e2e/seedbaseline BenchmarkTracker
+	secFanout       = "fanout"              // e2e/bench/fanout BenchmarkFanout
 )
 
 // Run is everything one bench.sh run left in its raw directory.
@@ -46,7 +47,7 @@ func Load(dir string) (*Run, error) {
 			run.Meta[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed} {
+	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout} {
 		f, err := os.Open(filepath.Join(dir, sec+".txt"))
 		if errors.Is(err, fs.ErrNotExist) {
 			run.Results[sec] = Results{}
