@@ -118,7 +118,11 @@ var _ messages.StatusAtCallback = (*relayHost)(nil)
 // request on them.
 func runRelay(endpoints []string, prefix string) error {
 	quiet := slog.New(slog.DiscardHandler)
-	rs, err := relay.New(relay.Config{Prefix: prefix, Logger: quiet})
+	// WriteTimeout is the one setting not the node's: 10^4 clients in one
+	// process share two cores with the relay, and a client whose socket
+	// goes undrained for the default 10 s is dropped as slow, as it should
+	// be in production; here it would only cut the burst short.
+	rs, err := relay.New(relay.Config{Prefix: prefix, Logger: quiet, WriteTimeout: 10 * time.Minute})
 	if err != nil {
 		return err
 	}
