@@ -798,8 +798,7 @@ var _ = Describe("The simulation's frozen follower beside a real member cut off 
 		Expect(err).NotTo(HaveOccurred())
 		real := &side{name: "etcd", kapi: writes, endpoint: c.Endpoints()[leader]}
 		reads := keysAPIFor(c.Endpoints()[cutOff])
-		base := real.index(ctx)
-		partitionScript(ctx, real, reads, func() {
+		first := partitionScript(ctx, real, reads, func() {
 			// The member must have applied everything so far, as the
 			// simulation's follower has when it freezes.
 			Eventually(func() (uint64, error) {
@@ -812,7 +811,11 @@ var _ = Describe("The simulation's frozen follower beside a real member cut off 
 			Expect(c.Partition(cutOff)).To(Succeed())
 		})
 
-		sim := etcdsim.NewWithConfig(etcdsim.Config{StartIndex: base, Endpoint: real.endpoint})
+		// The simulation starts where etcd was just before the script's
+		// first write: read before it, etcd's index may still move as the
+		// members of a cluster just started publish themselves.
+		Expect(first).NotTo(BeZero())
+		sim := etcdsim.NewWithConfig(etcdsim.Config{StartIndex: first - 1, Endpoint: real.endpoint})
 		simSide := &side{name: "sim", kapi: sim, sim: sim}
 		partitionScript(ctx, simSide, sim, sim.FreezeFollower)
 		expectSameLogs(simSide, real)
@@ -826,8 +829,12 @@ var _ = Describe("The simulation's frozen follower beside a real member cut off 
 // answers it from the leader at once. Watches differ: the real member's are
 // silent, the simulation serves them from the leader; the stall check is
 // spec'd on a real etcd.)
-func partitionScript(ctx context.Context, d *side, reads client.KeysAPI, freeze func()) {
-	d.set(ctx, "/part/a", "old", nil)
+//
+// It returns the index of its first write.
+func partitionScript(ctx context.Context, d *side, reads client.KeysAPI, freeze func()) (first uint64) {
+	if resp := d.set(ctx, "/part/a", "old", nil); resp != nil {
+		first = resp.Index
+	}
 	d.set(ctx, "/part/dir/b", "old", nil)
 	freeze()
 	d.set(ctx, "/part/a", "new", nil)
@@ -840,4 +847,5 @@ func partitionScript(ctx context.Context, d *side, reads client.KeysAPI, freeze 
 	resp, err := reads.Get(ctx, "/part", &client.GetOptions{Recursive: true, Sort: true})
 	d.record("stale recursive get /part", resp, err)
 	d.get(ctx, "/part", &client.GetOptions{Recursive: true, Sort: true, Quorum: true})
+	return first
 }
