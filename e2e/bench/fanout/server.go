@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"runtime"
@@ -149,6 +150,9 @@ func runRelay(endpoints []string, prefix string) error {
 		runtime.GC()
 		debug.FreeOSMemory()
 	})
+	// For the profiles that explain a figure: go tool pprof http://<addr>/debug/pprof/profile
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	ln, err := listen()
 	if err != nil {
 		return err
