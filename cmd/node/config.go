@@ -74,6 +74,29 @@ func (c config) embedded() bool { return len(c.Endpoints) == 0 && !c.leaf() }
 // leaf reports whether the node syncs from relays.
 func (c config) leaf() bool { return len(c.RelayEndpoints) > 0 }
 
+// refuseSet returns a *flagError, saying why, for the first of names that
+// is set.
+func refuseSet(set map[string]bool, why string, names ...string) error {
+	for _, name := range names {
+		if set[name] {
+			return badFlag(name, "%s", why)
+		}
+	}
+	return nil
+}
+
+// bothOrNeither returns a *flagError naming the missing one of two flags
+// that only go together (a certificate and its key).
+func bothOrNeither(aFlag, a, bFlag, b string) error {
+	switch {
+	case a == "" && b != "":
+		return badFlag(aFlag, "missing: --%s needs it", bFlag)
+	case a != "" && b == "":
+		return badFlag(bFlag, "missing: --%s needs it", aFlag)
+	}
+	return nil
+}
+
 // urlList reads the comma-separated URLs of flag name, or, if the flag is
 // not set, of environment variable env, and returns them with how to name
 // their source in errors ("--etcd-endpoints (from $ENV)").
@@ -108,19 +131,13 @@ func checkRelayTLS(c config, set map[string]bool) error {
 		return badFlag("relay-max-clients", "%d must be positive", c.RelayMaxClients)
 	}
 	if c.RelayListen == "" {
-		for _, name := range []string{"relay-tls-cert-file", "relay-tls-key-file", "relay-client-ca-file", "relay-allowed-names",
-			"relay-log-entries", "relay-log-bytes", "relay-max-clients"} {
-			if set[name] {
-				return badFlag(name, "only applies to a relay (--relay-listen)")
-			}
-		}
-		return nil
+		return refuseSet(set, "only applies to a relay (--relay-listen)", "relay-tls-cert-file", "relay-tls-key-file",
+			"relay-client-ca-file", "relay-allowed-names", "relay-log-entries", "relay-log-bytes", "relay-max-clients")
+	}
+	if err := bothOrNeither("relay-tls-cert-file", c.RelayTLSCertFile, "relay-tls-key-file", c.RelayTLSKeyFile); err != nil {
+		return err
 	}
 	switch {
-	case (c.RelayTLSCertFile == "") != (c.RelayTLSKeyFile == "") && c.RelayTLSCertFile == "":
-		return badFlag("relay-tls-cert-file", "missing: --relay-tls-key-file needs it")
-	case (c.RelayTLSCertFile == "") != (c.RelayTLSKeyFile == ""):
-		return badFlag("relay-tls-key-file", "missing: --relay-tls-cert-file needs it")
 	case c.RelayClientCAFile != "" && c.RelayTLSCertFile == "":
 		return badFlag("relay-client-ca-file", "needs --relay-tls-cert-file: client certificates are checked over TLS")
 	case len(c.RelayAllowedNames) > 0 && c.RelayClientCAFile == "":
@@ -289,31 +306,25 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 		return config{}, badFlag(relaysFlag, "exclusive with --%s: a node syncs from relays or from etcd, not both", endpointsFlag)
 	}
 	if !c.leaf() {
-		for _, name := range []string{"relay-ca-file", "relay-cert-file", "relay-key-file"} {
-			if set[name] {
-				return config{}, badFlag(name, "only applies to a leaf (--relay-endpoints)")
-			}
+		if err := refuseSet(set, "only applies to a leaf (--relay-endpoints)",
+			"relay-ca-file", "relay-cert-file", "relay-key-file"); err != nil {
+			return config{}, err
 		}
 	}
 
 	if c.leaf() {
-		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username",
-			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir", "watch", "cluster-id-poll-interval"} {
-			if set[name] {
-				return config{}, badFlag(name, "does not apply to a leaf (--relay-endpoints), which reads no etcd")
-			}
+		if err := refuseSet(set, "does not apply to a leaf (--relay-endpoints), which reads no etcd",
+			"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username",
+			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir", "watch", "cluster-id-poll-interval"); err != nil {
+			return config{}, err
 		}
-		if (c.RelayCertFile == "") != (c.RelayKeyFile == "") {
-			if c.RelayCertFile == "" {
-				return config{}, badFlag("relay-cert-file", "missing: --relay-key-file needs it")
-			}
-			return config{}, badFlag("relay-key-file", "missing: --relay-cert-file needs it")
+		if err := bothOrNeither("relay-cert-file", c.RelayCertFile, "relay-key-file", c.RelayKeyFile); err != nil {
+			return config{}, err
 		}
 	} else if c.embedded() {
-		for _, name := range []string{"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username"} {
-			if set[name] {
-				return config{}, badFlag(name, "only applies to an external etcd (--etcd-endpoints)")
-			}
+		if err := refuseSet(set, "only applies to an external etcd (--etcd-endpoints)",
+			"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username"); err != nil {
+			return config{}, err
 		}
 		// Port 0 is refused: etcd would advertise it as is.
 		if err := checkHostPort("embedded-etcd-listen", c.EmbeddedListen, false); err != nil {
@@ -337,16 +348,12 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 			return config{}, badFlag("data-dir", "empty")
 		}
 	} else {
-		for _, name := range []string{"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir"} {
-			if set[name] {
-				return config{}, badFlag(name, "only applies to the embedded etcd, not with --etcd-endpoints")
-			}
+		if err := refuseSet(set, "only applies to the embedded etcd, not with --etcd-endpoints",
+			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir"); err != nil {
+			return config{}, err
 		}
-		if (c.CertFile == "") != (c.KeyFile == "") {
-			if c.CertFile == "" {
-				return config{}, badFlag("etcd-cert-file", "missing: --etcd-key-file needs it")
-			}
-			return config{}, badFlag("etcd-key-file", "missing: --etcd-cert-file needs it")
+		if err := bothOrNeither("etcd-cert-file", c.CertFile, "etcd-key-file", c.KeyFile); err != nil {
+			return config{}, err
 		}
 		if c.Password != "" && c.Username == "" {
 			return config{}, badFlag("etcd-username", "missing: %s is set", envPassword)
