@@ -73,16 +73,40 @@ func watchSupervision() *supervisionEvents {
 	return e
 }
 
-// Restarts returns how many restart directives named a child whose ID ends
-// with "/"+name.
+// Restarts returns how many restart directives named a child called name,
+// in any pipeline ("watcher", or "watcher-2" after a reset).
 func (e *supervisionEvents) Restarts(name string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
 	for _, ev := range e.events {
-		if ev.Directive == actor.RestartDirective && strings.HasSuffix(ev.Child.Id, "/"+name) {
+		if ev.Directive == actor.RestartDirective && childName(ev.Child.Id) == name {
 			n++
 		}
 	}
 	return n
+}
+
+// pipelineIDs returns the IDs of the live actors a syncer's root spawns
+// again on a cluster reset.
+func pipelineIDs() []string {
+	var ids []string
+	for _, bucket := range system.ProcessRegistry.LocalPIDs.LocalPIDs {
+		for _, id := range bucket.Keys() {
+			switch childName(id) {
+			case "watcher", "snapshot", "merger", "clusterid", "relay":
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// childName is the name the root gave a child, without its pipeline number.
+func childName(id string) string {
+	name := id[strings.LastIndex(id, "/")+1:]
+	if base, n, ok := strings.Cut(name, "-"); ok && strings.Trim(n, "0123456789") == "" {
+		return base
+	}
+	return name
 }

@@ -201,6 +201,22 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 			Expect(rec.Statuses()).To(ContainElement(messages.WaitForDatastore))
 		}, SpecTimeout(10*time.Second))
 
+		It("gives the new pipeline actors of their own, which no PID of the old one reaches", func(ctx SpecContext) {
+			// A goroutine of the old pipeline may post once more after its
+			// actor stopped; protoactor resolves its PID by name.
+			_, rec := startSyncer(cfg)
+			Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(2))
+			old := pipelineIDs()
+			Expect(old).To(HaveLen(4), "watcher, snapshot, merger, cluster-ID poller")
+			rebuild()
+			Eventually(func(g Gomega) { inSyncWithEtcd(g, rec) }).WithContext(ctx).Should(Succeed())
+			Expect(pipelineIDs()).To(HaveLen(4))
+			for _, id := range old {
+				_, alive := system.ProcessRegistry.GetLocal(id)
+				Expect(alive).To(BeFalse(), "%s, of the stopped pipeline, reaches an actor", id)
+			}
+		}, SpecTimeout(10*time.Second))
+
 		It("under StopOnReset, stops with ErrClusterIDChanged and delivers nothing more", func(ctx SpecContext) {
 			cfg.OnClusterReset = supervisor.StopOnReset
 			s, rec := startSyncer(cfg)

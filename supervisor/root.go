@@ -40,6 +40,7 @@ type root struct {
 	// pipeline, once spawned, is every child but the consumer, which keeps
 	// delivering across a cluster reset.
 	resetting map[string]bool // pipeline children not yet terminated, during a reset
+	pipelines int             // pipelines spawned; from the second on, their names say which
 
 	backoff      *Backoff
 	restartTimer clock.Timer
@@ -87,6 +88,7 @@ func (r *root) Receive(c actor.Context) {
 		// under way must not spawn a pipeline nothing would stop.
 		if !r.stopping && r.resetting != nil && r.resetting[m.Who.Id] {
 			delete(r.resetting, m.Who.Id)
+			delete(r.failures, m.Who.Id) // its name is never used again
 			if len(r.resetting) == 0 {
 				r.resetting = nil
 				r.merge.ResetCluster()
@@ -108,40 +110,54 @@ func (r *root) Receive(c actor.Context) {
 func (r *root) spawn(c actor.Context, name string, props *actor.Props) *actor.PID {
 	pid, err := c.SpawnNamed(props, name)
 	if err != nil {
-		// Names are unique below this root and freed before reuse, so
-		// this is a bug, and the root's supervisor will say so.
+		// Names are never reused below this root, so this is a bug, and
+		// the root's supervisor will say so.
 		panic(fmt.Errorf("spawning %s: %w", name, err))
 	}
 	return pid
 }
 
+// pipelineName names a child of the pipeline being spawned. Each pipeline
+// has names of its own ("watcher", then "watcher-2" after a reset, ...):
+// a goroutine of a stopped pipeline may still post to its actor's PID, and
+// protoactor resolves a PID by name, so a reused name would hand that
+// message to the new actor (whose task generations count from the start
+// again) and race with protoactor registering its mailbox.
+func (r *root) pipelineName(base string) string {
+	if r.pipelines == 1 {
+		return base
+	}
+	return fmt.Sprintf("%s-%d", base, r.pipelines)
+}
+
 // spawnPipeline spawns every child but the consumer, each depending only on
 // those spawned before it.
 func (r *root) spawnPipeline(c actor.Context) {
+	r.pipelines++
 	cluster := &actors.ClusterIDGuard{} // one cluster per pipeline: a reset starts another
 	r.syncer.cluster.Store(cluster)
 	if len(r.cfg.Relays) > 0 {
 		r.spawnRelayPipeline(c, cluster)
 		return
 	}
-	r.poller = r.spawn(c, "clusterid", actors.NewClusterIDPollerProps(r.env, actors.PollerConfig{
+	r.poller = r.spawn(c, r.pipelineName("clusterid"), actors.NewClusterIDPollerProps(r.env, actors.PollerConfig{
 		Interval: r.cfg.ClusterIDPollInterval,
 		Applied:  r.applied.Load,
 		Cluster:  cluster,
 	}))
-	r.snapshot = r.spawn(c, "snapshot", actors.NewSnapshotReaderProps(r.env, actors.SnapshotConfig{
+	r.snapshot = r.spawn(c, r.pipelineName("snapshot"), actors.NewSnapshotReaderProps(r.env, actors.SnapshotConfig{
 		Cluster:      cluster,
 		BatchSize:    r.cfg.SnapshotBatchSize,
 		StaleRetry:   r.cfg.StaleReadRetry,
 		StaleTimeout: r.cfg.StaleSnapshotTimeout,
 	}))
-	r.merger = r.spawn(c, "merger", actors.NewMergerProps(r.env, actors.MergerConfig{
+	r.merger = r.spawn(c, r.pipelineName("merger"), actors.NewMergerProps(r.env, actors.MergerConfig{
 		Core:     r.merge,
 		Snapshot: r.snapshot,
 		Consumer: r.consumer,
 		Applied:  &r.applied,
 	}))
-	r.watcher = r.spawn(c, "watcher", actors.NewWatcherProps(r.env, actors.WatcherConfig{
+	r.watcher = r.spawn(c, r.pipelineName("watcher"), actors.NewWatcherProps(r.env, actors.WatcherConfig{
 		Merger:       r.merger,
 		Cluster:      cluster,
 		ErrorLimit:   r.cfg.WatchErrorLimit,
@@ -157,7 +173,7 @@ func (r *root) spawnRelayPipeline(c actor.Context, cluster *actors.ClusterIDGuar
 	if o, ok := r.cfg.Observer.(actors.RelayObserver); ok {
 		observer = o
 	}
-	r.relay = r.spawn(c, "relay", actors.NewRelayClientProps(r.env, actors.RelayClientConfig{
+	r.relay = r.spawn(c, r.pipelineName("relay"), actors.NewRelayClientProps(r.env, actors.RelayClientConfig{
 		Relays:       r.cfg.Relays,
 		Client:       r.relays,
 		Cluster:      cluster,
@@ -167,7 +183,7 @@ func (r *root) spawnRelayPipeline(c actor.Context, cluster *actors.ClusterIDGuar
 		BatchSize:    r.cfg.SnapshotBatchSize,
 		Observer:     observer,
 	}))
-	r.merger = r.spawn(c, "merger", actors.NewMergerProps(r.env, actors.MergerConfig{
+	r.merger = r.spawn(c, r.pipelineName("merger"), actors.NewMergerProps(r.env, actors.MergerConfig{
 		Core:     r.merge,
 		Snapshot: r.relay,
 		Consumer: r.consumer,
