@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Imports run one way: cmd/node -> supervisor -> actors -> messages, hwm.
+# Imports run one way: cmd/node -> supervisor -> actors -> internal/source,
+# messages, hwm; the etcd sources (internal/etcdv2, internal/etcdv3) sit
+# beside the actors, below supervisor, which builds them.
 # Nothing outside e2e/ depends on e2e/; messages and hwm depend on no package
 # of ours; actors not on supervisor; cmd/node imports no actors (what a host
 # may use is declared in supervisor and messages). `make lint` runs this.
@@ -21,6 +23,7 @@ while read -r pkg deps; do
 		case "$rel" in
 		/messages | /hwm) bad="${bad:-it must depend on no package of ours}" ;;
 		/actors) [[ $d == /supervisor* || $d == /cmd/* ]] && bad="actors sit below supervisor" ;;
+		/internal/*) [[ $d == /actors* || $d == /supervisor* || $d == /cmd/* ]] && bad="etcd sources sit below the actors that use them" ;;
 		esac
 		if [[ -n $bad ]]; then
 			echo "layering: $rel depends on $d: $bad" >&2

@@ -6,8 +6,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.etcd.io/etcd/client/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/etcdsync/etcdsync/internal/source"
 )
 
 // PollerConfig configures a cluster-ID poller actor.
@@ -54,7 +55,7 @@ type (
 	pollNow    struct{}
 	pollResult struct {
 		applied uint64 // read before the request was sent
-		resp    *client.Response
+		head    source.Head
 		err     error
 	}
 )
@@ -87,9 +88,9 @@ func (p *clusterIDPoller) Receive(c actor.Context) {
 func (p *clusterIDPoller) poll(c actor.Context) {
 	p.task.start(c, p.env, p.env.Goroutines, func(ctx context.Context, send func(any)) {
 		applied := p.cfg.Applied()
-		resp, err := p.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
+		head, err := p.env.Source.Head(ctx)
 		if ctx.Err() == nil {
-			send(pollResult{applied: applied, resp: resp, err: err})
+			send(pollResult{applied: applied, head: head, err: err})
 		}
 	})
 }
@@ -98,8 +99,8 @@ func (p *clusterIDPoller) handleResult(c actor.Context, r pollResult) {
 	if r.err != nil {
 		p.env.Logger.Warn("polling etcd's cluster ID failed", "err", r.err)
 	} else {
-		p.env.Observer.EtcdIndex(r.resp.Index)
-		if err := p.cfg.Cluster.JudgePoll(r.resp.ClusterID, r.resp.Index, r.applied, p.env.Logger); err != nil {
+		p.env.Observer.EtcdIndex(r.head.Index)
+		if err := p.cfg.Cluster.JudgePoll(r.head.ClusterID, r.head.Index, r.applied, p.env.Logger); err != nil {
 			panic(err)
 		}
 	}

@@ -2,25 +2,17 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.etcd.io/etcd/client/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
-
-// KeysAPI is the part of client.KeysAPI the actors call: a GET and a watch.
-// A client/v2 KeysAPI satisfies it, and so does e2e/etcdsim.
-type KeysAPI interface {
-	Get(ctx context.Context, key string, opts *client.GetOptions) (*client.Response, error)
-	Watcher(key string, opts *client.WatcherOptions) client.Watcher
-}
 
 // Delayer yields retry delays (supervisor.Backoff is one).
 type Delayer interface {
@@ -28,20 +20,16 @@ type Delayer interface {
 	Reset()
 }
 
-// Env is what every actor of one syncer shares: the etcd client, the
+// Env is what every actor of one syncer shares: the etcd source, the
 // prefix, the clock, the logger, and the WaitGroup that every goroutine an
 // actor starts joins, so that Syncer.Stop can wait for all of them.
 type Env struct {
-	Keys KeysAPI
-	// Snapshots reads the snapshots (KeysSnapshotter{Keys}, or an
-	// HTTPSnapshotter that streams).
-	Snapshots Snapshotter
-	// Watches makes the watcher's watch: Keys itself (a long poll per
-	// event), or StreamWatches.
-	Watches Watches
-	Prefix  string
-	Clock   clock.WithDelayedExecution
-	Logger  *slog.Logger
+	// Source is etcd, through one of its APIs; nil for a syncer that
+	// reads from relays.
+	Source source.Source
+	Prefix string
+	Clock  clock.WithDelayedExecution
+	Logger *slog.Logger
 	// Goroutines counts every goroutine the actors start but the host's
 	// calls, which HostCalls counts: Stop called from inside a host call
 	// must not wait for it.
@@ -158,13 +146,4 @@ func (env *Env) sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// keyNotFoundIndex returns the index an etcd "key not found" error carries.
-func keyNotFoundIndex(err error) (uint64, bool) {
-	var e client.Error
-	if errors.As(err, &e) && e.Code == client.ErrorCodeKeyNotFound {
-		return e.Index, true
-	}
-	return 0, false
 }

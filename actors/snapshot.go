@@ -3,12 +3,12 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -42,8 +42,8 @@ type snapshotShared struct {
 // messages.SnapshotRequest it reads a recursive snapshot of the prefix from
 // any member, re-reading with quorum reads while the answer is below the
 // requested index (a member behind, or cut off from its quorum), and
-// sends the requester SnapshotBatch messages and SnapshotFinished. A prefix that does not exist yet is an empty snapshot at
-// the index etcd's "key not found" carries. Transport errors are retried
+// sends the requester SnapshotBatch messages and SnapshotFinished. A prefix
+// that does not exist yet is an empty snapshot. Transport errors are retried
 // with backoff; a datastore that stays behind the request is
 // messages.ErrIndexRegressed.
 func NewSnapshotReaderProps(env *Env, cfg SnapshotConfig) *actor.Props {
@@ -123,8 +123,8 @@ func (s *snapshotReader) read(ctx context.Context, send func(any), minIdx uint64
 		var idx uint64
 		var id string
 		batch := make([]messages.KV, 0, size)
-		head := func(index uint64, clusterID string) error {
-			idx, id = index, clusterID
+		head := func(h source.Head) error {
+			idx, id = h.Index, h.ClusterID
 			if err := s.cfg.Cluster.Judge(id, s.env.Logger); err != nil {
 				return err
 			}
@@ -134,24 +134,15 @@ func (s *snapshotReader) read(ctx context.Context, send func(any), minIdx uint64
 			return nil
 		}
 		leaf := func(kv messages.KV) {
-			if Hidden(s.env.Prefix, kv.Key) {
-				return // etcd lists none; a KeysAPI of the host's might
-			}
 			batch = append(batch, kv)
 			if len(batch) == size {
 				send(messages.SnapshotBatch{Index: idx, KVs: batch})
 				batch = make([]messages.KV, 0, size)
 			}
 		}
-		err := s.env.Snapshots.Snapshot(ctx, s.env.Prefix, quorum, head, leaf)
+		err := s.env.Source.Snapshot(ctx, quorum, head, leaf)
 		if ctx.Err() != nil {
 			return
-		}
-		if notFoundIdx, notFound := keyNotFoundIndex(err); notFound {
-			// The prefix does not exist yet: an empty snapshot, of the
-			// cluster that answers for "/" next (etcd's error carries no
-			// ID; a reset between the two reads shows as the new ID).
-			err = s.emptySnapshot(ctx, notFoundIdx, head)
 		}
 		switch {
 		case errors.Is(err, messages.ErrClusterIDChanged):
@@ -187,16 +178,6 @@ func (s *snapshotReader) read(ctx context.Context, send func(any), minIdx uint64
 			}
 		}
 	}
-}
-
-// emptySnapshot is the head of the empty snapshot a missing prefix is, at
-// index: it learns the cluster ID from a GET of "/", which always exists.
-func (s *snapshotReader) emptySnapshot(ctx context.Context, index uint64, head func(uint64, string) error) error {
-	resp, err := s.env.Keys.Get(ctx, "/", nil)
-	if err != nil {
-		return fmt.Errorf("reading etcd's cluster ID for an empty snapshot: %w", err)
-	}
-	return head(index, resp.ClusterID)
 }
 
 var _ actor.Actor = (*snapshotReader)(nil)

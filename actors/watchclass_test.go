@@ -1,131 +1,35 @@
 package actors_test
 
 import (
-	"context"
 	"errors"
 	"io"
-	"net"
-	"path"
-	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/internal/source"
 	m "github.com/etcdsync/etcdsync/messages"
 )
 
-var _ = Describe("Watch error classification", func() {
-	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
-	DescribeTable("ClassifyWatchError",
-		func(err error, want actors.WatchVerdict) {
-			Expect(actors.ClassifyWatchError(err)).To(Equal(want))
-		},
-		Entry("401: the index left the event window", client.Error{Code: client.ErrorCodeEventIndexCleared}, actors.WatchLostSync),
-		Entry("400: etcd dropped the watcher", client.Error{Code: client.ErrorCodeWatcherCleared}, actors.WatchLostSync),
-		Entry("401 inside a ClusterError", &client.ClusterError{Errors: []error{client.Error{Code: 401}}}, actors.WatchLostSync),
-		Entry("a dead member", &client.ClusterError{Errors: []error{refused}}, actors.WatchRetry),
-		Entry("a cut connection", &client.ClusterError{Errors: []error{io.ErrUnexpectedEOF}}, actors.WatchRetry),
-		Entry("a leader election", client.Error{Code: client.ErrorCodeLeaderElect}, actors.WatchRetry),
-		Entry("anything else", errors.New("surprise"), actors.WatchRetry),
-		Entry("cancellation", context.Canceled, actors.WatchStopped),
-	)
-
+var _ = Describe("Watch errors", func() {
+	errLost := errors.New("position lost")
 	It("gives up after Limit retryable errors in a row, and counts from zero after a success", func() {
-		w := actors.WatchErrors{Limit: 3}
-		cut := &client.ClusterError{Errors: []error{io.ErrUnexpectedEOF}}
-		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
-		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
+		w := actors.WatchErrors{Limit: 3, Classify: func(err error) source.Verdict {
+			if errors.Is(err, errLost) {
+				return source.LostSync
+			}
+			return source.Retry
+		}}
+		cut := io.ErrUnexpectedEOF
+		Expect(w.Observe(cut)).To(Equal(source.Retry))
+		Expect(w.Observe(cut)).To(Equal(source.Retry))
 		w.Succeeded()
-		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
-		Expect(w.Observe(cut)).To(Equal(actors.WatchRetry))
-		Expect(w.Observe(cut)).To(Equal(actors.WatchLostSync))
-	})
-
-	DescribeTable("EventFromResponse",
-		func(action string, dir bool, want any, wantErr bool) {
-			got, err := actors.EventFromResponse("/p", &client.Response{Action: action,
-				Node: &client.Node{Key: "/p/k", Value: "v", Dir: dir, ModifiedIndex: 7}})
-			if wantErr {
-				Expect(err).To(MatchError(ContainSubstring(action)))
-				return
-			}
-			Expect(err).NotTo(HaveOccurred())
-			if want == nil {
-				Expect(got).To(BeNil())
-			} else {
-				Expect(got).To(Equal(want))
-			}
-		},
-		Entry("set", "set", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
-		Entry("create", "create", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
-		Entry("update", "update", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
-		Entry("compareAndSwap", "compareAndSwap", false, m.WatcherUpdate{KV: m.KV{Key: "/p/k", Value: "v", ModifiedIndex: 7}}, false),
-		Entry("delete", "delete", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
-		Entry("directory delete", "delete", true, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
-		Entry("compareAndDelete", "compareAndDelete", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
-		Entry("expire", "expire", false, m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 7}, false),
-		Entry("a directory created is ignored", "set", true, nil, false),
-		Entry("an unknown action is an error, not a panic", "teleport", false, nil, true),
-	)
-
-	It("takes a directory set over a file for the file's deletion", func() {
-		dir := &client.Node{Key: "/p/k", Dir: true, ModifiedIndex: 9, CreatedIndex: 9}
-		file := &client.Node{Key: "/p/k", Value: "v", ModifiedIndex: 7, CreatedIndex: 7}
-		got, err := actors.EventFromResponse("/p", &client.Response{Action: "set", Node: dir, PrevNode: file})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(got).To(Equal(m.WatcherDeletion{Key: "/p/k", ModifiedIndex: 9}))
-
-		By("but not a directory set over a directory, nor a directory created")
-		got, err = actors.EventFromResponse("/p", &client.Response{Action: "create", Node: dir})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(got).To(BeNil())
-	})
-
-	It("ignores hidden keys, as etcd's live notifications do", func() {
-		for _, action := range []string{"set", "delete", "expire"} {
-			got, err := actors.EventFromResponse("/p", &client.Response{Action: action,
-				Node: &client.Node{Key: "/p/d/_h", Value: "v", ModifiedIndex: 7}})
-			Expect(err).NotTo(HaveOccurred())
-			Expect(got).To(BeNil(), action)
-		}
-	})
-
-	DescribeTable("Hidden, relative to the prefix as v2store's isHidden",
-		func(prefix, key string, want bool) {
-			Expect(actors.Hidden(prefix, key)).To(Equal(want))
-		},
-		Entry("a hidden leaf", "/calico/v1", "/calico/v1/_x", true),
-		Entry("below a hidden directory", "/calico/v1", "/calico/v1/a/_d/k", true),
-		Entry("an underscore inside a name", "/calico/v1", "/calico/v1/a_b/c_", false),
-		Entry("the prefix itself hidden: only what is below it counts", "/calico/_v1", "/calico/_v1/k", false),
-		Entry("the prefix itself", "/calico/v1", "/calico/v1", false),
-		Entry("an ancestor of the prefix (a directory delete)", "/calico/v1", "/calico", false),
-		Entry("a hidden ancestor's delete", "/calico/v1", "/_calico", false),
-	)
-
-	It("Hidden gives v2store's answer for every key of a small alphabet, odd paths included", func() {
-		// The rule as v2store states it, without Hidden's shortcut.
-		isHidden := func(prefix, key string) bool {
-			return len(key) > len(prefix) && strings.Contains(path.Clean("/"+key[len(prefix):]), "/_")
-		}
-		var keys []string
-		var grow func(k string)
-		grow = func(k string) {
-			keys = append(keys, k)
-			if len(k) < 7 {
-				for _, c := range "/_.a" {
-					grow(k + string(c))
-				}
-			}
-		}
-		grow("")
-		Expect(keys).To(HaveLen(21845))
-		for _, k := range keys {
-			key := "/p" + k
-			Expect(actors.Hidden("/p", key)).To(Equal(isHidden("/p", key)), key)
-		}
+		Expect(w.Observe(cut)).To(Equal(source.Retry))
+		Expect(w.Observe(cut)).To(Equal(source.Retry))
+		Expect(w.Observe(cut)).To(Equal(source.LostSync))
+		w.Succeeded()
+		Expect(w.Observe(errLost)).To(Equal(source.LostSync), "the source's verdict, not counted")
 	})
 
 	DescribeTable("CheckReconnect",

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.etcd.io/etcd/client/v2"
-
+	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -62,7 +60,7 @@ type (
 		index     uint64
 		clusterID string
 	}
-	watchEvent   struct{ resp *client.Response }
+	watchEvent   struct{ changes source.Changes }
 	watchTrouble struct{ err error } // a retryable error; the watch retries
 	watchFailed  struct{ err error }
 )
@@ -90,7 +88,7 @@ func (w *watcher) Receive(c actor.Context) {
 			w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
 			c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
 		case watchEvent:
-			w.handleEvent(c, m.resp)
+			w.handleEvent(c, m.changes)
 		case watchTrouble:
 			w.env.Logger.Warn("watch error; retrying from the same index", "err", m.err)
 		case watchFailed:
@@ -99,16 +97,12 @@ func (w *watcher) Receive(c actor.Context) {
 	}
 }
 
-func (w *watcher) handleEvent(c actor.Context, resp *client.Response) {
-	w.judgeClusterID(c, resp.ClusterID)
-	ev, err := EventFromResponse(w.env.Prefix, resp)
-	if err != nil {
-		w.fail(c, err) // we cannot tell what changed: only a resync can
+func (w *watcher) handleEvent(c actor.Context, ch source.Changes) {
+	w.judgeClusterID(c, ch.ClusterID)
+	if !ch.Progress {
+		w.env.Observer.WatchEvent(ch.Index)
 	}
-	if resp.Node != nil {
-		w.env.Observer.WatchEvent(resp.Node.ModifiedIndex)
-	}
-	if ev != nil {
+	for _, ev := range ch.Events {
 		c.Send(w.cfg.Merger, ev)
 	}
 }
@@ -131,7 +125,7 @@ func (w *watcher) judgeClusterID(c actor.Context, id string) {
 // run is the watch: read the index, announce it, then watch from it until
 // cancelled or lost.
 func (w *watcher) run(ctx context.Context, send func(any)) {
-	idx, startID, err := w.currentIndex(ctx)
+	start, err := w.env.Source.Head(ctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -139,23 +133,21 @@ func (w *watcher) run(ctx context.Context, send func(any)) {
 		send(watchFailed{fmt.Errorf("reading etcd's current index: %w", err)})
 		return
 	}
-	w.env.Observer.EtcdIndex(idx)
-	send(watchStarted{idx, startID})
+	w.env.Observer.EtcdIndex(start.Index)
+	send(watchStarted{start.Index, start.ClusterID})
 
-	watch := w.env.Watches.Watcher(w.env.Prefix, &client.WatcherOptions{AfterIndex: idx, Recursive: true})
-	if c, ok := watch.(io.Closer); ok {
-		defer c.Close()
-	}
-	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit)}
+	watch := w.env.Source.Watch(start.Index)
+	defer watch.Close()
+	errs := WatchErrors{Limit: max(1, w.cfg.ErrorLimit), Classify: w.env.Source.Classify}
 	retry := w.env.NewBackoff()
-	seen := idx // the highest index this watch has been told of
+	seen := start.Index // the highest index this watch has been told of
 	for {
-		resp, err := w.nextWithin(ctx, watch)
+		ch, err := w.nextWithin(ctx, watch)
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errStalled) {
-			if err := w.checkStall(ctx, watch, startID, seen); err != nil {
+			if err := w.checkStall(ctx, watch, start.ClusterID, seen); err != nil {
 				send(watchFailed{err})
 				return
 			}
@@ -164,16 +156,14 @@ func (w *watcher) run(ctx context.Context, send func(any)) {
 		if err == nil {
 			errs.Succeeded()
 			retry.Reset()
-			if resp.Node != nil {
-				seen = max(seen, resp.Node.ModifiedIndex)
-			}
-			send(watchEvent{resp})
+			seen = max(seen, ch.Index)
+			send(watchEvent{ch})
 			continue
 		}
 		switch errs.Observe(err) {
-		case WatchStopped:
+		case source.Stopped:
 			return
-		case WatchLostSync:
+		case source.LostSync:
 			send(watchFailed{err})
 			return
 		}
@@ -184,8 +174,8 @@ func (w *watcher) run(ctx context.Context, send func(any)) {
 		// The connection broke: etcd may have been rebuilt, or restarted
 		// from a backup, and a watch waiting beyond the new head would
 		// wait in silence. A quorum read tells.
-		if now, id, err := w.currentIndex(ctx); err == nil {
-			if err := CheckReconnect(startID, seen, id, now); err != nil {
+		if now, err := w.env.Source.Head(ctx); err == nil {
+			if err := CheckReconnect(start.ClusterID, seen, now.ClusterID, now.Index); err != nil {
 				send(watchFailed{err})
 				return
 			}
@@ -197,9 +187,8 @@ func (w *watcher) run(ctx context.Context, send func(any)) {
 var errStalled = errors.New("the watch stayed silent")
 
 // nextWithin is watch.Next, given up after StallTimeout of silence with
-// errStalled. A long poll given up is asked again from the same index; a
-// stream given up stays open.
-func (w *watcher) nextWithin(ctx context.Context, watch client.Watcher) (*client.Response, error) {
+// errStalled. The watch itself goes on.
+func (w *watcher) nextWithin(ctx context.Context, watch source.Watch) (source.Changes, error) {
 	if w.cfg.StallTimeout <= 0 {
 		return watch.Next(ctx)
 	}
@@ -211,54 +200,37 @@ func (w *watcher) nextWithin(ctx context.Context, watch client.Watcher) (*client
 		cancel()
 	})
 	defer t.Stop()
-	resp, err := watch.Next(nctx)
+	ch, err := watch.Next(nctx)
 	if err != nil && stalled.Load() && ctx.Err() == nil {
-		return nil, errStalled
+		return source.Changes{}, errStalled
 	}
-	return resp, err
+	return ch, err
 }
 
 // checkStall asks etcd, after a silence, whether the watch is behind. etcd
-// can leave a watch silent for good: it drops a stream whose 100-event
+// can leave a watch silent for good: v2 drops a stream whose 100-event
 // buffer overflowed without closing it, and a member cut off from its
 // quorum, or frozen, stops sending anything while the others go on. A
 // quorum read of the index, which such a member cannot answer (so the
 // client moves on to another), tells: if etcd has moved on past what the
-// watch has seen, the watch asks again from its position (a stream
-// reconnects), and etcd's history answers at once with what it missed, or
-// with a 401 if it no longer holds it. The read also judges the cluster, as
-// after a broken connection.
-func (w *watcher) checkStall(ctx context.Context, watch client.Watcher, startID string, seen uint64) error {
-	now, id, err := w.currentIndex(ctx)
+// watch has seen, the watch asks again from its position, and etcd's
+// history answers at once with what it missed, or says it no longer holds
+// it. The read also judges the cluster, as after a broken connection.
+func (w *watcher) checkStall(ctx context.Context, watch source.Watch, startID string, seen uint64) error {
+	now, err := w.env.Source.Head(ctx)
 	if err != nil {
 		w.env.Logger.Warn("the watch is silent and etcd's index cannot be read; watching on", "err", err)
 		return nil
 	}
-	if err := CheckReconnect(startID, seen, id, now); err != nil {
+	if err := CheckReconnect(startID, seen, now.ClusterID, now.Index); err != nil {
 		return err
 	}
-	if now > seen {
+	if now.Index > seen {
 		w.env.Logger.Debug("the watch is silent while etcd moved on; asking again from its position",
-			"seen", seen, "etcdIndex", now)
-		if r, ok := watch.(interface{ Reconnect() }); ok {
-			r.Reconnect()
-		}
+			"seen", seen, "etcdIndex", now.Index)
+		watch.Resume()
 	}
 	return nil
-}
-
-// currentIndex reads etcd's index and cluster ID with a quorum GET of the
-// root directory, which always exists (so neither the prefix nor its Ready
-// key need to) and answers with both headers. It lists only the top level.
-// Quorum, because a lagging follower's index would start the watch far
-// behind, maybe outside the event window (the seed read its Ready key from
-// any member).
-func (w *watcher) currentIndex(ctx context.Context) (uint64, string, error) {
-	resp, err := w.env.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
-	if err != nil {
-		return 0, "", err
-	}
-	return resp.Index, resp.ClusterID, nil
 }
 
 var _ actor.Actor = (*watcher)(nil)

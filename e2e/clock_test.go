@@ -10,7 +10,6 @@ import (
 	. "github.com/onsi/gomega"
 	"go.etcd.io/etcd/client/v2"
 
-	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/stepper"
@@ -22,7 +21,7 @@ import (
 // cluster-ID poll (and the watch's stall check, which these specs keep
 // out of the way with a long WatchStallTimeout).
 type pollTimes struct {
-	actors.KeysAPI
+	supervisor.KeysAPI
 	clock *stepper.Clock
 	mu    sync.Mutex
 	at    []time.Time
@@ -63,7 +62,7 @@ var _ = Describe("The syncer on the stepper's clock", func() {
 		cfg.Runner, cfg.Clock, cfg.Logger = st, st.Clock(), logger
 		cfg.WatchStallTimeout = time.Hour
 	})
-	start := func(keys actors.KeysAPI) (*supervisor.Syncer, *recorder.Recorder) {
+	start := func(keys supervisor.KeysAPI) (*supervisor.Syncer, *recorder.Recorder) {
 		GinkgoHelper()
 		cfg.KeysAPI = st.KeysAPI(keys)
 		rec := recorder.New()

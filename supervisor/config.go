@@ -16,6 +16,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/internal/etcdv2"
+	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -316,18 +318,18 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// etcd returns the configured KeysAPI, or a client/v2 one for Endpoints;
-// how snapshots are read: through that KeysAPI, or, for Endpoints, by an
-// HTTPSnapshotter that decodes the answer as it streams in; and what
-// watches: the KeysAPI, or StreamWatches; and the tracker of the syncer's
-// own transport's connections, which Stop closes (nil with a KeysAPI or a
-// Transport of the host's).
-func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snapshotter, actors.Watches, *connTracker, error) {
+// source returns the etcd source the config chooses: Config.KeysAPI, or
+// etcd's v2 API at Endpoints (snapshots decoded as they stream in; watches
+// by long poll through client/v2, or by etcd's stream), and the tracker of
+// the syncer's own transport's connections, which Stop closes (nil with a
+// KeysAPI or a Transport of the host's). A syncer reading from Relays has
+// none.
+func (cfg Config) source(goroutines *sync.WaitGroup) (source.Source, *connTracker, error) {
 	if len(cfg.Relays) > 0 {
-		return nil, nil, nil, nil, nil // see relayClient
+		return nil, nil, nil // see relayClient
 	}
 	if cfg.KeysAPI != nil {
-		return cfg.KeysAPI, actors.KeysSnapshotter{Keys: cfg.KeysAPI}, cfg.KeysAPI, nil, nil
+		return etcdv2.NewKeysSource(cfg.KeysAPI, cfg.Prefix), nil, nil
 	}
 	transport := cfg.Transport
 	var conns *connTracker
@@ -335,19 +337,20 @@ func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snaps
 		transport, conns = newTransport(cfg.TLS)
 	}
 	// One KeysHTTP: snapshots and a streaming watch stick to the same member.
-	keysHTTP := &actors.KeysHTTP{
+	keysHTTP := &etcdv2.KeysHTTP{
 		Endpoints:     cfg.Endpoints,
 		Client:        &http.Client{Transport: transport},
 		Username:      cfg.Username,
 		Password:      cfg.Password,
 		HeaderTimeout: cfg.RequestTimeout,
 	}
-	snapshots := &actors.HTTPSnapshotter{KeysHTTP: keysHTTP}
+	src := &etcdv2.Source{Snapshots: &etcdv2.HTTPSnapshotter{KeysHTTP: keysHTTP}, Prefix: cfg.Prefix}
 	if cfg.WatchMode == WatchStream {
 		// Its GETs too: the watcher's quorum reads then move the stream
 		// off a member that has lost its quorum.
-		watches := &actors.StreamWatches{KeysHTTP: keysHTTP, Goroutines: goroutines}
-		return watches, snapshots, watches, conns, nil
+		watches := &etcdv2.StreamWatches{KeysHTTP: keysHTTP, Goroutines: goroutines}
+		src.Keys, src.Watches = watches, watches
+		return src, conns, nil
 	}
 	c, err := client.New(client.Config{
 		Endpoints: cfg.Endpoints,
@@ -358,10 +361,11 @@ func (cfg Config) etcd(goroutines *sync.WaitGroup) (actors.KeysAPI, actors.Snaps
 		HeaderTimeoutPerRequest: cfg.RequestTimeout,
 	})
 	if err != nil {
-		return nil, nil, nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
+		return nil, nil, &ConfigError{Field: "Endpoints", Err: fmt.Errorf("creating the etcd client: %w", err)}
 	}
 	keys := client.NewKeysAPI(c)
-	return keys, snapshots, keys, conns, nil
+	src.Keys, src.Watches = keys, keys
+	return src, conns, nil
 }
 
 // relayClient returns the HTTP client for Relays, and the tracker of the

@@ -1,6 +1,9 @@
 package supervisor
 
-import "github.com/etcdsync/etcdsync/actors"
+import (
+	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/internal/etcdv2"
+)
 
 // What a host may give the syncer besides Callbacks, declared where hosts
 // look, so that a host needs no import of package actors.
@@ -14,7 +17,7 @@ type (
 	RelayObserver = actors.RelayObserver
 	// KeysAPI is the part of client/v2's KeysAPI the syncer calls
 	// (Config.KeysAPI).
-	KeysAPI = actors.KeysAPI
+	KeysAPI = etcdv2.KeysAPI
 	// Runner runs the actors and their goroutines (Config.Runner).
 	Runner = actors.Runner
 )

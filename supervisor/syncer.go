@@ -67,7 +67,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		return nil, &ConfigError{Field: "callbacks", Err: errNoCallbacks}
 	}
 	goroutines := &sync.WaitGroup{}
-	keys, snapshots, watches, conns, err := cfg.etcd(goroutines)
+	src, conns, err := cfg.source(goroutines)
 	if err != nil {
 		return nil, err
 	}
@@ -77,9 +77,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	}
 	s := &Syncer{system: system, callbacks: callbacks, conns: conns, done: make(chan struct{})}
 	s.env = &actors.Env{
-		Keys:       keys,
-		Snapshots:  snapshots,
-		Watches:    watches,
+		Source:     src,
 		Prefix:     cfg.Prefix,
 		Clock:      cfg.Clock,
 		Logger:     cfg.Logger,

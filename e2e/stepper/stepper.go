@@ -44,6 +44,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/internal/etcdv2"
 )
 
 // Stepper is a deterministic actors.Runner and clock. Its methods for the
@@ -322,11 +323,11 @@ func (s *Stepper) Steps() uint64 {
 // KeysAPI wraps the simulation the syncer calls: every Get, and every
 // watch request, parks first, so that the Stepper decides the order in
 // which calls reach the simulation.
-func (s *Stepper) KeysAPI(keys actors.KeysAPI) actors.KeysAPI { return steppedKeys{s, keys} }
+func (s *Stepper) KeysAPI(keys etcdv2.KeysAPI) etcdv2.KeysAPI { return steppedKeys{s, keys} }
 
 type steppedKeys struct {
 	s    *Stepper
-	keys actors.KeysAPI
+	keys etcdv2.KeysAPI
 }
 
 func (k steppedKeys) Get(ctx context.Context, key string, opts *client.GetOptions) (*client.Response, error) {

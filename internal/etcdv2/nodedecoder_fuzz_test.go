@@ -1,4 +1,4 @@
-package actors
+package etcdv2
 
 import (
 	"bytes"
@@ -264,7 +264,7 @@ var etcdSeeds = []string{
 }
 
 // FuzzDecodeNodes holds decodeNodes to refDecode on any body; `go test`
-// runs the seeds, `go test -fuzz FuzzDecodeNodes ./actors` explores.
+// runs the seeds, `go test -fuzz FuzzDecodeNodes ./internal/etcdv2` explores.
 func FuzzDecodeNodes(f *testing.F) {
 	for i, s := range etcdSeeds {
 		f.Add([]byte(s), uint8(1+i%7))

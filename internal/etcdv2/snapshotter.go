@@ -1,4 +1,4 @@
-package actors
+package etcdv2
 
 import (
 	"context"
@@ -9,19 +9,6 @@ import (
 
 	"github.com/etcdsync/etcdsync/messages"
 )
-
-// Snapshotter reads a recursive snapshot of a prefix: from any member, or,
-// if quorum, as a quorum read, which a member cut off from its quorum cannot
-// answer and which is never behind.
-//
-// Snapshot calls head once, with the index and cluster ID the answer
-// carries, before any leaf; if head returns an error the read stops there
-// and Snapshot returns it. Then it calls leaf for every key below prefix, in
-// the order etcd lists them. A prefix that does not exist is a client.Error
-// with code 100 carrying etcd's index, as client/v2 returns it.
-type Snapshotter interface {
-	Snapshot(ctx context.Context, prefix string, quorum bool, head func(index uint64, clusterID string) error, leaf func(messages.KV)) error
-}
 
 // KeysSnapshotter reads snapshots through a KeysAPI: a GET, then a walk of
 // the whole answer. It works with any KeysAPI (e2e/etcdsim's included) but

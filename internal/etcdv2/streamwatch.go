@@ -1,4 +1,4 @@
-package actors
+package etcdv2
 
 import (
 	"bufio"
@@ -13,12 +13,6 @@ import (
 
 	"go.etcd.io/etcd/client/v2"
 )
-
-// Watches makes watchers; a client/v2 KeysAPI is one (a long poll per
-// event), StreamWatches another.
-type Watches interface {
-	Watcher(key string, opts *client.WatcherOptions) client.Watcher
-}
 
 // DefaultStreamReadAhead is the default StreamWatches.ReadAhead: about the
 // event history etcd keeps, so that catching up never makes etcd drop the

@@ -1,4 +1,4 @@
-package actors_test
+package etcdv2_test
 
 import (
 	"context"
@@ -11,9 +11,10 @@ import (
 	. "github.com/onsi/gomega"
 	"go.etcd.io/etcd/client/v2"
 
-	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
+	"github.com/etcdsync/etcdsync/internal/etcdv2"
+	"github.com/etcdsync/etcdsync/internal/source"
 )
 
 // event is what a spec compares of a watch response.
@@ -34,7 +35,7 @@ var _ = Describe("StreamWatches", Label("etcd"), Ordered, func() {
 		etcd  *etcdproc.Cluster
 		keys  client.KeysAPI
 		proxy *tcpproxy.Proxy
-		sw    *actors.StreamWatches
+		sw    *etcdv2.StreamWatches
 	)
 	BeforeAll(func() {
 		var err error
@@ -46,7 +47,7 @@ var _ = Describe("StreamWatches", Label("etcd"), Ordered, func() {
 		proxy, err = tcpproxy.New(strings.TrimPrefix(etcd.Endpoints()[0], "http://"))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(proxy.Close)
-		sw = &actors.StreamWatches{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{proxy.URL()}, Client: &http.Client{}}}
+		sw = &etcdv2.StreamWatches{KeysHTTP: &etcdv2.KeysHTTP{Endpoints: []string{proxy.URL()}, Client: &http.Client{}}}
 	})
 
 	It("sees what client/v2 sees, catching up from history one request per event, then streaming", func(ctx SpecContext) {
@@ -85,7 +86,7 @@ var _ = Describe("StreamWatches", Label("etcd"), Ordered, func() {
 		var e client.Error
 		Expect(errors.As(err, &e)).To(BeTrue(), "got %v", err)
 		Expect(e.Code).To(Equal(client.ErrorCodeEventIndexCleared))
-		Expect(actors.ClassifyWatchError(err)).To(Equal(actors.WatchLostSync))
+		Expect(etcdv2.ClassifyWatchError(err)).To(Equal(source.LostSync))
 	})
 
 	It("reports a cut stream as a retryable transport error, and resumes from its index", func(ctx SpecContext) {
@@ -102,7 +103,7 @@ var _ = Describe("StreamWatches", Label("etcd"), Ordered, func() {
 		for len(got) == 0 || got[len(got)-1] != "/w/b" {
 			r, err := w.Next(ctx)
 			if err != nil {
-				Expect(actors.ClassifyWatchError(err)).To(Equal(actors.WatchRetry), "got %v", err)
+				Expect(etcdv2.ClassifyWatchError(err)).To(Equal(source.Retry), "got %v", err)
 				continue
 			}
 			got = append(got, r.Node.Key)

@@ -1,4 +1,4 @@
-package actors_test
+package etcdv2_test
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	. "github.com/onsi/gomega"
 	"go.etcd.io/etcd/client/v2"
 
-	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/internal/etcdv2"
 	m "github.com/etcdsync/etcdsync/messages"
 )
 
 // read runs one snapshot and returns what it saw.
-func read(ctx context.Context, s actors.Snapshotter, prefix string) (index uint64, id string, kvs map[string]m.KV, err error) {
+func read(ctx context.Context, s etcdv2.Snapshotter, prefix string) (index uint64, id string, kvs map[string]m.KV, err error) {
 	kvs = map[string]m.KV{}
 	err = s.Snapshot(ctx, prefix, false,
 		func(i uint64, c string) error { index, id = i, c; return nil },
@@ -31,7 +31,7 @@ var _ = Describe("HTTPSnapshotter", func() {
 		var (
 			etcd *etcdproc.Cluster
 			keys client.KeysAPI
-			snap *actors.HTTPSnapshotter
+			snap *etcdv2.HTTPSnapshotter
 		)
 		BeforeAll(func(ctx SpecContext) {
 			var err error
@@ -49,12 +49,12 @@ var _ = Describe("HTTPSnapshotter", func() {
 			_, err = keys.Set(ctx, "/snap/emptydir", "", &client.SetOptions{Dir: true})
 			Expect(err).NotTo(HaveOccurred())
 			// A dead endpoint first: the snapshotter moves on to the next.
-			snap = &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{
+			snap = &etcdv2.HTTPSnapshotter{KeysHTTP: &etcdv2.KeysHTTP{
 				Endpoints: append([]string{"http://127.0.0.1:1"}, etcd.Endpoints()...), Client: http.DefaultClient}}
 		})
 
 		It("streams exactly what client/v2's GET and walk see", func(ctx SpecContext) {
-			wantIdx, wantID, want, err := read(ctx, actors.KeysSnapshotter{Keys: keys}, "/snap")
+			wantIdx, wantID, want, err := read(ctx, etcdv2.KeysSnapshotter{Keys: keys}, "/snap")
 			Expect(err).NotTo(HaveOccurred())
 			idx, id, got, err := read(ctx, snap, "/snap")
 			Expect(err).NotTo(HaveOccurred())
@@ -100,15 +100,15 @@ var _ = Describe("HTTPSnapshotter", func() {
 		}))
 		DeferCleanup(cut.Close)
 
-		_, _, _, err := read(ctx, &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{broken.URL}, Client: http.DefaultClient}}, "/p")
+		_, _, _, err := read(ctx, &etcdv2.HTTPSnapshotter{KeysHTTP: &etcdv2.KeysHTTP{Endpoints: []string{broken.URL}, Client: http.DefaultClient}}, "/p")
 		var ce *client.ClusterError
 		Expect(errors.As(err, &ce)).To(BeTrue(), "got %v", err)
 
-		_, _, kvs, err := read(ctx, &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{garbage.URL}, Client: http.DefaultClient}}, "/p")
+		_, _, kvs, err := read(ctx, &etcdv2.HTTPSnapshotter{KeysHTTP: &etcdv2.KeysHTTP{Endpoints: []string{garbage.URL}, Client: http.DefaultClient}}, "/p")
 		Expect(err).To(MatchError(ContainSubstring("decoding the snapshot")))
 		Expect(kvs).To(BeEmpty())
 
-		_, _, kvs, err = read(ctx, &actors.HTTPSnapshotter{KeysHTTP: &actors.KeysHTTP{Endpoints: []string{cut.URL}, Client: http.DefaultClient}}, "/p")
+		_, _, kvs, err = read(ctx, &etcdv2.HTTPSnapshotter{KeysHTTP: &etcdv2.KeysHTTP{Endpoints: []string{cut.URL}, Client: http.DefaultClient}}, "/p")
 		Expect(err).To(MatchError(ContainSubstring("decoding the snapshot")))
 		Expect(kvs).To(HaveLen(1), "keys read before the cut were delivered; the error says the snapshot is not whole")
 	}, SpecTimeout(5*time.Second))

@@ -1,4 +1,4 @@
-package actors
+package etcdv2
 
 import (
 	"encoding/binary"
