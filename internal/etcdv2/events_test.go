@@ -118,7 +118,6 @@ var _ = Describe("Watch error classification", func() {
 		}
 	})
 
-
 	It("makes an event it cannot read a lost sync, through the Source's watch", func(ctx SpecContext) {
 		src := etcdv2.NewKeysSource(oneEvent{&client.Response{Action: "teleport",
 			Node: &client.Node{Key: "/p/k", ModifiedIndex: 3}}}, "/p")
