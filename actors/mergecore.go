@@ -24,7 +24,10 @@ import (
 // watch deleted; when it ends, every key the snapshot did not refresh is
 // swept as deleted.
 type MergeCore struct {
-	marks  *hwm.Tracker
+	marks Marks
+	// flat: keys are etcd v3's, names of their own (hwm.Flat), not v2's
+	// paths, where deleting a directory deletes what is under it.
+	flat   bool
 	status messages.SyncStatus
 	// reported is the last status Step returned; 0 before Start.
 	reported messages.SyncStatus
@@ -74,9 +77,41 @@ type SnapshotMerged struct {
 	Keys  int    // it held
 }
 
-// NewMergeCore returns a MergeCore for a host that has nothing yet.
+// Marks is what the merge needs of a high-water-mark tracker:
+// hwm.Tracker for v2's paths, hwm.Flat for v3's flat keys.
+type Marks interface {
+	StoreUpdate(key string, modIdx uint64) (oldModIdx uint64)
+	StoreDeletion(key string, modIdx uint64) (deletedKeys []string)
+	StartTrackingDeletions()
+	StopTrackingDeletions()
+	DeleteOldKeys(limit uint64) (deletedKeys []string)
+	ToMap() map[string]uint64
+	Len() int
+}
+
+var (
+	_ Marks = (*hwm.Tracker)(nil)
+	_ Marks = (*hwm.Flat)(nil)
+)
+
+// NewMergeCore returns a MergeCore for a host that has nothing yet, merging
+// etcd v2 paths: deleting a directory deletes every key under it.
 func NewMergeCore() *MergeCore {
 	return &MergeCore{marks: hwm.New(), status: messages.WaitForDatastore}
+}
+
+// NewFlatMergeCore returns a MergeCore for flat keys, as etcd v3 and the
+// relay protocol carry them: a deletion deletes exactly its key, and "/a"
+// and "/a/b" are unrelated.
+func NewFlatMergeCore() *MergeCore {
+	return &MergeCore{marks: hwm.NewFlat(), flat: true, status: messages.WaitForDatastore}
+}
+
+func (m *MergeCore) newMarks() Marks {
+	if m.flat {
+		return hwm.NewFlat()
+	}
+	return hwm.New()
 }
 
 // Start returns the status the host must be told about when the merger
@@ -168,7 +203,8 @@ func (m *MergeCore) ResetCluster() {
 		carried[k] = struct{}{}
 	}
 	*m = MergeCore{
-		marks:    hwm.New(),
+		marks:    m.newMarks(),
+		flat:     m.flat,
 		status:   messages.WaitForDatastore,
 		reported: m.reported,
 		carried:  carried,
@@ -259,7 +295,7 @@ func (m *MergeCore) forgetCarriedUnder(out *Output, key string, rev uint64) {
 	dir := strings.TrimSuffix(key, "/")
 	var gone []string
 	for k := range m.carried {
-		if dir == "" || k == dir || strings.HasPrefix(k, dir+"/") {
+		if k == key || !m.flat && (dir == "" || k == dir || strings.HasPrefix(k, dir+"/")) {
 			gone = append(gone, k)
 			delete(m.carried, k)
 		}

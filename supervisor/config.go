@@ -13,10 +13,13 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/etcd/client/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/internal/etcdv2"
+	"github.com/etcdsync/etcdsync/internal/etcdv3"
 	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -71,6 +74,46 @@ func (m WatchMode) String() string {
 	return fmt.Sprintf("WatchMode(%d)", uint8(m))
 }
 
+// API says which of etcd's APIs the syncer reads Endpoints through.
+type API uint8
+
+const (
+	// APIv2 (the default) is etcd's v2 keys API, which etcd 3.5 serves
+	// with --enable-v2 and 3.6 removed.
+	APIv2 API = iota
+	// APIv3 is etcd's v3 API, served by every etcd 3.x. The prefix still
+	// names a directory: it is the range of keys that start with Prefix+"/".
+	// An update's revision is the key's mod_revision; a deletion's, the
+	// deleting revision.
+	APIv3
+)
+
+func (a API) String() string {
+	switch a {
+	case APIv2:
+		return "v2"
+	case APIv3:
+		return "v3"
+	}
+	return fmt.Sprintf("API(%d)", uint8(a))
+}
+
+// MarshalText implements encoding.TextMarshaler ("v2", "v3").
+func (a API) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler: "v2" or "v3".
+func (a *API) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "v2":
+		*a = APIv2
+	case "v3":
+		*a = APIv3
+	default:
+		return fmt.Errorf("unknown etcd API %q (want v2 or v3)", b)
+	}
+	return nil
+}
+
 // Config configures a syncer. The zero value of every field but the etcd
 // connection (Endpoints or KeysAPI) has a documented default. A Config must
 // not be modified after Start.
@@ -78,6 +121,10 @@ type Config struct {
 	// Endpoints are etcd client URLs, e.g. "http://127.0.0.1:2379".
 	// Ignored when KeysAPI is set.
 	Endpoints []string
+	// API is the etcd API that Endpoints are read through; default APIv2.
+	// With APIv3, TLS, Username and Password apply; KeysAPI, Transport and
+	// WatchMode do not (a v3 watch is always a stream).
+	API API
 	// TLS is the TLS configuration for https Endpoints (CA, client
 	// certificate), used by the syncer's own transport; default none.
 	TLS *tls.Config
@@ -223,6 +270,16 @@ func (cfg Config) withDefaults() (Config, error) {
 		return bad("Relays", "Relays and Endpoints are exclusive: sync from relays or from etcd")
 	case len(cfg.Relays) > 0 && cfg.WatchMode != WatchLongPoll:
 		return bad("WatchMode", "a syncer reading from relays does not watch etcd")
+	case len(cfg.Relays) > 0 && cfg.API != APIv2:
+		return bad("API", "a syncer reading from relays does not read etcd; the relay's API is the relay's business")
+	case cfg.API > APIv3:
+		return bad("API", "unknown API %d", cfg.API)
+	case cfg.API == APIv3 && cfg.KeysAPI != nil:
+		return bad("KeysAPI", "a KeysAPI is etcd v2's; an APIv3 syncer reads Endpoints")
+	case cfg.API == APIv3 && cfg.Transport != nil:
+		return bad("Transport", "Transport carries v2 requests; an APIv3 syncer dials Endpoints over gRPC (set TLS instead)")
+	case cfg.API == APIv3 && cfg.WatchMode != WatchLongPoll:
+		return bad("WatchMode", "a v3 watch is always a stream; leave WatchMode unset with APIv3")
 	}
 	for i, ep := range cfg.Relays {
 		if err := ValidateEndpoint(ep); err != nil {
@@ -328,6 +385,9 @@ func (cfg Config) source(goroutines *sync.WaitGroup) (source.Source, *connTracke
 	if len(cfg.Relays) > 0 {
 		return nil, nil, nil // see relayClient
 	}
+	if cfg.API == APIv3 {
+		return cfg.sourceV3(), nil, nil
+	}
 	if cfg.KeysAPI != nil {
 		return etcdv2.NewKeysSource(cfg.KeysAPI, cfg.Prefix), nil, nil
 	}
@@ -368,6 +428,29 @@ func (cfg Config) source(goroutines *sync.WaitGroup) (source.Source, *connTracke
 	return src, conns, nil
 }
 
+// sourceV3 returns an etcd v3 source for Endpoints. Its client is dialled
+// when first needed, so that Start does not wait for etcd; Stop closes it.
+func (cfg Config) sourceV3() *etcdv3.Source {
+	return &etcdv3.Source{
+		Config: clientv3.Config{
+			Endpoints: cfg.Endpoints,
+			TLS:       cfg.TLS,
+			Username:  cfg.Username,
+			Password:  cfg.Password,
+			// Bounds the authentication clientv3.New makes with
+			// credentials; without, it dials in the background.
+			DialTimeout:          cfg.RequestTimeout,
+			DialKeepAliveTime:    cfg.WatchStallTimeout,
+			DialKeepAliveTimeout: cfg.RequestTimeout,
+			PermitWithoutStream:  true,
+			Logger:               zap.NewNop(), // its errors reach us as errors
+		},
+		Prefix:           cfg.Prefix,
+		RequestTimeout:   cfg.RequestTimeout,
+		ProgressInterval: cfg.WatchStallTimeout / 2,
+	}
+}
+
 // relayClient returns the HTTP client for Relays, and the tracker of the
 // syncer's own transport's connections (nil with a Transport of the host's).
 func (cfg Config) relayClient() (*http.Client, *connTracker) {
@@ -379,3 +462,13 @@ func (cfg Config) relayClient() (*http.Client, *connTracker) {
 }
 
 var errNoCallbacks = errors.New("no callbacks and no Config.HostPID: updates would have nowhere to go")
+
+// newMergeCore returns the merge core for the config's keys: v2's paths, or
+// flat keys for etcd v3 and for relays (whose deletions name single keys,
+// and whose upstream may be either API).
+func (cfg Config) newMergeCore() *actors.MergeCore {
+	if cfg.API == APIv3 || len(cfg.Relays) > 0 {
+		return actors.NewFlatMergeCore()
+	}
+	return actors.NewMergeCore()
+}

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -35,6 +37,7 @@ type Syncer struct {
 	callbacks messages.Callbacks
 	env       *actors.Env
 	conns     *connTracker // the syncer's own transport's; nil with a host's KeysAPI or Transport
+	source    source.Source
 	status    atomic.Uint32
 	cluster   atomic.Pointer[actors.ClusterIDGuard] // the current pipeline's; nil before the first
 
@@ -75,7 +78,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	if len(cfg.Relays) > 0 {
 		relays, conns = cfg.relayClient()
 	}
-	s := &Syncer{system: system, callbacks: callbacks, conns: conns, done: make(chan struct{})}
+	s := &Syncer{system: system, callbacks: callbacks, conns: conns, source: src, done: make(chan struct{})}
 	s.env = &actors.Env{
 		Source:     src,
 		Prefix:     cfg.Prefix,
@@ -95,7 +98,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		cfg:      cfg,
 		env:      s.env,
 		syncer:   s,
-		merge:    actors.NewMergeCore(),
+		merge:    cfg.newMergeCore(),
 		status:   &s.status,
 		backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
 		failures: map[string]*failureCount{},
@@ -103,12 +106,15 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	}
 	props := s.env.Props(func() actor.Actor { return r })
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
-	source := []any{"watch", cfg.WatchMode.String()}
-	if len(cfg.Relays) > 0 {
-		source = []any{"relays", cfg.Relays}
+	from := []any{"api", cfg.API.String(), "watch", cfg.WatchMode.String()}
+	switch {
+	case len(cfg.Relays) > 0:
+		from = []any{"relays", cfg.Relays}
+	case cfg.API == APIv3:
+		from = from[:2]
 	}
 	cfg.Logger.Info("syncer started", append([]any{"prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String()},
-		source...)...)
+		from...)...)
 	return s, nil
 }
 
@@ -184,6 +190,9 @@ func (s *Syncer) Stop(ctx context.Context) error {
 	}
 	if s.conns != nil {
 		s.conns.CloseAll()
+	}
+	if c, ok := s.source.(io.Closer); ok {
+		c.Close() // a v3 client: nothing of it is in use any more
 	}
 	return nil
 }

@@ -19,8 +19,10 @@ import (
 // would show in ps and in shell history.
 const (
 	envEndpoints = "ETCDSYNC_ETCD_ENDPOINTS"
-	envPassword  = "ETCDSYNC_ETCD_PASSWORD"
-	envRelay     = "ETCDSYNC_RELAY_LISTEN"
+	// envAPI chooses etcd's v2 or v3 API.
+	envAPI      = "ETCDSYNC_ETCD_API"
+	envPassword = "ETCDSYNC_ETCD_PASSWORD"
+	envRelay    = "ETCDSYNC_RELAY_LISTEN"
 	// envRelayEndpoints makes the node a leaf, syncing from relays.
 	envRelayEndpoints = "ETCDSYNC_RELAY_ENDPOINTS"
 )
@@ -29,6 +31,7 @@ const (
 type config struct {
 	// Endpoints are external etcd client URLs; empty means the embedded etcd.
 	Endpoints          []string
+	API                supervisor.API // which etcd API the node reads, embedded etcd included
 	CAFile             string
 	CertFile, KeyFile  string
 	Username, Password string
@@ -168,13 +171,16 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&raw.endpoints, "etcd-endpoints", "",
-		"comma-separated etcd v2 client URLs, e.g. http://a:2379,http://b:2379 (env "+envEndpoints+"; the flag wins).\n"+
+		"comma-separated etcd client URLs, e.g. http://a:2379,http://b:2379 (env "+envEndpoints+"; the flag wins).\n"+
 			"Empty: run an embedded single-member etcd instead")
+	fs.TextVar(&c.API, "etcd-api", supervisor.APIv2,
+		"etcd API to read: v2 (etcd 3.5 with --enable-v2 and older) or v3 (every etcd 3.x; 3.6 and later serve only v3)\n"+
+			"(env "+envAPI+"; the flag wins). The embedded etcd serves both")
 	fs.StringVar(&c.CAFile, "etcd-ca-file", "", "PEM CA bundle to verify the etcd servers (https endpoints)")
 	fs.StringVar(&c.CertFile, "etcd-cert-file", "", "PEM client certificate for etcd (with --etcd-key-file)")
 	fs.StringVar(&c.KeyFile, "etcd-key-file", "", "PEM client key for etcd (with --etcd-cert-file)")
 	fs.StringVar(&c.Username, "etcd-username", "",
-		"etcd v2 basic-auth user; the password is read from env "+envPassword+" only")
+		"etcd user (v2 basic auth, or v3 auth); the password is read from env "+envPassword+" only")
 	fs.StringVar(&raw.relayEndpoints, "relay-endpoints", "",
 		"comma-separated relay URLs (other nodes' --relay-listen), e.g. http://relay-a:9096 (env "+envRelayEndpoints+"; the flag wins).\n"+
 			"Makes the node a leaf: it syncs from the relays instead of etcd, and runs no etcd")
@@ -295,6 +301,11 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 		return config{}, badFlag("etcd-endpoints", "empty; leave the flag out to run the embedded etcd")
 	}
 	c.Password = getenv(envPassword)
+	if v := getenv(envAPI); v != "" && !set["etcd-api"] {
+		if err := c.API.UnmarshalText([]byte(strings.TrimSpace(v))); err != nil {
+			return config{}, badFlag("etcd-api (from $"+envAPI+")", "%w", err)
+		}
+	}
 
 	if c.RelayEndpoints, relaysFlag, err = urlList("relay-endpoints", envRelayEndpoints, raw.relayEndpoints, set, getenv); err != nil {
 		return config{}, err
@@ -315,7 +326,8 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 	if c.leaf() {
 		if err := refuseSet(set, "does not apply to a leaf (--relay-endpoints), which reads no etcd",
 			"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username",
-			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir", "watch", "cluster-id-poll-interval"); err != nil {
+			"embedded-etcd-listen", "embedded-etcd-peer-listen", "data-dir", "watch", "cluster-id-poll-interval",
+			"etcd-api"); err != nil {
 			return config{}, err
 		}
 		if err := bothOrNeither("relay-cert-file", c.RelayCertFile, "relay-key-file", c.RelayKeyFile); err != nil {
@@ -370,6 +382,9 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 		c.WatchMode = supervisor.WatchStream
 	default:
 		return config{}, badFlag("watch", "%q is neither long-poll nor stream", raw.watch)
+	}
+	if c.API == supervisor.APIv3 && set["watch"] {
+		return config{}, badFlag("watch", "does not apply with --etcd-api v3: a v3 watch is always one stream")
 	}
 	switch raw.onClusterReset {
 	case "resync":
@@ -466,6 +481,7 @@ func checkHostPort(name, v string, allowZero bool) error {
 // sets, to report a *supervisor.ConfigError the way the user can fix it.
 var configFlags = map[string]string{
 	"Endpoints":             "--etcd-endpoints",
+	"API":                   "--etcd-api",
 	"Prefix":                "--prefix",
 	"WatchMode":             "--watch",
 	"OnClusterReset":        "--on-cluster-reset",

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/etcdsync/etcdsync/supervisor"
 )
 
 // embeddedReadyTimeout bounds the wait for the embedded etcd to serve: a
@@ -173,7 +176,14 @@ func dialable(hostPort string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// tryCommand is the command the node suggests to write a first key.
-func (e *embeddedEtcd) tryCommand(prefix string) string {
+// tryCommand is the command the node suggests to write a first key: a
+// curl of the v2 keys API, or of the v3 JSON gateway (keys and values in
+// base64).
+func (e *embeddedEtcd) tryCommand(api supervisor.API, prefix string) string {
+	if api == supervisor.APIv3 {
+		b64 := base64.StdEncoding.EncodeToString
+		return "curl " + e.clientURL + `/v3/kv/put -d '{"key":"` + b64([]byte(prefix+"/config/Example")) +
+			`","value":"` + b64([]byte("hello")) + `"}'`
+	}
 	return "curl -X PUT " + e.clientURL + "/v2/keys" + prefix + "/config/Example -d value=hello"
 }

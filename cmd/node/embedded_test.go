@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/etcdsync/etcdsync/supervisor"
 )
 
 func TestCheckDataDir(t *testing.T) {
@@ -63,11 +65,11 @@ func TestDialable(t *testing.T) {
 		}
 	}
 	e := &embeddedEtcd{clientURL: "http://127.0.0.1:2379"}
-	if got, want := e.tryCommand("/calico/v1"),
+	if got, want := e.tryCommand(supervisor.APIv2, "/calico/v1"),
 		"curl -X PUT http://127.0.0.1:2379/v2/keys/calico/v1/config/Example -d value=hello"; got != want {
 		t.Errorf("tryCommand = %q, want %q", got, want)
 	}
-	if !strings.HasPrefix(e.tryCommand("/other"), "curl -X PUT http://127.0.0.1:2379/v2/keys/other/") {
-		t.Errorf("tryCommand ignores the prefix: %q", e.tryCommand("/other"))
+	if !strings.HasPrefix(e.tryCommand(supervisor.APIv2, "/other"), "curl -X PUT http://127.0.0.1:2379/v2/keys/other/") {
+		t.Errorf("tryCommand ignores the prefix: %q", e.tryCommand(supervisor.APIv2, "/other"))
 	}
 }

@@ -117,6 +117,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 
 	cfg := supervisor.Config{
 		Endpoints:             c.Endpoints,
+		API:                   c.API,
 		Username:              c.Username,
 		Password:              c.Password,
 		Prefix:                c.Prefix,
@@ -137,7 +138,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	var etcdErr <-chan error // stays nil with an external etcd
 	switch {
 	case c.leaf():
-		cfg.Endpoints, cfg.Relays = nil, c.RelayEndpoints
+		cfg.Endpoints, cfg.Relays, cfg.API = nil, c.RelayEndpoints, supervisor.APIv2
 		logger.Info("a leaf: syncing from relays, not etcd", "relays", c.RelayEndpoints,
 			"tls", c.RelayCAFile != "" || c.RelayCertFile != "")
 	case c.embedded():
@@ -157,7 +158,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 		etcdErr = emb.Err()
 		cfg.Endpoints = []string{emb.clientURL}
 		logger.Info("embedded etcd ready; write a key with the command in 'try'",
-			"clientURL", emb.clientURL, "dataDir", c.DataDir, "try", emb.tryCommand(c.Prefix))
+			"clientURL", emb.clientURL, "dataDir", c.DataDir, "try", emb.tryCommand(c.API, c.Prefix))
 	default:
 		logger.Info("using an external etcd", describeEndpoints(c)...)
 	}
