@@ -17,11 +17,16 @@ type Backup struct {
 	c     *Cluster
 	dirs  []string // by member
 	index uint64
+	rev   int64
 }
 
 // Index is the cluster's v2 index (X-Etcd-Index of a quorum read) when
-// the backup was taken.
+// the backup was taken; 0 on a cluster that serves no v2 API (3.7).
 func (b *Backup) Index() uint64 { return b.index }
+
+// Revision is the cluster's v3 revision (the header of a linearizable
+// read) when the backup was taken.
+func (b *Backup) Revision() int64 { return b.rev }
 
 // Backup copies the data directory of every member, as a snapshot of the
 // machines would. For a consistent copy it stops the running members
@@ -38,15 +43,26 @@ func (c *Cluster) Backup() (*Backup, error) {
 	}
 	b := &Backup{c: c}
 	var err error
-	for _, m := range c.members {
-		if m.running() {
-			if b.index, err = v2Index(m.clientURL); err == nil {
-				break
+	if c.opts.Version.ServesV2() {
+		for _, m := range c.members {
+			if m.running() {
+				if b.index, err = v2Index(m.clientURL); err == nil {
+					break
+				}
 			}
 		}
+		if err != nil || b.index == 0 {
+			return nil, fmt.Errorf("etcdproc: backup: read index: %w", errors.Join(err, errors.New("no member serves")))
+		}
 	}
-	if err != nil || b.index == 0 {
-		return nil, fmt.Errorf("etcdproc: backup: read index: %w", errors.Join(err, errors.New("no member serves")))
+	var running []string
+	for _, m := range c.members {
+		if m.running() {
+			running = append(running, m.clientURL)
+		}
+	}
+	if b.rev, err = c.revision(running); err != nil || b.rev == 0 {
+		return nil, fmt.Errorf("etcdproc: backup: %w", errors.Join(err, errors.New("no member serves")))
 	}
 	var wasRunning []*member
 	for _, m := range c.members {
@@ -70,8 +86,8 @@ func (c *Cluster) Backup() (*Backup, error) {
 
 // Restore kills every member and starts it again on its data directory
 // as it was at b: the same cluster ID, the same content, the v2 index of
-// the backup (plus one per member for the restart). b can be restored
-// more than once.
+// the backup (plus one per member for the restart) and its v3 revision
+// (restarts take none). b can be restored more than once.
 func (c *Cluster) Restore(b *Backup) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -30,7 +30,12 @@ var (
 
 // Options configures a cluster. The zero value is usable.
 type Options struct {
-	// Binary is the etcd executable; empty means Binary().
+	// Version is the etcd the cluster runs: V35 (the zero value) serves
+	// both APIs, V37 the v3 API only. It decides the binary (unless
+	// Binary is set) and how the harness talks to the members.
+	Version Version
+	// Binary is the etcd executable, which must be of Version; empty
+	// means BinaryOf(Version).
 	Binary string
 	// Output receives every member's stdout and stderr, each line
 	// prefixed with "[mN] "; nil discards it. Specs pass GinkgoWriter.
@@ -101,7 +106,8 @@ func StartMember(opts Options) (*Cluster, error) {
 
 // StartCluster starts an n-member cluster on free loopback ports with a
 // fresh --initial-cluster-token (so its cluster ID is its own), and waits
-// until every member serves v2 requests. On error nothing is left running.
+// until every member serves (v2 requests on 3.5, GET /health on 3.7). On
+// error nothing is left running.
 func StartCluster(n int, opts Options) (*Cluster, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("etcdproc: cluster size %d: must be at least 1", n)
@@ -112,7 +118,7 @@ func StartCluster(n int, opts Options) (*Cluster, error) {
 	bin := opts.Binary
 	if bin == "" {
 		var err error
-		if bin, err = Binary(); err != nil {
+		if bin, err = BinaryOf(opts.Version); err != nil {
 			return nil, err
 		}
 	}
@@ -236,13 +242,18 @@ func (c *Cluster) launch(m *member, extra []string) error {
 		"--election-timeout", "500",
 		"--name", m.name,
 		"--data-dir", m.dataDir,
-		"--enable-v2",
+	}
+	if c.opts.Version.ServesV2() {
+		// 3.6 removed the flag: etcd 3.7 refuses to start with it.
+		args = append(args, "--enable-v2")
+	}
+	args = append(args,
 		"--listen-client-urls", m.clientURL,
 		"--advertise-client-urls", m.clientURL,
 		"--listen-peer-urls", m.peerListen,
 		"--initial-advertise-peer-urls", m.peerURL,
 		"--initial-cluster-token", c.token,
-	}
+	)
 	if len(extra) == 0 {
 		// Flags for a member whose data directory exists are ignored by
 		// etcd, but --initial-cluster must still name the member itself.
@@ -264,14 +275,21 @@ func (c *Cluster) launch(m *member, extra []string) error {
 	return nil
 }
 
-// waitReady polls member m until a v2 GET of the root succeeds.
+// waitReady polls member m until a v2 GET of the root succeeds on 3.5,
+// or GET /health on 3.7. etcd serves its client port only once the
+// member has published itself through raft, so on 3.5 any answer means a
+// quorum was there; /health also needs a leader, and reads through it.
 func (c *Cluster) waitReady(m *member) error {
 	deadline := time.Now().Add(c.opts.ReadyTimeout)
 	hc := c.httpClient(time.Second)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	probe := "/v2/keys/"
+	if !c.opts.Version.ServesV2() {
+		probe = "/health"
+	}
 	for {
-		resp, err := hc.Get(m.clientURL + "/v2/keys/")
+		resp, err := hc.Get(m.clientURL + probe)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
@@ -313,6 +331,9 @@ func (c *Cluster) member(i int) (*member, error) {
 	}
 	return c.members[i], nil
 }
+
+// Version returns the etcd the cluster runs (Options.Version).
+func (c *Cluster) Version() Version { return c.opts.Version }
 
 // Size returns the number of members.
 func (c *Cluster) Size() int {
@@ -545,8 +566,9 @@ func (c *Cluster) RestartAll(members ...int) error {
 }
 
 // Leader returns the index of the member that currently leads, asked of
-// every running member through GET /v2/stats/self. The error wraps
-// ErrNoLeader while an election is in progress or quorum is lost.
+// every running member through GET /v2/stats/self on 3.5, through the v3
+// Status RPC on 3.7. The error wraps ErrNoLeader while an election is in
+// progress or quorum is lost.
 func (c *Cluster) Leader() (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -557,6 +579,9 @@ func (c *Cluster) Leader() (int, error) {
 }
 
 func (c *Cluster) leader() (int, error) {
+	if !c.opts.Version.ServesV2() {
+		return c.v3Leader()
+	}
 	hc := c.httpClient(time.Second)
 	for i, m := range c.members {
 		if !m.running() {
@@ -631,6 +656,7 @@ func (c *Cluster) Rebuild() error {
 // KeysAPI returns a client/v2 KeysAPI for every member's endpoint, as a
 // writer or a checker in a spec would use. Call it again after Rebuild or
 // Restore: the endpoints stay, but a client keeps no state worth keeping.
+// On a cluster that serves no v2 API (3.7) the error wraps ErrNoV2.
 func (c *Cluster) KeysAPI() (client.KeysAPI, error) {
 	return c.keysAPI(c.Endpoints())
 }
@@ -659,6 +685,9 @@ func (c *Cluster) httpClient(timeout time.Duration) *http.Client {
 }
 
 func (c *Cluster) keysAPI(endpoints []string) (client.KeysAPI, error) {
+	if !c.opts.Version.ServesV2() {
+		return nil, fmt.Errorf("%w: etcd %v; use Client", ErrNoV2, c.opts.Version)
+	}
 	cfg := client.Config{Endpoints: endpoints}
 	if t := c.opts.ClientTLS; t != nil {
 		cfg.Transport = &http.Transport{TLSClientConfig: t.Harness}
@@ -713,8 +742,16 @@ func (c *Cluster) Heal() error {
 }
 
 // memberID asks m for its own member ID (hex, as rafthttp's X-Server-From
-// carries it).
+// carries it): through GET /v2/stats/self on 3.5, the v3 Status RPC on
+// 3.7.
 func (c *Cluster) memberID(m *member) (string, error) {
+	if !c.opts.Version.ServesV2() {
+		st, err := c.v3Status(m, time.Second)
+		if err != nil {
+			return "", fmt.Errorf("etcdproc: %s's member ID: %w", m.name, err)
+		}
+		return strconv.FormatUint(st.Header.MemberId, 16), nil
+	}
 	var self struct {
 		ID string `json:"id"`
 	}

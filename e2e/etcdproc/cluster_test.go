@@ -114,6 +114,7 @@ var _ = Describe("Cluster", Label("etcd"), func() {
 			Expect(after.ClusterID).To(Equal(before.ClusterID))
 			Expect(after.Index).To(BeNumerically("<", before.Index))
 			Expect(after.Index).To(BeNumerically(">=", b.Index()))
+			Expect(c.Revision()).To(Equal(b.Revision()), "a restart takes no v3 revision")
 			got, err := kapi.Get(ctx, "/etcdproc/kept", nil)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(got.Node.Value).To(Equal("old"))
