@@ -99,7 +99,9 @@ func (w *watcher) Receive(c actor.Context) {
 
 func (w *watcher) handleEvent(c actor.Context, ch source.Changes) {
 	w.judgeClusterID(c, ch.ClusterID)
-	if !ch.Progress {
+	if ch.Progress {
+		w.env.Observer.EtcdIndex(ch.Index) // etcd's revision when it answered
+	} else {
 		w.env.Observer.WatchEvent(ch.Index)
 	}
 	for _, ev := range ch.Events {

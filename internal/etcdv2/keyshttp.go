@@ -58,7 +58,11 @@ func (h *KeysHTTP) get(ctx context.Context, key string, query url.Values) (keysA
 			defer resp.Body.Close()
 			var e client.Error
 			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Code == 0 {
-				return keysAnswer{}, fmt.Errorf("GET %s answered %s without an etcd error body", key, resp.Status)
+				err := fmt.Errorf("GET %s answered %s without an etcd error body", key, resp.Status)
+				if resp.StatusCode == http.StatusNotFound {
+					err = fmt.Errorf("%w: %w", ErrNoV2, err) // a 404 that is not etcd's
+				}
+				return keysAnswer{}, err
 			}
 			return keysAnswer{}, e
 		}

@@ -12,6 +12,11 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
+// ErrNoV2: the endpoint answers, but not with etcd's v2 keys API: etcd 3.6
+// and later removed it (and 3.4 and 3.5 serve it only with --enable-v2).
+var ErrNoV2 = errors.New("etcd does not serve the v2 API (etcd 3.6 removed it; 3.4 and 3.5 need --enable-v2): " +
+	"sync through the v3 API instead (--etcd-api v3, or Config.API = supervisor.APIv3)")
+
 // KeysAPI is the part of client.KeysAPI the v2 source calls: a GET and a
 // watch. A client/v2 KeysAPI satisfies it, and so do KeysHTTP's
 // StreamWatches and e2e/etcdsim.
@@ -66,6 +71,10 @@ var _ source.Source = (*Source)(nil)
 // any member).
 func (s *Source) Head(ctx context.Context) (source.Head, error) {
 	resp, err := s.Keys.Get(ctx, "/", &client.GetOptions{Quorum: true})
+	if errors.Is(err, client.ErrInvalidJSON) {
+		// client/v2's reading of a 404 that is not etcd's.
+		err = fmt.Errorf("%w: %w", ErrNoV2, err)
+	}
 	if err != nil {
 		return source.Head{}, err
 	}
