@@ -16,7 +16,7 @@ import (
 // feeds it with Step and sends what Step returns, and keeps nothing of its
 // own. Not safe for concurrent use.
 //
-// Semantics (those of the seed syncer, see DESIGN.md "Merge semantics"):
+// Semantics (those of the seed syncer; see ARCHITECTURE.md, "The life of an update"):
 // snapshot keys are stored in the tracker at the snapshot's index, watch
 // keys at their modifiedIndex, and a key is emitted only when its previous
 // mark is below the event's modifiedIndex. While a snapshot is read,

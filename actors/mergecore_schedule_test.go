@@ -71,7 +71,7 @@ func (h *history) view(idx uint64) map[string]string {
 
 // runSchedule drives a Merge with a random interleaving of writes, watch
 // deliveries, lost syncs and snapshot batches from lagging reads, then lets
-// everything drain and checks DESIGN.md's invariant.
+// everything drain and checks the invariant (ARCHITECTURE.md).
 func runSchedule(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0))
 	fail := func(format string, args ...any) {

@@ -25,7 +25,7 @@ import (
 )
 
 // Real etcd processes (bin/etcd, v3.5.35 with --enable-v2): every spec here
-// ends with DESIGN.md's invariant checked against a quorum read.
+// ends with the invariant (ARCHITECTURE.md) checked against a quorum read.
 var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 	for _, mode := range []supervisor.WatchMode{supervisor.WatchLongPoll, supervisor.WatchStream} {
 		Context(fmt.Sprintf("watching by %v", mode), func() { realEtcdSpecs(mode) })

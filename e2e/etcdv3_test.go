@@ -81,13 +81,15 @@ func v3Specs(version etcdproc.Version) {
 		cfg.API = supervisor.APIv3
 		return cfg
 	}
-	startEtcd := func(members int) *etcdproc.Cluster {
+	startEtcdWith := func(members int, opts etcdproc.Options) *etcdproc.Cluster {
 		GinkgoHelper()
-		c, err := etcdproc.StartCluster(members, etcdproc.Options{Output: GinkgoWriter, Version: version})
+		opts.Output, opts.Version = GinkgoWriter, version
+		c, err := etcdproc.StartCluster(members, opts)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(c.Stop)
 		return c
 	}
+	startEtcd := func(members int) *etcdproc.Cluster { return startEtcdWith(members, etcdproc.Options{}) }
 	clientOf := func(c *etcdproc.Cluster) *clientv3.Client {
 		GinkgoHelper()
 		cli, err := c.Client()
@@ -126,8 +128,14 @@ func v3Specs(version etcdproc.Version) {
 		Expect(rec.Map()).To(HaveLen(600))
 
 		By("writing, deleting, deleting ranges, running txns and leasing keys while in sync")
-		lease, err := cli.Grant(ctx, 2)
+		// One lease for many keys: its expiry deletes them all in one
+		// revision.
+		shared, err := cli.Grant(ctx, 2)
 		Expect(err).NotTo(HaveOccurred())
+		for i := range 50 {
+			_, err := cli.Put(ctx, fmt.Sprintf("%s/leased/k%d", prefix, i), "leased", clientv3.WithLease(shared.ID))
+			Expect(err).NotTo(HaveOccurred())
+		}
 		r := rand.New(rand.NewPCG(3, 4))
 		for i := range 1500 {
 			k := fmt.Sprintf("%s/host/h%d/k%d", prefix, r.IntN(10), r.IntN(700))
@@ -135,7 +143,10 @@ func v3Specs(version etcdproc.Version) {
 			case 0:
 				_, err = cli.Delete(ctx, k)
 			case 1:
-				_, err = cli.Put(ctx, k, "leased", clientv3.WithLease(lease.ID))
+				var lease *clientv3.LeaseGrantResponse
+				if lease, err = cli.Grant(ctx, 2); err == nil {
+					_, err = cli.Put(ctx, k, "leased", clientv3.WithLease(lease.ID))
+				}
 			case 2:
 				_, err = cli.Txn(ctx).Then(clientv3.OpPut(k, fmt.Sprint("txn", i)), clientv3.OpDelete(k+"0"),
 					clientv3.OpPut(k+"1", fmt.Sprint("txn", i))).Commit()
@@ -340,7 +351,7 @@ func v3Specs(version etcdproc.Version) {
 	}, SpecTimeout(90*time.Second))
 
 	It("leaves a partitioned member for the others", Serial, func(ctx SpecContext) {
-		etcd := startEtcd(3)
+		etcd := startEtcdWith(3, etcdproc.Options{PeerProxies: true})
 		cli := clientOf(etcd)
 		v3Load(ctx, cli, "host", 100)
 		leader, err := etcd.Leader()

@@ -24,7 +24,7 @@ import (
 const prefix = "/calico/v1"
 
 // One spec per recovery path, each on a simulated etcd, each ending with
-// DESIGN.md's invariant: in-sync, the host's map equals etcd's.
+// The invariant (ARCHITECTURE.md): in-sync, the host's map equals etcd's.
 var _ = Describe("Syncer on a simulated etcd", func() {
 	var (
 		sim *etcdsim.Server

@@ -25,11 +25,11 @@ type Backoff struct {
 	last     time.Time // when the last failure was counted
 }
 
-// defaultBackoff is DESIGN.md's restart backoff: 0.8 s doubling to 30 s,
+// defaultBackoff is the restart backoff (ARCHITECTURE.md, Supervision): 0.8 s doubling to 30 s,
 // reset after two minutes without a failure.
 var defaultBackoff = BackoffConfig{Initial: 800 * time.Millisecond, Max: 30 * time.Second, ResetAfter: 2 * time.Minute}
 
-// DefaultBackoff returns the restart backoff of DESIGN.md, full jitter.
+// DefaultBackoff returns the default restart backoff, full jitter.
 func DefaultBackoff(c clock.PassiveClock, rand func(int64) int64) *Backoff {
 	return defaultBackoff.New(c, rand)
 }

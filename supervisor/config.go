@@ -197,7 +197,7 @@ type Config struct {
 	// it to bound memory tighter at some CPU cost.
 	CoalesceAfter int
 	// Backoff bounds the watcher's restart delays and the retries of
-	// transport errors; zero fields take DESIGN.md's defaults (0.8 s doubling
+	// transport errors; zero fields take the defaults (0.8 s doubling
 	// to 30 s, reset after 2 min).
 	Backoff BackoffConfig
 

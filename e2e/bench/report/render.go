@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// The bar DESIGN.md sets for the node process against the snapshot floor.
+// The bar the project sets for the node process against the snapshot floor.
 const nodeBar = 1.25
 
 // The goals of the issue "Snapshots at the speed of the wire", as ratios
@@ -302,9 +302,9 @@ func realSnapshot(d *doc, main, seed Results, bar bool) {
 		d.p("The node process was not measured.")
 	case !bar:
 	case r <= nodeBar:
-		d.p("The node process, start-up included, is within DESIGN.md's bar of %.2f× the floor (%s).", nodeBar, ratio(r))
+		d.p("The node process, start-up included, is within the project's bar of %.2f× the floor (%s).", nodeBar, ratio(r))
 	default:
-		d.p("The node process, start-up included, is **above** DESIGN.md's bar of %.2f× the floor (%s).", nodeBar, ratio(r))
+		d.p("The node process, start-up included, is **above** the project's bar of %.2f× the floor (%s).", nodeBar, ratio(r))
 	}
 	d.p("")
 }
