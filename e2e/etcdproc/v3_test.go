@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -95,6 +96,17 @@ var _ = Describe("Cluster on etcd 3.7", Label("etcd"), func() {
 			Expect(got.Header.ClusterId).NotTo(Equal(uint64(0)))
 			Expect(strconv.FormatUint(got.Header.ClusterId, 16)).NotTo(Equal(defaultClusterID))
 			Expect(c.Leader()).To(Equal(0))
+
+			// The JSON gateway, which a user's curl writes through.
+			gw, err := http.Post(c.Endpoints()[0]+"/v3/kv/put", "application/json",
+				strings.NewReader(`{"key":"L2V0Y2Rwcm9jL2dhdGV3YXk=","value":"Zw=="}`)) // /etcdproc/gateway = g
+			Expect(err).NotTo(HaveOccurred())
+			gwBody, err := io.ReadAll(gw.Body)
+			Expect(err).NotTo(HaveOccurred())
+			_ = gw.Body.Close()
+			Expect(gw.StatusCode).To(Equal(http.StatusOK), "%s", gwBody)
+			AddReportEntry("POST /v3/kv/put on etcd 3.7", string(gwBody))
+			Expect(value(ctx, cl, "/etcdproc/gateway")).To(Equal("g"))
 		}, SpecTimeout(10*time.Second))
 
 		It("refuses v2 requests: 404, and KeysAPI says to use Client", func(ctx SpecContext) {
