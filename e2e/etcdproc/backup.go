@@ -46,7 +46,7 @@ func (c *Cluster) Backup() (*Backup, error) {
 	if c.opts.Version.ServesV2() {
 		for _, m := range c.members {
 			if m.running() {
-				if b.index, err = v2Index(m.clientURL); err == nil {
+				if b.index, err = v2Index(c.httpClient(5*time.Second), m.clientURL); err == nil {
 					break
 				}
 			}
@@ -126,9 +126,9 @@ func (c *Cluster) startAll(ms []*member) error {
 	return nil
 }
 
-// v2Index reads X-Etcd-Index with a quorum GET of the root.
-func v2Index(clientURL string) (uint64, error) {
-	hc := &http.Client{Timeout: 5 * time.Second}
+// v2Index reads X-Etcd-Index with a quorum GET of the root, through hc:
+// the cluster's client, which knows the members' TLS.
+func v2Index(hc *http.Client, clientURL string) (uint64, error) {
 	resp, err := hc.Get(clientURL + "/v2/keys/?quorum=true")
 	if err != nil {
 		return 0, err

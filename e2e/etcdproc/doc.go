@@ -31,7 +31,9 @@
 // revision (on 3.5 neither); a v2 request (GET /v2/keys/) is answered
 // "404 page not found" in text/plain, and client/v2 reports "client:
 // response is invalid json. The endpoint is probably not valid etcd
-// cluster endpoint".
+// cluster endpoint". Its JSON gateway (POST /v3/kv/put) answers with
+// snake_case fields and 64-bit numbers as decimal strings
+// ({"header":{"cluster_id":"1595...","revision":"3",...}}).
 //
 // # Usage
 //

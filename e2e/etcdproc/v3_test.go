@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -95,19 +96,35 @@ var _ = Describe("Cluster on etcd 3.7", Label("etcd"), func() {
 			Expect(got.Header.ClusterId).NotTo(Equal(uint64(0)))
 			Expect(strconv.FormatUint(got.Header.ClusterId, 16)).NotTo(Equal(defaultClusterID))
 			Expect(c.Leader()).To(Equal(0))
+
+			// The JSON gateway, which a user's curl writes through.
+			gw, err := http.Post(c.Endpoints()[0]+"/v3/kv/put", "application/json",
+				strings.NewReader(`{"key":"L2V0Y2Rwcm9jL2dhdGV3YXk=","value":"Zw=="}`)) // /etcdproc/gateway = g
+			Expect(err).NotTo(HaveOccurred())
+			gwBody, err := io.ReadAll(gw.Body)
+			Expect(err).NotTo(HaveOccurred())
+			_ = gw.Body.Close()
+			Expect(gw.StatusCode).To(Equal(http.StatusOK), "%s", gwBody)
+			AddReportEntry("POST /v3/kv/put on etcd 3.7", string(gwBody))
+			Expect(value(ctx, cl, "/etcdproc/gateway")).To(Equal("g"))
 		}, SpecTimeout(10*time.Second))
 
 		It("refuses v2 requests: 404, and KeysAPI says to use Client", func(ctx SpecContext) {
 			// What a v2 client sees on etcd >= 3.6, printed for whoever
-			// writes the message that tells a user which API is missing.
-			resp, err := http.Get(c.Endpoints()[0] + "/v2/keys/")
-			Expect(err).NotTo(HaveOccurred())
-			body, err := io.ReadAll(resp.Body)
-			Expect(err).NotTo(HaveOccurred())
-			_ = resp.Body.Close()
-			AddReportEntry("GET /v2/keys/ on etcd 3.7", fmt.Sprintf("%s, Content-Type %q, X-Etcd-Cluster-Id %q, body %q",
-				resp.Status, resp.Header.Get("Content-Type"), resp.Header.Get("X-Etcd-Cluster-Id"), body))
-			Expect(resp.StatusCode).To(Equal(http.StatusNotFound))
+			// writes the message that tells a user which API is missing:
+			// reads, a watch (refused at once, not held open) and the
+			// cluster endpoints alike.
+			hc := &http.Client{Timeout: 2 * time.Second}
+			for _, path := range []string{"/v2/keys/", "/v2/keys/?wait=true&recursive=true", "/v2/members", "/v2/stats/self"} {
+				resp, err := hc.Get(c.Endpoints()[0] + path)
+				Expect(err).NotTo(HaveOccurred())
+				body, err := io.ReadAll(resp.Body)
+				Expect(err).NotTo(HaveOccurred())
+				_ = resp.Body.Close()
+				AddReportEntry("GET "+path+" on etcd 3.7", fmt.Sprintf("%s, Content-Type %q, X-Etcd-Cluster-Id %q, X-Etcd-Index %q, body %q",
+					resp.Status, resp.Header.Get("Content-Type"), resp.Header.Get("X-Etcd-Cluster-Id"), resp.Header.Get("X-Etcd-Index"), body))
+				Expect(resp.StatusCode).To(Equal(http.StatusNotFound), path)
+			}
 
 			v2, err := client.New(client.Config{Endpoints: c.Endpoints(), HeaderTimeoutPerRequest: 2 * time.Second})
 			Expect(err).NotTo(HaveOccurred())
