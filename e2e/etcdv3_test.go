@@ -51,15 +51,7 @@ func (o *v3Observer) EtcdIndex(i uint64) {
 
 // v3Map returns every key and value under prefix+"/", by a linearizable read.
 func v3Map(ctx context.Context, cli *clientv3.Client) (map[string]string, error) {
-	resp, err := cli.Get(ctx, prefix+"/", clientv3.WithPrefix())
-	if err != nil {
-		return nil, fmt.Errorf("reading %s/: %w", prefix, err)
-	}
-	out := make(map[string]string, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out[string(kv.Key)] = string(kv.Value)
-	}
-	return out, nil
+	return v3MapOf(ctx, cli, prefix)
 }
 
 // v3Load puts n keys under prefix/host/..., 128 to a txn.
@@ -178,6 +170,41 @@ func v3Specs(version etcdproc.Version) {
 		Expect(rec.Map()).To(HaveKeyWithValue(prefix+"/d/e", "both"))
 		Expect(rec.Map()).NotTo(HaveKey(prefix + "/d"))
 		Expect(rec.Statuses()).To(HaveExactElements(firstSync))
+	}, SpecTimeout(90*time.Second))
+
+	It("is carried by a relay unchanged, its leaves resuming by revision across a relay restart", func(ctx SpecContext) {
+		etcd := startEtcd(1)
+		cli := clientOf(etcd)
+		v3Load(ctx, cli, "host", 200)
+		r := startRelay(config(etcd.Endpoints()...), "127.0.0.1:0")
+		leaf := supervisor.LoopbackConfig()
+		leaf.Endpoints, leaf.Relays, leaf.RelayReadTimeout = nil, []string{r.url()}, 3*time.Second
+		counter := &leafCounter{}
+		leaf.Observer = counter
+		_, rec := startSyncer(leaf)
+		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).Should(Succeed())
+
+		By("a key and a key below it stay two keys at the leaf")
+		for _, k := range []string{prefix + "/d", prefix + "/d/e"} {
+			_, err := cli.Put(ctx, k, "both")
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Eventually(rec.Map).WithContext(ctx).Should(HaveKey(prefix + "/d/e"))
+		_, err := cli.Delete(ctx, prefix+"/d")
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).Should(Succeed())
+		Expect(rec.Map()).To(HaveKey(prefix + "/d/e"))
+
+		By("restarting the relay: the leaf resumes, and hears only of the key written meanwhile")
+		_, before := rec.Calls()
+		r.stop(ctx)
+		_, err = cli.Put(ctx, prefix+"/while-down", "x")
+		Expect(err).NotTo(HaveOccurred())
+		startRelay(config(etcd.Endpoints()...), r.addr)
+		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		_, after := rec.Calls()
+		Expect(after - before).To(Equal(1))
+		Expect(counter.streams.Load()).To(BeNumerically(">=", 2))
 	}, SpecTimeout(90*time.Second))
 
 	It("reaches in-sync on an empty prefix", func(ctx SpecContext) {
