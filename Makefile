@@ -13,8 +13,10 @@ LEAF_FLAGS ?=
 # Where `make run` serves relay clients, such as `make leaf`; empty: no relay
 # (needed with NODE_FLAGS="--model calicov1").
 RELAY_LISTEN ?= 127.0.0.1:9096
-# Random fault schedules for `make soak` (make test runs 500).
+# Random fault schedules for `make soak` (make test runs 500 on the simulated
+# etcd, and V3_SCHEDULES 50 per etcd version on real etcd 3.5 and 3.7).
 SCHEDULES ?= 5000
+V3_SCHEDULES ?= 500
 
 .PHONY: help deps etcd build test lint run leaf bench fuzz soak clean
 
@@ -27,7 +29,8 @@ help:
 	@echo "make test   lint, then every test and spec (race detector on)"
 	@echo "make bench  run every measurement on real etcd and rewrite BENCHMARKS.md"
 	@echo "make fuzz   fuzz the hwm tracker against its reference model (FUZZTIME=$(FUZZTIME))"
-	@echo "make soak   run SCHEDULES=$(SCHEDULES) random fault schedules on the simulated etcd"
+	@echo "make soak   run SCHEDULES=$(SCHEDULES) random fault schedules on the simulated etcd,"
+	@echo "            and V3_SCHEDULES=$(V3_SCHEDULES) per etcd version on real etcd through the v3 API"
 
 # e2e/etcd37 is a module of its own: the main module's download skips it.
 deps:
@@ -87,9 +90,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./hwm
 
 # Seeds are printed on failure; ETCDSYNC_SCHEDULE_SEED=<seed> replays one.
-soak:
+soak: $(ETCD) $(ETCD37)
 	ETCDSYNC_SCHEDULES=$(SCHEDULES) ETCDSYNC_MERGE_SCHEDULES=1000000 $(GO) test -count=1 -timeout 6h \
 		-run 'TestE2E|TestMergeRandomSchedules' ./e2e ./actors -ginkgo.label-filter=schedule
+	ETCDSYNC_ETCD_BIN=$(CURDIR)/$(ETCD) ETCDSYNC_ETCD37_BIN=$(CURDIR)/$(ETCD37) ETCDSYNC_V3_SCHEDULES=$(V3_SCHEDULES) \
+		$(GO) test -count=1 -timeout 6h -run TestE2E ./e2e -ginkgo.label-filter=v3schedule
 
 clean:
 	rm -rf bin

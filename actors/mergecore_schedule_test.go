@@ -14,16 +14,18 @@ import (
 	m "github.com/etcdsync/etcdsync/messages"
 )
 
-// history is a toy etcd v2 key space: every write gets the next index, and
+// history is a toy etcd key space: every write gets the next index, and
 // the state at any index can be read back, as a lagging follower would serve
-// it.
+// it. A v2 one has directories; a flat one is v3's, where a key may also
+// have keys below it, and a range delete is one revision for several keys.
 type history struct {
+	flat   bool
 	states []map[string]m.KV // states[i] is the key space at index i
-	events []m.MergeInput    // events[i-1] is the watch event of index i
+	events [][]m.MergeInput  // events[i-1] are the watch events of index i
 }
 
-func newHistory() *history {
-	return &history{states: []map[string]m.KV{{}}}
+func newHistory(flat bool) *history {
+	return &history{flat: flat, states: []map[string]m.KV{{}}}
 }
 
 func (h *history) head() uint64 { return uint64(len(h.states) - 1) }
@@ -34,13 +36,20 @@ func (h *history) write(r *rand.Rand) {
 	dirs := []string{"/a", "/b", "/a/x", "/b/y"}
 	dir := dirs[r.IntN(len(dirs))]
 	switch r.IntN(10) {
-	case 0: // directory delete
-		for k := range next {
+	case 0: // directory delete; in v3, a range delete of the keys under dir
+		var evs []m.MergeInput
+		if !h.flat {
+			evs = append(evs, m.WatcherDeletion{Key: dir, ModifiedIndex: idx})
+		}
+		for _, k := range slices.Sorted(maps.Keys(next)) {
 			if strings.HasPrefix(k, dir+"/") {
 				delete(next, k)
+				if h.flat {
+					evs = append(evs, m.WatcherDeletion{Key: k, ModifiedIndex: idx})
+				}
 			}
 		}
-		h.events = append(h.events, m.WatcherDeletion{Key: dir, ModifiedIndex: idx})
+		h.events = append(h.events, evs)
 	case 1, 2: // key delete (of a key that may not exist: etcd would refuse it, so pick one that does)
 		keys := slices.Sorted(maps.Keys(next))
 		if len(keys) == 0 {
@@ -49,14 +58,17 @@ func (h *history) write(r *rand.Rand) {
 		}
 		k := keys[r.IntN(len(keys))]
 		delete(next, k)
-		h.events = append(h.events, m.WatcherDeletion{Key: k, ModifiedIndex: idx})
+		h.events = append(h.events, []m.MergeInput{m.WatcherDeletion{Key: k, ModifiedIndex: idx}})
 	case 3:
 		h.events = append(h.events, nil)
 	default:
 		k := fmt.Sprintf("%s/k%d", dir, r.IntN(4))
+		if h.flat && r.IntN(4) == 0 {
+			k = dir // v3: a key with keys below it
+		}
 		kv := m.KV{Key: k, Value: strconv.FormatUint(idx, 10), ModifiedIndex: idx}
 		next[k] = kv
-		h.events = append(h.events, m.WatcherUpdate{KV: kv})
+		h.events = append(h.events, []m.MergeInput{m.WatcherUpdate{KV: kv}})
 	}
 	h.states = append(h.states, next)
 }
@@ -72,14 +84,17 @@ func (h *history) view(idx uint64) map[string]string {
 // runSchedule drives a Merge with a random interleaving of writes, watch
 // deliveries, lost syncs and snapshot batches from lagging reads, then lets
 // everything drain and checks the invariant (ARCHITECTURE.md).
-func runSchedule(t *testing.T, seed uint64) {
+func runSchedule(t *testing.T, seed uint64, flat bool) {
 	r := rand.New(rand.NewPCG(seed, 0))
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Fatalf("seed %d (ETCDSYNC_MERGE_SEED=%d reproduces): %s", seed, seed, fmt.Sprintf(format, args...))
+		t.Fatalf("seed %d, flat %v (ETCDSYNC_MERGE_SEED=%d reproduces): %s", seed, flat, seed, fmt.Sprintf(format, args...))
 	}
-	etcd := newHistory()
+	etcd := newHistory(flat)
 	merge := actors.NewMergeCore()
+	if flat {
+		merge = actors.NewFlatMergeCore()
+	}
 	view := map[string]string{}
 	revs := map[string]uint64{}
 	var status m.SyncStatus
@@ -137,7 +152,7 @@ func runSchedule(t *testing.T, seed uint64) {
 		case c < 3 && !quiet:
 			etcd.write(r)
 		case c < 6 && !watcherDown && watchNext <= etcd.head():
-			if ev := etcd.events[watchNext-1]; ev != nil {
+			for _, ev := range etcd.events[watchNext-1] {
 				pending = append(pending, step(ev)...)
 			}
 			watchNext++
@@ -152,7 +167,7 @@ func runSchedule(t *testing.T, seed uint64) {
 			// The cluster is rebuilt: a new index space and new content.
 			// The supervisor stops the watcher and the reader (their
 			// work is dropped) and resets the merge.
-			etcd = newHistory()
+			etcd = newHistory(flat)
 			for range 1 + r.IntN(15) {
 				etcd.write(r)
 			}
@@ -190,7 +205,7 @@ func runSchedule(t *testing.T, seed uint64) {
 	for watchNext <= etcd.head() || len(reading) > 0 || len(pending) > 0 {
 		switch {
 		case watchNext <= etcd.head():
-			if ev := etcd.events[watchNext-1]; ev != nil {
+			for _, ev := range etcd.events[watchNext-1] {
 				pending = append(pending, step(ev)...)
 			}
 			watchNext++
@@ -224,7 +239,8 @@ func TestMergeRandomSchedules(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ETCDSYNC_MERGE_SEED=%q: %v", s, err)
 		}
-		runSchedule(t, seed)
+		runSchedule(t, seed, false)
+		runSchedule(t, seed, true)
 		return
 	}
 	n := 2000
@@ -236,6 +252,7 @@ func TestMergeRandomSchedules(t *testing.T) {
 	}
 	base := rand.Uint64()
 	for i := range uint64(n) {
-		runSchedule(t, base+i)
+		runSchedule(t, base+i, false)
+		runSchedule(t, base+i, true) // v3's flat keys
 	}
 }
