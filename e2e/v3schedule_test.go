@@ -72,6 +72,10 @@ func runV3Schedule(ctx context.Context, etcd *etcdproc.Cluster, seed uint64) {
 	replay := fmt.Sprintf("v3 schedule %d (replay: ETCDSYNC_V3_SCHEDULE_SEED=%d ETCDSYNC_V3_SCHEDULES=1 go test ./e2e -run TestE2E -ginkgo.label-filter=v3schedule)", seed, seed)
 	var trail []string // the faults, for the failure message
 	why := func() string { return replay + "; faults: " + strings.Join(trail, ", ") }
+	fault := func(name string) {
+		trail = append(trail, name)
+		GinkgoWriter.Printf("%s v3 schedule %d: %s\n", time.Now().Format("15:04:05.000"), seed, name)
+	}
 
 	cli, err := etcd.Client()
 	Expect(err).NotTo(HaveOccurred())
@@ -108,9 +112,10 @@ func runV3Schedule(ctx context.Context, etcd *etcdproc.Cluster, seed uint64) {
 		_ = f(wctx)
 	}
 	var backup *etcdproc.Backup
+	heavy, heavyRound, heavyDone := r.IntN(10), r.IntN(3), false // heavy 3..9: none
 	for round := range 3 {
 		for range 5 + r.IntN(25) {
-			switch f := r.IntN(40); {
+			switch f := r.IntN(35); {
 			case f < 14:
 				k, v := key(), fmt.Sprint(r.IntN(1000))
 				op(func(ctx context.Context) error { _, err := cli.Put(ctx, k, v); return err })
@@ -136,35 +141,42 @@ func runV3Schedule(ctx context.Context, etcd *etcdproc.Cluster, seed uint64) {
 					return err
 				})
 			case f < 29:
-				trail = append(trail, "cut")
+				fault("cut")
 				p.CutAll()
 			case f < 32:
-				trail = append(trail, "stall")
+				fault("stall")
 				p.Pause()
 				for range r.IntN(20) {
 					k := key()
 					op(func(ctx context.Context) error { _, err := cli.Put(ctx, k, "stalled"); return err })
 				}
 				if r.IntN(2) == 0 {
-					trail = append(trail, "compact-while-stalled")
+					fault("compact-while-stalled")
 					compactAtRandom(etcd, r)
 					p.CutAll()
 				}
 				p.Resume()
-			case f < 35:
-				trail = append(trail, "compact")
-				compactAtRandom(etcd, r)
-			case f < 37:
-				trail = append(trail, "restart")
-				Expect(etcd.RestartAll()).To(Succeed(), why())
-			case f < 39:
-				trail = append(trail, "backup")
-				backup, err = etcd.Backup()
-				Expect(err).NotTo(HaveOccurred(), why())
 			default:
-				trail = append(trail, "rebuild")
-				Expect(etcd.Rebuild()).To(Succeed(), why())
-				backup = nil
+				fault("compact")
+				compactAtRandom(etcd, r)
+			}
+			// At most one fault that restarts etcd per schedule, in the
+			// middle of one round: each costs seconds, and a few
+			// schedules in ten having one covers them.
+			if round == heavyRound && !heavyDone && r.IntN(3) == 0 {
+				heavyDone = true
+				switch heavy {
+				case 0:
+					fault("restart")
+					Expect(etcd.RestartAll()).To(Succeed(), why())
+				case 1:
+					fault("backup") // restored at the end of a round
+					backup, err = etcd.Backup()
+					Expect(err).NotTo(HaveOccurred(), why())
+				case 2:
+					fault("rebuild")
+					Expect(etcd.Rebuild()).To(Succeed(), why())
+				}
 			}
 		}
 		// A restore is detectable only while etcd's revision is below what
@@ -172,8 +184,8 @@ func runV3Schedule(ctx context.Context, etcd *etcdproc.Cluster, seed uint64) {
 		// silence for revisions it will reach with other writes), so it
 		// happens here, and the next write waits until the syncer has
 		// seen it.
-		if backup != nil && r.IntN(2) == 0 {
-			trail = append(trail, "restore")
+		if backup != nil {
+			fault("restore")
 			// A marker the host must see proves the syncer has applied a
 			// revision above the backup's (written twice, so that the
 			// backup is behind even if no other write followed it).

@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/client/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
@@ -444,6 +446,18 @@ func (cfg Config) sourceV3() *etcdv3.Source {
 			DialKeepAliveTimeout: cfg.RequestTimeout,
 			PermitWithoutStream:  true,
 			Logger:               zap.NewNop(), // its errors reach us as errors
+			// gRPC's own reconnect backoff grows to 2 minutes: after an
+			// etcd restart the syncer would stay blind that long. Ours
+			// is the one the operator configured for everything else.
+			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{
+					BaseDelay:  cfg.Backoff.Initial,
+					Multiplier: 2,
+					Jitter:     0.2,
+					MaxDelay:   cfg.Backoff.Max,
+				},
+				MinConnectTimeout: cfg.RequestTimeout,
+			})},
 		},
 		Prefix:           cfg.Prefix,
 		RequestTimeout:   cfg.RequestTimeout,
