@@ -52,6 +52,14 @@ func (p ResetPolicy) String() string {
 	return fmt.Sprintf("ResetPolicy(%d)", uint8(p))
 }
 
+// MarshalText implements encoding.TextMarshaler ("resync", "stop").
+func (p ResetPolicy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler: "resync" or "stop".
+func (p *ResetPolicy) UnmarshalText(b []byte) error {
+	return unmarshalEnum(p, b, "resync nor stop", ResyncOnReset, StopOnReset)
+}
+
 // WatchMode says how the watcher watches etcd.
 type WatchMode uint8
 
@@ -74,6 +82,26 @@ func (m WatchMode) String() string {
 		return "stream"
 	}
 	return fmt.Sprintf("WatchMode(%d)", uint8(m))
+}
+
+// MarshalText implements encoding.TextMarshaler ("long-poll", "stream").
+func (m WatchMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler: "long-poll" or "stream".
+func (m *WatchMode) UnmarshalText(b []byte) error {
+	return unmarshalEnum(m, b, "long-poll nor stream", WatchLongPoll, WatchStream)
+}
+
+// unmarshalEnum sets *dst to the value of values whose String is text, or
+// says that text is neither of them (what names them).
+func unmarshalEnum[T fmt.Stringer](dst *T, text []byte, what string, values ...T) error {
+	for _, v := range values {
+		if v.String() == string(text) {
+			*dst = v
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is neither %s", text, what)
 }
 
 // API says which of etcd's APIs the syncer reads Endpoints through.
@@ -105,15 +133,7 @@ func (a API) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler: "v2" or "v3".
 func (a *API) UnmarshalText(b []byte) error {
-	switch string(b) {
-	case "v2":
-		*a = APIv2
-	case "v3":
-		*a = APIv3
-	default:
-		return fmt.Errorf("unknown etcd API %q (want v2 or v3)", b)
-	}
-	return nil
+	return unmarshalEnum(a, b, "v2 nor v3", APIv2, APIv3)
 }
 
 // Config configures a syncer. The zero value of every field but the etcd
@@ -236,6 +256,29 @@ type BackoffConfig struct {
 	Initial, Max, ResetAfter time.Duration
 }
 
+// DefaultConfig returns a Config holding every default: what Start uses for
+// each field left zero. It has no etcd connection (Endpoints, KeysAPI or
+// Relays), and no Logger, Observer, Clock or Rand, which Start fills in with
+// slog.Default(), none, the real clock and math/rand/v2. A host or a command
+// line can start from it, so that no default is written twice.
+func DefaultConfig() Config {
+	return Config{
+		Prefix:                "/calico/v1",
+		ClusterIDPollInterval: 10 * time.Second,
+		StaleSnapshotTimeout:  30 * time.Second,
+		StaleReadRetry:        100 * time.Millisecond,
+		WatchStallTimeout:     5 * time.Second,
+		RequestTimeout:        10 * time.Second,
+		HostAckTimeout:        30 * time.Second,
+		RelayReadTimeout:      30 * time.Second,
+		WatchErrorLimit:       5,
+		MaxDeliveryAttempts:   3,
+		SnapshotBatchSize:     1000,
+		CoalesceAfter:         actors.DefaultFoldAt,
+		Backoff:               defaultBackoff,
+	}
+}
+
 // LoopbackConfig returns a Config for a syncer talking to an etcd on the same
 // machine, as specs do: short retry and poll intervals, so that faults are
 // recovered from in well under a second.
@@ -298,8 +341,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			}
 		}
 	}
+	def := DefaultConfig()
 	if cfg.Prefix == "" {
-		cfg.Prefix = "/calico/v1"
+		cfg.Prefix = def.Prefix
 	}
 	if !strings.HasPrefix(cfg.Prefix, "/") {
 		return bad("Prefix", "%q does not start with /", cfg.Prefix)
@@ -322,16 +366,16 @@ func (cfg Config) withDefaults() (Config, error) {
 		d     *time.Duration
 		def   time.Duration
 	}{
-		{"ClusterIDPollInterval", &cfg.ClusterIDPollInterval, 10 * time.Second},
-		{"StaleSnapshotTimeout", &cfg.StaleSnapshotTimeout, 30 * time.Second},
-		{"StaleReadRetry", &cfg.StaleReadRetry, 100 * time.Millisecond},
-		{"WatchStallTimeout", &cfg.WatchStallTimeout, 5 * time.Second},
-		{"RequestTimeout", &cfg.RequestTimeout, 10 * time.Second},
-		{"HostAckTimeout", &cfg.HostAckTimeout, 30 * time.Second},
-		{"RelayReadTimeout", &cfg.RelayReadTimeout, 30 * time.Second},
-		{"Backoff.Initial", &cfg.Backoff.Initial, defaultBackoff.Initial},
-		{"Backoff.Max", &cfg.Backoff.Max, defaultBackoff.Max},
-		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, defaultBackoff.ResetAfter},
+		{"ClusterIDPollInterval", &cfg.ClusterIDPollInterval, def.ClusterIDPollInterval},
+		{"StaleSnapshotTimeout", &cfg.StaleSnapshotTimeout, def.StaleSnapshotTimeout},
+		{"StaleReadRetry", &cfg.StaleReadRetry, def.StaleReadRetry},
+		{"WatchStallTimeout", &cfg.WatchStallTimeout, def.WatchStallTimeout},
+		{"RequestTimeout", &cfg.RequestTimeout, def.RequestTimeout},
+		{"HostAckTimeout", &cfg.HostAckTimeout, def.HostAckTimeout},
+		{"RelayReadTimeout", &cfg.RelayReadTimeout, def.RelayReadTimeout},
+		{"Backoff.Initial", &cfg.Backoff.Initial, def.Backoff.Initial},
+		{"Backoff.Max", &cfg.Backoff.Max, def.Backoff.Max},
+		{"Backoff.ResetAfter", &cfg.Backoff.ResetAfter, def.Backoff.ResetAfter},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -349,10 +393,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		n     *int
 		def   int
 	}{
-		{"WatchErrorLimit", &cfg.WatchErrorLimit, 5},
-		{"MaxDeliveryAttempts", &cfg.MaxDeliveryAttempts, 3},
-		{"SnapshotBatchSize", &cfg.SnapshotBatchSize, 1000},
-		{"CoalesceAfter", &cfg.CoalesceAfter, actors.DefaultFoldAt},
+		{"WatchErrorLimit", &cfg.WatchErrorLimit, def.WatchErrorLimit},
+		{"MaxDeliveryAttempts", &cfg.MaxDeliveryAttempts, def.MaxDeliveryAttempts},
+		{"SnapshotBatchSize", &cfg.SnapshotBatchSize, def.SnapshotBatchSize},
+		{"CoalesceAfter", &cfg.CoalesceAfter, def.CoalesceAfter},
 	}
 	for _, c := range counts {
 		if *c.n < 0 {

@@ -165,6 +165,7 @@ func badFlag(name, format string, args ...any) error {
 // newFlagSet declares every flag of the node into c, with its default.
 func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	raw := &rawFlags{}
+	def := supervisor.DefaultConfig() // the library's defaults are the node's
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	// parseFlags reports errors itself: package flag would print the whole
 	// usage after every mistake, burying the one line that matters.
@@ -192,12 +193,12 @@ func newFlagSet(c *config) (*flag.FlagSet, *rawFlags) {
 	fs.StringVar(&c.EmbeddedPeerListen, "embedded-etcd-peer-listen", "",
 		"host:port of the embedded etcd's peer listener; empty: the client port + 1")
 	fs.StringVar(&c.DataDir, "data-dir", ".data/etcd", "the embedded etcd's data directory")
-	fs.StringVar(&c.Prefix, "prefix", "/calico/v1", "etcd key prefix to sync; must start with /")
-	fs.StringVar(&raw.watch, "watch", "long-poll",
-		"how to watch etcd: long-poll (one request per event) or stream (one connection, keeps up with more writes)")
-	fs.StringVar(&raw.onClusterReset, "on-cluster-reset", "resync",
+	fs.StringVar(&c.Prefix, "prefix", def.Prefix, "etcd key prefix to sync; must start with /")
+	fs.TextVar(&c.WatchMode, "watch", def.WatchMode,
+		"how to watch etcd v2: long-poll (one request per event) or stream (one connection, keeps up with more writes)")
+	fs.TextVar(&c.OnClusterReset, "on-cluster-reset", def.OnClusterReset,
 		"when etcd is rebuilt or restored: resync (keep running) or stop (exit 1)")
-	fs.DurationVar(&c.ClusterIDPollInterval, "cluster-id-poll-interval", 10*time.Second,
+	fs.DurationVar(&c.ClusterIDPollInterval, "cluster-id-poll-interval", def.ClusterIDPollInterval,
 		"mean interval of the etcd cluster-ID poll (±10 % jitter)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second,
 		"how long each shutdown step (syncer, HTTP server, embedded etcd) may take on SIGINT/SIGTERM")
@@ -252,9 +253,9 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 
 // rawFlags are the flags that need parsing beyond what package flag does.
 type rawFlags struct {
-	endpoints, relayEndpoints, watch, onClusterReset, logLevel, relayListen string
-	relayAllowedNames                                                       string
-	version                                                                 bool
+	endpoints, relayEndpoints, logLevel, relayListen string
+	relayAllowedNames                                string
+	version                                          bool
 }
 
 // errVersion is what parseFlags returns for --version, the version having
@@ -375,24 +376,8 @@ func parseFlags(args []string, getenv func(string) string, usageOut io.Writer) (
 	if !strings.HasPrefix(c.Prefix, "/") || strings.Trim(c.Prefix, "/") == "" {
 		return config{}, badFlag("prefix", "%q must be a directory path starting with /, e.g. /calico/v1", c.Prefix)
 	}
-	switch raw.watch {
-	case supervisor.WatchLongPoll.String():
-		c.WatchMode = supervisor.WatchLongPoll
-	case supervisor.WatchStream.String():
-		c.WatchMode = supervisor.WatchStream
-	default:
-		return config{}, badFlag("watch", "%q is neither long-poll nor stream", raw.watch)
-	}
 	if c.API == supervisor.APIv3 && set["watch"] {
 		return config{}, badFlag("watch", "does not apply with --etcd-api v3: a v3 watch is always one stream")
-	}
-	switch raw.onClusterReset {
-	case "resync":
-		c.OnClusterReset = supervisor.ResyncOnReset
-	case "stop":
-		c.OnClusterReset = supervisor.StopOnReset
-	default:
-		return config{}, badFlag("on-cluster-reset", "%q is neither resync nor stop", raw.onClusterReset)
 	}
 	if c.ClusterIDPollInterval <= 0 {
 		return config{}, badFlag("cluster-id-poll-interval", "%v must be positive", c.ClusterIDPollInterval)
