@@ -287,9 +287,33 @@ func v3Specs(version etcdproc.Version) {
 		_, rec := startSyncer(config(etcd.Endpoints()...))
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(HaveLen(20_010))
 
+		// A bare watch measures the largest response the delete makes:
+		// one revision is never split, so it must fit the client's
+		// receive limit (clientv3's default is math.MaxInt32).
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		largest := make(chan int, 1)
+		wch := cli.Watch(wctx, prefix+"/big/", clientv3.WithPrefix())
+		go func() {
+			defer GinkgoRecover()
+			for wr := range wch {
+				if len(wr.Events) > 0 {
+					size := 0
+					for _, ev := range wr.Events {
+						size += ev.Kv.Size()
+					}
+					largest <- size
+					return
+				}
+			}
+		}()
 		resp, err := cli.Delete(ctx, prefix+"/big/", clientv3.WithPrefix())
 		Expect(err).NotTo(HaveOccurred())
 		Expect(resp.Deleted).To(BeEquivalentTo(20_000))
+		var size int
+		Eventually(largest).WithContext(ctx).Should(Receive(&size))
+		GinkgoWriter.Printf("the delete's watch response: %d bytes of events\n", size)
+		Expect(size).To(BeNumerically("<", 4<<20))
 		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).Should(Succeed())
 		Expect(rec.Map()).To(HaveLen(10))
 		Expect(rec.Statuses()).To(HaveExactElements(firstSync))
