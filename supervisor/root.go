@@ -5,20 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/messages"
-)
-
-// restartStorm: a child (other than the watcher, which backs off) failing
-// this often within stormWindow is a bug that restarting will not fix.
-const (
-	restartStorm = 10
-	stormWindow  = time.Minute
 )
 
 // root is the syncer's root actor. It spawns the children and is their
@@ -42,18 +34,12 @@ type root struct {
 	resetting map[string]bool // pipeline children not yet terminated, during a reset
 	pipelines int             // pipelines spawned; from the second on, their names say which
 
-	backoff      *Backoff
+	policy       policy
 	restartTimer clock.Timer
 	restartGen   uint64 // restarts scheduled; a timer of an older one is void
-	failures     map[string]*failureCount
-	stopping     bool // the root got *actor.Stopping: nothing is spawned or restarted any more
+	stopping     bool   // the root got *actor.Stopping: nothing is spawned or restarted any more
 	self         *actor.PID
 	sup          actor.Supervisor // the root's own context, for RestartChildren
-}
-
-type failureCount struct {
-	n     int
-	since time.Time
 }
 
 type (
@@ -88,7 +74,7 @@ func (r *root) Receive(c actor.Context) {
 		// under way must not spawn a pipeline nothing would stop.
 		if !r.stopping && r.resetting != nil && r.resetting[m.Who.Id] {
 			delete(r.resetting, m.Who.Id)
-			delete(r.failures, m.Who.Id) // its name is never used again
+			r.policy.forget(m.Who.Id) // its name is never used again
 			if len(r.resetting) == 0 {
 				r.resetting = nil
 				r.merge.ResetCluster()
@@ -200,8 +186,9 @@ func (r *root) pipeline() []*actor.PID {
 	return []*actor.PID{r.watcher, r.merger, r.snapshot, r.poller}
 }
 
-// HandleFailure implements actor.SupervisorStrategy. It runs on the root's
-// goroutine, like Receive.
+// HandleFailure implements actor.SupervisorStrategy: the policy decides,
+// and this carries the decision out. It runs on the root's goroutine, like
+// Receive.
 func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
 	_ *actor.RestartStatistics, reason any, _ any) {
 	r.sup = sup
@@ -209,48 +196,36 @@ func (r *root) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, ch
 	if !ok {
 		err = fmt.Errorf("%v", reason)
 	}
-	publish := func(d actor.Directive) {
-		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: d})
+	watcher := ""
+	if r.watcher != nil {
+		watcher = r.watcher.Id
 	}
+	d := r.policy.decide(child.Id, err, r.cfg.Clock.Now(), watcher, r.consumer.Id, r.stopping, r.resetting != nil)
+	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: d.directive})
 	log := r.cfg.Logger.With("child", child.Id, "err", err)
-	switch {
-	case r.stopping, r.resetting != nil && child.Id != r.consumer.Id:
-		// Already being stopped, for good or for a reset.
-		publish(actor.StopDirective)
-	case errors.Is(err, messages.ErrClusterIDChanged), errors.Is(err, messages.ErrIndexRegressed),
-		errors.Is(err, messages.ErrUpstreamReset):
+	switch d.action {
+	case actIgnore:
+	case actReset:
 		r.env.Observer.ClusterReset()
-		if r.cfg.OnClusterReset == StopOnReset {
-			// Warn: the host reports the error it gets from Err.
-			log.Warn("etcd was rebuilt or restored; stopping, as configured")
-			publish(actor.StopDirective)
-			r.fail(err)
-			return
-		}
-		log.Warn("etcd was rebuilt or restored; restarting the actors against it, keeping the host's keys")
-		publish(actor.RestartDirective)
+		log.Warn(d.log)
 		r.startReset(sup)
-	case errors.Is(err, messages.ErrPoisonBatch):
-		log.Error("stopping: the host callback keeps failing on one batch")
-		publish(actor.StopDirective)
-		r.fail(err)
-	case r.watcher != nil && child.Id == r.watcher.Id:
-		delay := r.backoff.Next()
-		log.Warn("watcher failed; restarting it", "after", delay)
+	case actFail:
+		if errors.Is(err, messages.ErrClusterIDChanged) || errors.Is(err, messages.ErrIndexRegressed) ||
+			errors.Is(err, messages.ErrUpstreamReset) {
+			r.env.Observer.ClusterReset()
+			log.Warn(d.log) // the host reports the error it gets from Err
+		} else {
+			log.Error(d.log)
+		}
+		r.fail(d.err)
+	case actRestartLater:
+		log.Warn(d.log, "after", d.delay)
 		r.env.Observer.WatcherRestarted()
-		publish(actor.RestartDirective)
 		r.restartGen++
 		send, gen := r.sendSelf(system), r.restartGen
-		r.restartTimer = r.cfg.Clock.AfterFunc(delay, func() { send(restartWatcher{gen}) })
-	default:
-		if r.storm(child.Id) {
-			log.Error("child keeps failing; stopping the syncer")
-			publish(actor.StopDirective)
-			r.fail(fmt.Errorf("etcdsync: %s failed %d times within %v: %w", child.Id, restartStorm, stormWindow, err))
-			return
-		}
-		log.Warn("child failed; restarting it")
-		publish(actor.RestartDirective)
+		r.restartTimer = r.cfg.Clock.AfterFunc(d.delay, func() { send(restartWatcher{gen}) })
+	case actRestartNow:
+		log.Warn(d.log)
 		sup.RestartChildren(child)
 	}
 }
@@ -265,18 +240,6 @@ func (r *root) startReset(sup actor.Supervisor) {
 		r.resetting[pid.Id] = true
 	}
 	sup.StopChildren(pids...)
-}
-
-// storm counts a failure of child and reports whether it is one too many.
-func (r *root) storm(child string) bool {
-	now := r.cfg.Clock.Now()
-	f := r.failures[child]
-	if f == nil || now.Sub(f.since) > stormWindow {
-		f = &failureCount{since: now}
-		r.failures[child] = f
-	}
-	f.n++
-	return f.n >= restartStorm
 }
 
 // fail stops the syncer with err as the host's error.

@@ -71,7 +71,7 @@ type rootHarness struct {
 
 // newRootHarness returns a root whose backoff always draws the top of its
 // range (ceiling - 1 ns), so that each delay is known.
-func newRootHarness(t *testing.T, policy ResetPolicy) *rootHarness {
+func newRootHarness(t *testing.T, onReset ResetPolicy) *rootHarness {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := &rootHarness{
@@ -90,14 +90,13 @@ func newRootHarness(t *testing.T, policy ResetPolicy) *rootHarness {
 		}
 	}))
 	top := func(n int64) int64 { return n - 1 }
-	cfg := Config{Clock: h.clock, Logger: logger, OnClusterReset: policy}
+	cfg := Config{Clock: h.clock, Logger: logger, OnClusterReset: onReset}
 	h.root = &root{
-		cfg:      cfg,
-		env:      &actors.Env{Observer: h.obs},
-		syncer:   &Syncer{system: h.system},
-		backoff:  defaultBackoff.New(h.clock, top),
-		failures: map[string]*failureCount{},
-		self:     probe,
+		cfg:    cfg,
+		env:    &actors.Env{Observer: h.obs},
+		syncer: &Syncer{system: h.system},
+		policy: policy{onReset: onReset, backoff: defaultBackoff.New(h.clock, top), failures: map[string]*failureCount{}},
+		self:   probe,
 	}
 	for _, name := range []string{"consumer", "clusterid", "snapshot", "merger", "watcher"} {
 		pid := actor.NewPID("nonhost", "etcdsync/"+name)

@@ -95,14 +95,17 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		Runner:   cfg.Runner,
 	}
 	r := &root{
-		cfg:      cfg,
-		env:      s.env,
-		syncer:   s,
-		merge:    cfg.newMergeCore(),
-		status:   &s.status,
-		backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
-		failures: map[string]*failureCount{},
-		relays:   relays,
+		cfg:    cfg,
+		env:    s.env,
+		syncer: s,
+		merge:  cfg.newMergeCore(),
+		status: &s.status,
+		policy: policy{
+			onReset:  cfg.OnClusterReset,
+			backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
+			failures: map[string]*failureCount{},
+		},
+		relays: relays,
 	}
 	props := s.env.Props(func() actor.Actor { return r })
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
