@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
