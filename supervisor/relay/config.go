@@ -1,18 +1,22 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/etcdsync/etcdsync/keyspace"
 )
 
 // Config configures a Server. Zero values take the defaults documented on
 // each field; a Config must not be changed after New.
 type Config struct {
-	// Prefix is the etcd prefix the upstream syncer syncs (required). A
-	// client asking for another prefix is refused.
+	// Prefix is the etcd prefix the upstream syncer syncs (required), in
+	// any form keyspace.Prefix maps to the syncer's: "/calico/v1/" is
+	// "/calico/v1". A client asking for another prefix is refused.
 	Prefix string
 	// Logger receives the server's logs; nil: discarded.
 	Logger *slog.Logger
@@ -57,6 +61,11 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func (cfg Config) withDefaults() (Config, error) {
 	if !strings.HasPrefix(cfg.Prefix, "/") {
 		return cfg, &ConfigError{Field: "Prefix", Err: fmt.Errorf("%q does not start with /", cfg.Prefix)}
+	}
+	// One form, the syncer's and the leaf's: the hello says it, and a leaf
+	// compares it with its own.
+	if cfg.Prefix = keyspace.Prefix(cfg.Prefix); cfg.Prefix == "" {
+		return cfg, &ConfigError{Field: "Prefix", Err: errors.New("serving the whole keyspace (/) is not supported; name a directory")}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -163,7 +163,7 @@ var _ = Describe("relay.Server", func() {
 		When("snapshots are not shared", func() {
 			BeforeEach(func() { cfg.SnapshotShare = time.Nanosecond }) // each client's is its own
 
-			It("from a client that left during a resync goes back to its last in-sync position", func(ctx SpecContext) {
+			It("from a client that left during a resync, whose map is past its last position, sends a snapshot", func(ctx SpecContext) {
 				c, resp := dial(ctx, base, dialOpts{})
 				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 				Expect(c.mirror().Revision).To(BeZero(), "the resync's batches gave no position, nor does a snapshot after them")
@@ -176,7 +176,7 @@ var _ = Describe("relay.Server", func() {
 				resp.Body.Close()
 				Eventually(c.ended).WithContext(ctx).Should(BeTrue())
 				m := c.mirror()
-				Expect(m.Revision).To(Equal(inSyncAt), "only an in-sync position is one to resume from")
+				Expect(m.Revision).To(BeZero(), "the resync's frames moved its map past %d: no relay may resume it there", inSyncAt)
 
 				By("a client that connects meanwhile gets a snapshot with no resume position")
 				d, _ := dial(ctx, base, dialOpts{})
@@ -187,10 +187,24 @@ var _ = Describe("relay.Server", func() {
 				r, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
 				Eventually(r.Map).WithContext(ctx).Should(Equal(up.Map()))
 				Eventually(r.Status).WithContext(ctx).Should(Equal(messages.InSync))
-				Expect(r.Snapshots()).To(Equal(0))
-				Expect(r.mirror().Revision).To(Equal(inSyncAt), "no batch since the resync ended")
+				Expect(r.Snapshots()).To(Equal(1))
 			}, SpecTimeout(10*time.Second))
 		})
+
+		It("tells a client resumed at the head of a quiet relay the status at its position", func(ctx SpecContext) {
+			m := connectAndLeave(ctx)
+			// What a client held that had applied a status with no
+			// position after its last one (as every client did before
+			// PROTOCOL.md's resume rule); or any client whose status is
+			// not the relay's at its position.
+			m.Status = messages.Resync
+			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
+			Eventually(c.Status).WithContext(ctx).Should(Equal(messages.InSync), "nothing was written since: no later frame will tell it")
+			Expect(c.mirror().Resumed).To(BeTrue())
+			Expect(c.Snapshots()).To(Equal(0))
+			Expect(c.mirror().Revision).To(Equal(m.Revision))
+			Expect(c.Map()).To(Equal(up.Map()))
+		}, SpecTimeout(10*time.Second))
 
 		It("with a revision the relay never reached gets a snapshot", func(ctx SpecContext) {
 			m := connectAndLeave(ctx)
@@ -333,6 +347,20 @@ var _ = Describe("relay.Server", func() {
 		Expect(again.mirror().Resumed).To(BeTrue(), "no write came since, and none is needed")
 		Expect(again.Snapshots()).To(Equal(0))
 	}, SpecTimeout(10*time.Second))
+
+	When("it serves a prefix given with a trailing slash", func() {
+		BeforeEach(func() { cfg.Prefix = prefix + "/" })
+
+		It("says the prefix in its one form in the hello", func(ctx SpecContext) {
+			resp, err := http.Get(base + relaywire.StreamPath + "?" + query(dialOpts{}).Encode())
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			f, err := relaywire.NewDecoder(resp.Body, 0).Next()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.Type).To(Equal(relaywire.TypeHello))
+			Expect(f.Prefix).To(Equal(prefix))
+		}, SpecTimeout(10*time.Second))
+	})
 
 	It("passes every status on, in order with the deltas", func(ctx SpecContext) {
 		c, _ := dial(ctx, base, dialOpts{})

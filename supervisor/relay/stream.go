@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/keyspace"
+	"github.com/etcdsync/etcdsync/messages"
 )
 
 // writeChunk bounds one write, so that WriteTimeout bounds a stall rather
@@ -92,7 +94,7 @@ func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 	switch prefix := q.Get(relaywire.ParamPrefix); {
 	case prefix == "":
 		return h, badRequest(relaywire.ParamPrefix, "missing; this relay serves %s", cfg.Prefix)
-	case strings.TrimSuffix(prefix, "/") != strings.TrimSuffix(cfg.Prefix, "/"):
+	case keyspace.Prefix(prefix) != cfg.Prefix: // withDefaults made cfg.Prefix canonical
 		return h, badRequest(relaywire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
 	}
 	id, rev := q.Get(relaywire.ParamClusterID), q.Get(relaywire.ParamRevision)
@@ -287,6 +289,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 	w.WriteHeader(http.StatusOK)
 	if err := frame(hello); err != nil {
 		return err
+	}
+	if resumed {
+		// The relay was in sync at every resume position: say so. A
+		// client whose status is another (it applied frames past its
+		// position elsewhere) learns the relay's, even from a quiet relay
+		// whose log has nothing after the position; the log that follows
+		// brings it to the relay's status now.
+		st := &relaywire.Frame{Type: relaywire.TypeStatus, Status: messages.InSync.String(),
+			ClusterID: h.clusterID, Revision: h.revision}
+		if err := frame(st); err != nil {
+			return err
+		}
 	}
 	if err := flush(); err != nil {
 		return err
