@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -243,7 +244,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !strings.HasPrefix(cfg.Prefix, "/") {
 		return bad("Prefix", "%q does not start with /", cfg.Prefix)
 	}
-	cfg.Prefix = strings.TrimSuffix(cfg.Prefix, "/")
+	cfg.Prefix = keyspace.Prefix(cfg.Prefix)
 	if cfg.Prefix == "" {
 		return bad("Prefix", "syncing the whole keyspace (/) is not supported; name a directory")
 	}
