@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/redact"
 )
 
 // Syncer is a running syncer: a tree of actors keeping a host's view of an
@@ -107,7 +108,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	s.pid = system.Root.SpawnPrefix(props, "etcdsync")
 	source := []any{"watch", cfg.WatchMode.String()}
 	if len(cfg.Relays) > 0 {
-		source = []any{"relays", cfg.Relays}
+		source = []any{"relays", redact.URLs(cfg.Relays)}
 	}
 	cfg.Logger.Info("syncer started", append([]any{"prefix", cfg.Prefix, "onClusterReset", cfg.OnClusterReset.String()},
 		source...)...)
