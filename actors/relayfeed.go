@@ -197,8 +197,10 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 // sends: another prefix, a key outside it, and revisions that go back. A
 // position never goes below the last one in its cluster (a snapshot may
 // start lower: that is a relay behind, which serve judges). In sync at a
-// position, the changes that follow it are etcd's later writes, so each
-// is above it; and a frame's own position is its highest change.
+// position, the changes that follow it are etcd's later writes, so none is
+// below it (one etcd index may delete a directory's keys in several
+// batches, each ending at a position at that index); and a frame's own
+// position is its highest change.
 func (f *RelayFeed) check(fr *relaywire.Frame, prefix string) error {
 	switch fr.Type {
 	case relaywire.TypeHello:
@@ -223,8 +225,8 @@ func (f *RelayFeed) check(fr *relaywire.Frame, prefix string) error {
 			switch {
 			case !keyspace.Contains(prefix, c.Key):
 				return fmt.Errorf("key %q is not under %s", c.Key, prefix)
-			case f.consistent && f.status == messages.InSync && c.Revision <= f.rev:
-				return fmt.Errorf("key %q at revision %d, not after the position %d", c.Key, c.Revision, f.rev)
+			case f.consistent && f.status == messages.InSync && c.Revision < f.rev:
+				return fmt.Errorf("key %q at revision %d, below the position %d", c.Key, c.Revision, f.rev)
 			case positioned && c.Revision > fr.Revision:
 				return fmt.Errorf("key %q at revision %d, after the frame's position %d", c.Key, c.Revision, fr.Revision)
 			}

@@ -260,6 +260,13 @@ var _ = Describe("RelayFeed", func() {
 		Expect(l.try(hello(false))).To(MatchError(actors.ErrRelayProtocol), "the stream is dropped: a second hello is out of order")
 	})
 
+	It("takes changes at its position's revision: one etcd index deletes a directory, in several batches", func() {
+		inSync()
+		l.frames(delta(cid, 12, wgone("/calico/v1/a", 12)), delta(cid, 12, wgone("/calico/v1/b", 12)))
+		Expect(l.status()).To(Equal(m.InSync))
+		Expect(l.values()).To(BeEmpty())
+	})
+
 	DescribeTable("refuses a hostile frame, and keeps the host's map and the position its view is at",
 		func(fs ...*relaywire.Frame) {
 			inSync()
@@ -275,7 +282,7 @@ var _ = Describe("RelayFeed", func() {
 		Entry("the prefix itself as a key", delta(cid, 12, wput("/calico/v1", "x", 12))),
 		Entry("a delta whose position goes back", delta(cid, 9, wput("/calico/v1/c", "3", 9))),
 		Entry("a status whose position goes back", status(m.InSync, cid, 9)),
-		Entry("a change in sync at or below the position it follows", delta(cid, 12, wput("/calico/v1/c", "3", 10))),
+		Entry("a change in sync below the position it follows", delta(cid, 12, wput("/calico/v1/c", "3", 9))),
 		Entry("a change above its own frame's position", delta(cid, 12, wput("/calico/v1/c", "3", 13))),
 		Entry("a snapshot inside a snapshot", begin(cid, 12, 1), begin(cid, 12, 0)),
 	)
