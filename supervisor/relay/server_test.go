@@ -122,9 +122,10 @@ var _ = Describe("relay.Server", func() {
 	When("the sharing window has passed", func() {
 		BeforeEach(func() { cfg.SnapshotShare = 20 * time.Millisecond })
 
-		It("builds a fresh snapshot for the next client", func(ctx SpecContext) {
+		It("builds a fresh snapshot for the next client, once the view has changed", func(ctx SpecContext) {
 			c, _ := dial(ctx, base, dialOpts{})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+			up.set(key(9), "changed") // else the one snapshot of this state serves every client
 			Eventually(func() uint64 {
 				d, _ := dial(ctx, base, dialOpts{})
 				Eventually(d.Map).WithContext(ctx).Should(Equal(up.Map()))
@@ -299,6 +300,78 @@ var _ = Describe("relay.Server", func() {
 			Expect(rs.Stats().SnapshotsSent).To(BeNumerically(">=", 3))
 			Expect(slow.Err()).NotTo(HaveOccurred())
 		}, SpecTimeout(60*time.Second))
+	})
+
+	Describe("snapshot memory", func() {
+		// stuck dials a client that takes its snapshot's first bytes and
+		// then reads nothing: the stream holds its snapshot while the
+		// write blocks.
+		stuck := func(ctx SpecContext) *client {
+			c, _ := dial(ctx, base, dialOpts{rcvbuf: 4096})
+			c.pause()
+			return c
+		}
+		// big makes the view a snapshot no socket buffers hold (12.5 MiB).
+		big := func() {
+			value := strings.Repeat("v", 256<<10)
+			for i := range 50 {
+				up.set(key(i), value)
+			}
+		}
+
+		When("snapshots are not shared by time", func() {
+			BeforeEach(func() {
+				cfg.SnapshotShare = time.Nanosecond
+				cfg.WriteTimeout = time.Minute
+			})
+
+			It("gives clients that do not read one snapshot of one state, not one each", func(ctx SpecContext) {
+				big()
+				for range 4 {
+					stuck(ctx)
+				}
+				Eventually(func() uint64 { st := rs.Stats(); return st.SnapshotsBuilt + st.SnapshotsShared }).WithContext(ctx).
+					Should(BeEquivalentTo(4), "every stream has its snapshot")
+				Expect(rs.Stats().SnapshotsSent).To(BeZero(), "and is still writing it")
+				Expect(rs.Stats().SnapshotsBuilt).To(BeEquivalentTo(1), "the view did not change")
+			}, SpecTimeout(20*time.Second))
+
+			It("gives a client the snapshot a slow reader still holds while the log holds what followed it", func(ctx SpecContext) {
+				big()
+				stuck(ctx)
+				Eventually(func() uint64 { return rs.Stats().SnapshotsBuilt }).WithContext(ctx).Should(BeEquivalentTo(1))
+				up.set(key(100), "later")
+				c, _ := dial(ctx, base, dialOpts{})
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Expect(rs.Stats().SnapshotsBuilt).To(BeEquivalentTo(1), "the held snapshot, then the log")
+			}, SpecTimeout(20*time.Second))
+		})
+
+		When("the snapshots slow readers hold are over SnapshotBytes", func() {
+			BeforeEach(func() {
+				cfg.SnapshotShare = time.Nanosecond
+				cfg.WriteTimeout = time.Minute
+				cfg.LogEntries = 4
+				cfg.SnapshotBytes = 1 << 20
+			})
+
+			It("sheds the slowest reader, whose snapshot the log has moved past, to build the next", func(ctx SpecContext) {
+				big()
+				slow := stuck(ctx)
+				Eventually(func() uint64 { return rs.Stats().SnapshotsBuilt }).WithContext(ctx).Should(BeEquivalentTo(1))
+				for i := range 10 {
+					up.set(key(200+i), "x") // past the log's 4 entries: the held snapshot is stale
+				}
+				c, _ := dial(ctx, base, dialOpts{})
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Eventually(func() map[string]uint64 { return rs.Stats().Ended }).WithContext(ctx).WithTimeout(5*time.Second).
+					Should(HaveKeyWithValue(relay.EndShed, BeEquivalentTo(1)), "long before WriteTimeout")
+				Expect(rs.Stats().Clients).To(Equal(1))
+				Expect(rs.Stats().SnapshotsBuilt).To(BeEquivalentTo(2))
+				slow.resume()
+				Eventually(slow.ended).WithContext(ctx).Should(BeTrue(), "its stream was cut")
+			}, SpecTimeout(20*time.Second))
+		})
 	})
 
 	When("a client reads nothing for longer than the write timeout", func() {
