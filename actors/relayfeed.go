@@ -29,6 +29,10 @@ import (
 // ends live forwarding with a WatcherLostSync, and the next position in
 // sync starts it again with a WatcherNeedsSnapshot. The merge core's mark
 // and sweep then tells the host only what changed.
+//
+// A stream resumes only from a position the view is exactly at (Position),
+// and a frame no relay sends is refused before any of it is applied (see
+// Frame), so neither a failover nor a hostile relay leaves a wrong view.
 type RelayFeed struct {
 	// StaleTimeout is how long the relay may stay in sync below the index
 	// the merge core requires, under one cluster ID, before the feed takes
