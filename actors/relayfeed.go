@@ -211,6 +211,11 @@ func (f *RelayFeed) check(fr *relaywire.Frame, prefix string) error {
 		if keyspace.Prefix(fr.Prefix) != keyspace.Prefix(prefix) {
 			return fmt.Errorf("prefix %q, not ours (%q)", fr.Prefix, prefix)
 		}
+		if fr.Resume && !f.consistent {
+			// We connected with no position (see Position): deltas on
+			// a view of unknown state would follow.
+			return errors.New("it resumes a stream that asked for a snapshot")
+		}
 	case relaywire.TypeKVs:
 		for _, kv := range fr.KVs {
 			if !keyspace.Contains(prefix, kv.Key) {

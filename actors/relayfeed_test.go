@@ -370,5 +370,6 @@ var _ = Describe("RelayFeed", func() {
 		Entry("a snapshot short of its count", hello(false), begin("", 0, 2), kvs(wkv("/calico/v1/a", "1", 1)), end(m.InSync)),
 		Entry("another prefix", &relaywire.Frame{Type: relaywire.TypeHello, Version: 1, Prefix: "/other"}),
 		Entry("a second hello", hello(false), hello(false)),
+		Entry("a resume never asked for: no position to resume from", hello(true)),
 	)
 })
