@@ -28,7 +28,7 @@ help:
 	@echo "make leaf   run a leaf node that syncs from the relay of make run"
 	@echo "make test   lint, then every test and spec (race detector on)"
 	@echo "make bench  run every measurement on real etcd and rewrite BENCHMARKS.md"
-	@echo "make fuzz   fuzz the hwm tracker against its reference model (FUZZTIME=$(FUZZTIME))"
+	@echo "make fuzz   fuzz the hwm tracker against its reference model, and the leaf's relay frame reader (FUZZTIME=$(FUZZTIME) each)"
 	@echo "make soak   run SCHEDULES=$(SCHEDULES) random fault schedules on the simulated etcd,"
 	@echo "            and V3_SCHEDULES=$(V3_SCHEDULES) per etcd version on real etcd through the v3 API"
 
@@ -88,6 +88,7 @@ bench: $(ETCD)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./hwm
+	$(GO) test -run '^$$' -fuzz FuzzRelayFeed -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./actors
 
 # Seeds are printed on failure; ETCDSYNC_SCHEDULE_SEED=<seed> replays one.
 soak: $(ETCD) $(ETCD37)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/redact"
 )
 
 // RelayClientConfig configures a relay client actor.
@@ -46,7 +47,8 @@ type RelayClientConfig struct {
 }
 
 // RelayObserver hears what a relay client does. Its methods are called
-// from actor goroutines; they must be quick and must not block.
+// from actor goroutines; they must be quick and must not block. A relay is
+// named by its URL without its password (redact.URL).
 type RelayObserver interface {
 	// RelayStream reports a stream accepted by relay, and whether it
 	// resumed (no snapshot) or began with a snapshot.
@@ -95,7 +97,8 @@ type relayClient struct {
 	ticking bool // tick is waiting to post a relayTick
 }
 
-// What a stream posts to its actor.
+// What a stream posts to its actor. A relay is named by its redacted URL:
+// the names go into logs, errors and the observer.
 type (
 	relayAccepted struct{} // the relay answered 200; frames follow
 	relayFrame    struct {
@@ -236,14 +239,15 @@ func (r *relayClient) reconnect(c actor.Context, relay string, err error, retryA
 // resume position.
 func (r *relayClient) connect(c actor.Context, delay time.Duration) {
 	sh := r.shared
-	relay := r.cfg.Relays[sh.next%len(r.cfg.Relays)]
+	base := r.cfg.Relays[sh.next%len(r.cfg.Relays)]
 	sh.next = (sh.next + 1) % len(r.cfg.Relays)
 	cluster, rev := sh.feed.Position()
 	r.stream.start(c, r.env, r.env.Goroutines, func(ctx context.Context, post func(any)) {
 		if delay > 0 && !r.env.sleep(ctx, delay) {
 			return
 		}
-		err, retryAfter := r.read(ctx, post, relay, cluster, rev)
+		relay := redact.URL(base) // what logs and errors may say
+		err, retryAfter := r.read(ctx, post, base, relay, cluster, rev)
 		if ctx.Err() == nil {
 			post(relayEnded{relay: relay, err: err, retryAfter: retryAfter})
 		}
@@ -253,9 +257,11 @@ func (r *relayClient) connect(c actor.Context, delay time.Duration) {
 // errSilent: the stream stayed silent for ReadTimeout.
 var errSilent = errors.New("relay stream silent")
 
-// read opens one stream and posts its frames until it ends, and returns
-// why it ended and, for a refusal, how long the relay asked to wait.
-func (r *relayClient) read(ctx context.Context, post func(any), relay, cluster string, rev uint64) (error, time.Duration) {
+// read opens one stream to base, and posts its frames until it ends, and
+// returns why it ended and, for a refusal, how long the relay asked to wait.
+// relay is base without its password, for the error text: base is never in
+// it (net/http strips the password from its errors too).
+func (r *relayClient) read(ctx context.Context, post func(any), base, relay, cluster string, rev uint64) (error, time.Duration) {
 	q := url.Values{relaywire.ParamPrefix: {r.env.Prefix}, relaywire.ParamFeatures: {relaywire.FeaturePing}}
 	if cluster != "" && rev > 0 {
 		q.Set(relaywire.ParamClusterID, cluster)
@@ -264,8 +270,11 @@ func (r *relayClient) read(ctx context.Context, post func(any), relay, cluster s
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		strings.TrimSuffix(relay, "/")+relaywire.StreamPath+"?"+q.Encode(), nil)
+		strings.TrimSuffix(base, "/")+relaywire.StreamPath+"?"+q.Encode(), nil)
 	if err != nil {
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // without the URL it quotes
+		}
 		return fmt.Errorf("relay %s: %w", relay, err), 0
 	}
 	if !r.cfg.Identity {

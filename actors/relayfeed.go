@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -28,6 +29,10 @@ import (
 // ends live forwarding with a WatcherLostSync, and the next position in
 // sync starts it again with a WatcherNeedsSnapshot. The merge core's mark
 // and sweep then tells the host only what changed.
+//
+// A stream resumes only from a position the view is exactly at (Position),
+// and a frame no relay sends is refused before any of it is applied (see
+// Frame), so neither a failover nor a hostile relay leaves a wrong view.
 type RelayFeed struct {
 	// StaleTimeout is how long the relay may stay in sync below the index
 	// the merge core requires, under one cluster ID, before the feed takes
@@ -39,6 +44,7 @@ type RelayFeed struct {
 	view  map[string]messages.KV
 	snap  map[string]messages.KV // the snapshot being received; nil outside one
 	count int                    // keys the snapshot announced
+	order relaywire.Order        // the stream's frame order, shared with relaywire.Mirror
 	// snapCluster, snapRev: the snapshot's position, taken only once it
 	// has ended. A snapshot cut short leaves the view, and so the
 	// position, as they were.
@@ -49,17 +55,13 @@ type RelayFeed struct {
 	rev         uint64              // its revision
 	// consistent: the last frame applied to the view was a resume
 	// position, so the view is etcd's state at rev. (A snapshot being
-	// received is not applied until it ends.)
+	// received is not applied until it ends.) Only then may a stream
+	// resume from rev: see Position.
 	consistent bool
-	// synced: a snapshot has ended on this stream, and no other begun, or
-	// the stream resumed: the view is what the stream says, and deltas
-	// may come. Until then the view is the last stream's.
-	synced bool
-	hello  bool                      // the stream's hello has come
-	live   bool                      // the merge core has been told WatcherNeedsSnapshot, and gets every change since
-	want   *messages.SnapshotRequest // the merge core's, not yet served
-	stale  StaleCheck                // judges a relay that stays below want
-	behind bool                      // the relay was seen in sync below want
+	live       bool                      // the merge core has been told WatcherNeedsSnapshot, and gets every change since
+	want       *messages.SnapshotRequest // the merge core's, not yet served
+	stale      StaleCheck                // judges a relay that stays below want
+	behind     bool                      // the relay was seen in sync below want
 }
 
 // ErrRelayProtocol wraps every violation of the protocol by a relay: a
@@ -71,9 +73,24 @@ func NewRelayFeed(batchSize int, staleTimeout time.Duration) *RelayFeed {
 	return &RelayFeed{view: map[string]messages.KV{}, BatchSize: max(1, batchSize), StaleTimeout: staleTimeout}
 }
 
-// Position returns the resume position to connect with: the cluster ID
-// and revision of the last resume position applied, or "" and 0.
-func (f *RelayFeed) Position() (clusterID string, revision uint64) { return f.cluster, f.rev }
+// snapshotPresize caps how many keys a snapshot's map is sized for before
+// they come: a count from the wire only bounds the snapshot (a 77-byte
+// frame announcing 2^31 keys must not allocate), and a map grows cheaply.
+const snapshotPresize = 1024
+
+// Position returns the resume position to connect with: the cluster ID and
+// revision of the last resume position applied, if the view is exactly at
+// it; else "" and 0, for a snapshot. A view past its position (a resync's
+// deltas or statuses, the leading frames of a split batch) holds changes
+// that another relay's log need not mention, since a position is a state
+// of etcd, not a place in one relay's log: resuming there could leave a
+// deleted key in a view that says it is in sync.
+func (f *RelayFeed) Position() (clusterID string, revision uint64) {
+	if !f.consistent {
+		return "", 0
+	}
+	return f.cluster, f.rev
+}
 
 // Live reports whether the merge core gets the relay's changes as they come.
 func (f *RelayFeed) Live() bool { return f.live }
@@ -91,7 +108,7 @@ func (f *RelayFeed) Keys() int { return len(f.view) }
 // that resumes; so is whether the view was exactly at the position when the
 // last stream ended, as a resumed stream goes on from there.
 func (f *RelayFeed) Connected() {
-	f.snap, f.hello, f.synced = nil, false, false
+	f.snap, f.order = nil, relaywire.Order{}
 }
 
 // Disconnected ends the stream: the merge core is no longer told every
@@ -101,9 +118,10 @@ func (f *RelayFeed) Disconnected(why error) []messages.MergeInput {
 }
 
 // Frame applies one frame at now and returns what the merge core must be
-// sent, in order. An error frame, or a frame out of order, is an error
-// (wrapping ErrRelayProtocol for the latter); the stream must then be
-// dropped, and what the outputs hold must still be sent. An error wrapping
+// sent, in order. An error frame, or a frame out of order or hostile, is
+// an error (wrapping ErrRelayProtocol for the latter); the stream must then
+// be dropped, and what the outputs hold must still be sent. A refused frame
+// changes neither the view nor the position. An error wrapping
 // messages.ErrUpstreamReset or messages.ErrIndexRegressed means the relay's
 // datastore was rebuilt or went back in time.
 func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]messages.MergeInput, error) {
@@ -111,62 +129,38 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 	bad := func(format string, args ...any) ([]messages.MergeInput, error) {
 		return out, fmt.Errorf("%w: %s frame: %s", ErrRelayProtocol, fr.Type, fmt.Sprintf(format, args...))
 	}
-	if !f.hello && fr.Type != relaywire.TypeHello && fr.Type != relaywire.TypeError {
-		return bad("before hello")
+	if err := f.order.Step(fr); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRelayProtocol, err)
+	}
+	if err := f.check(fr, prefix); err != nil {
+		return bad("%v", err)
 	}
 	switch fr.Type {
 	case relaywire.TypeHello:
-		if f.hello {
-			return bad("a second hello")
-		}
-		if fr.Version != relaywire.Version {
-			return bad("version %d, not %d", fr.Version, relaywire.Version)
-		}
-		if fr.Prefix != prefix {
-			return bad("prefix %q, not ours (%q)", fr.Prefix, prefix)
-		}
-		f.hello = true
 		// A resumed stream sends what follows the position, so the view
-		// and the status stand as the last stream left them (frames past
-		// the position come again, and apply again to the same effect).
-		// Any other stream begins with a snapshot.
-		f.synced = fr.Resume
+		// and the status stand as the last stream left them. Any other
+		// stream begins with a snapshot.
 	case relaywire.TypeSnapshotBegin:
-		if f.snap != nil {
-			return bad("inside a snapshot")
-		}
 		out = f.lose(errors.New("the relay sent a fresh snapshot"))
-		f.snap, f.count = make(map[string]messages.KV, fr.Count), fr.Count
-		f.snapCluster, f.snapRev, f.synced = fr.ClusterID, fr.Revision, false
+		f.snap, f.count = make(map[string]messages.KV, min(fr.Count, snapshotPresize)), fr.Count
+		f.snapCluster, f.snapRev = fr.ClusterID, fr.Revision
 	case relaywire.TypeKVs:
-		if f.snap == nil {
-			return bad("outside a snapshot")
-		}
 		for _, kv := range fr.KVs {
 			f.snap[kv.Key] = messages.KV{Key: kv.Key, Value: kv.Value, ModifiedIndex: kv.Revision}
 		}
 	case relaywire.TypeSnapshotEnd:
-		if f.snap == nil {
-			return bad("outside a snapshot")
-		}
-		if len(f.snap) != f.count {
+		if len(f.snap) != f.count { // the order counted entries; a key twice is short
 			return bad("after %d keys, not the %d announced", len(f.snap), f.count)
 		}
-		f.view, f.snap, f.synced = f.snap, nil, true
+		f.view, f.snap = f.snap, nil
 		f.status, _ = relaywire.ParseStatus(fr.Status) // Validate checked it
 		// The snapshot's position, or none: the view is no longer the one
 		// the last position stood for.
 		f.cluster, f.rev = f.snapCluster, f.snapRev
 		f.consistent = f.cluster != "" && f.rev > 0
 	case relaywire.TypeDelta:
-		if f.snap != nil || !f.synced {
-			return bad("before a snapshot ended")
-		}
 		for _, c := range fr.Changes {
-			u, err := c.Update()
-			if err != nil {
-				return bad("%v", err)
-			}
+			u, _ := c.Update() // check parsed it
 			if u.Type == messages.UpdateTypeDeleted {
 				delete(f.view, u.Key)
 				if f.live {
@@ -198,11 +192,56 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 		return nil, nil
 	case relaywire.TypeError:
 		return nil, fmt.Errorf("relay refused: %s (field %q, retry after %ds): %s", fr.Code, fr.Field, fr.RetryAfter, fr.Message)
-	default:
-		return bad("unknown type")
 	}
 	out = f.goLive(out)
 	return f.serve(out, now)
+}
+
+// check refuses, before anything of fr is applied, what no relay of ours
+// sends: another prefix, a key outside it, and revisions that go back. A
+// position never goes below the last one in its cluster (a snapshot may
+// start lower: that is a relay behind, which serve judges). In sync at a
+// position, the changes that follow it are etcd's later writes, so none is
+// below it (one etcd index may delete a directory's keys in several
+// batches, each ending at a position at that index); and a frame's own
+// position is its highest change.
+func (f *RelayFeed) check(fr *relaywire.Frame, prefix string) error {
+	switch fr.Type {
+	case relaywire.TypeHello:
+		if keyspace.Prefix(fr.Prefix) != keyspace.Prefix(prefix) {
+			return fmt.Errorf("prefix %q, not ours (%q)", fr.Prefix, prefix)
+		}
+		if fr.Resume && !f.consistent {
+			// We connected with no position (see Position): deltas on
+			// a view of unknown state would follow.
+			return errors.New("it resumes a stream that asked for a snapshot")
+		}
+	case relaywire.TypeKVs:
+		for _, kv := range fr.KVs {
+			if !keyspace.Contains(prefix, kv.Key) {
+				return fmt.Errorf("key %q is not under %s", kv.Key, prefix)
+			}
+		}
+	case relaywire.TypeDelta, relaywire.TypeStatus:
+		positioned := fr.ClusterID != "" && fr.Revision != 0
+		if positioned && fr.ClusterID == f.cluster && fr.Revision < f.rev {
+			return fmt.Errorf("position %d, below the last one, %d", fr.Revision, f.rev)
+		}
+		for _, c := range fr.Changes {
+			if _, err := c.Update(); err != nil {
+				return err
+			}
+			switch {
+			case !keyspace.Contains(prefix, c.Key):
+				return fmt.Errorf("key %q is not under %s", c.Key, prefix)
+			case f.consistent && f.status == messages.InSync && c.Revision < f.rev:
+				return fmt.Errorf("key %q at revision %d, below the position %d", c.Key, c.Revision, f.rev)
+			case positioned && c.Revision > fr.Revision:
+				return fmt.Errorf("key %q at revision %d, after the frame's position %d", c.Key, c.Revision, fr.Revision)
+			}
+		}
+	}
+	return nil
 }
 
 // Request takes the merge core's snapshot request at now, and serves it if
@@ -227,7 +266,7 @@ func (f *RelayFeed) position(fr *relaywire.Frame) {
 
 // goLive starts forwarding at a position where the relay is in sync.
 func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
-	if f.live || !f.synced || !f.consistent || f.status != messages.InSync {
+	if f.live || !f.order.Synced() || !f.consistent || f.status != messages.InSync {
 		return out
 	}
 	f.live = true
@@ -246,7 +285,7 @@ func (f *RelayFeed) lose(why error) []messages.MergeInput {
 // serve sends the view as the requested snapshot, if the feed is live at a
 // position that satisfies the request.
 func (f *RelayFeed) serve(out []messages.MergeInput, now time.Time) ([]messages.MergeInput, error) {
-	if f.want == nil || !f.live || !f.synced || !f.consistent {
+	if f.want == nil || !f.live || !f.order.Synced() || !f.consistent {
 		return out, nil
 	}
 	if f.rev < f.want.MinIndex {

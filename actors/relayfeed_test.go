@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"errors"
+	"runtime"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -183,18 +184,108 @@ var _ = Describe("RelayFeed", func() {
 		Expect(l.values()).To(HaveKeyWithValue("/calico/v1/b", "2b"))
 	})
 
-	It("after a stream broke past its position, waits for the next one before it is in sync", func() {
+	It("after a stream broke past its position, asks for a snapshot, not a resume", func() {
 		inSync()
 		l.frames(delta("", 0, wput("/calico/v1/c", "3", 11))) // half a batch: no position
 		l.merge(l.feed.Disconnected(errors.New("cut")))
+		cluster, rev := l.feed.Position()
+		Expect(cluster).To(BeEmpty(), "the view is past (cid, 10): no relay may resume it from there")
+		Expect(rev).To(BeZero())
 		l.feed.Connected()
-		l.frames(hello(true))
-		Expect(l.status()).To(Equal(m.Resync))
-		l.frames(delta("", 0, wput("/calico/v1/c", "3", 11)), delta(cid, 12, wput("/calico/v1/d", "4", 12)))
+		l.frames(hello(false), begin(cid, 12, 3),
+			kvs(wkv("/calico/v1/a", "1", 5), wkv("/calico/v1/c", "3", 11), wkv("/calico/v1/d", "4", 12)), end(m.InSync))
 		Expect(l.status()).To(Equal(m.InSync))
-		Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/b": "2",
-			"/calico/v1/c": "3", "/calico/v1/d": "4"}))
+		Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/c": "3", "/calico/v1/d": "4"}))
 	})
+
+	When("it fails over to another relay", func() {
+		// relayB is a second relay of the same cluster, as the issue
+		// tells it: both relays were in sync at 10 and lost their watch;
+		// /c was created at 11 and deleted at 12; B resynced after that,
+		// its mark and sweep found nothing to send, and it is in sync at
+		// 12. Its log holds positions 10 and 12, with only its resync's
+		// statuses between them. It resumes a client at 10 and gives any
+		// other a snapshot.
+		relayB := func() []*relaywire.Frame {
+			if cluster, rev := l.feed.Position(); cluster == cid && rev == 10 {
+				return []*relaywire.Frame{hello(true), status(m.Resync, "", 0), status(m.InSync, cid, 12)}
+			}
+			return []*relaywire.Frame{hello(false), begin(cid, 12, 2),
+				kvs(wkv("/calico/v1/a", "1", 5), wkv("/calico/v1/b", "2", 10)), end(m.InSync)}
+		}
+
+		It("after applying frames with no position from the first, is in sync only with the second's keys", func() {
+			inSync()
+			// Relay A resyncs while /c exists: a status and a delta
+			// with no position. Then its stream breaks.
+			l.frames(status(m.Resync, "", 0), delta("", 0, wput("/calico/v1/c", "3", 11)))
+			l.merge(l.feed.Disconnected(errors.New("relay A gone")))
+			l.feed.Connected()
+			l.frames(relayB()...)
+			Expect(l.status()).To(Equal(m.InSync))
+			Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/b": "2"}),
+				"/c was deleted at 12; no frame of B will ever mention it")
+		})
+
+		It("from a position its view is exactly at, resumes without a snapshot", func() {
+			inSync()
+			l.merge(l.feed.Disconnected(errors.New("relay A gone")))
+			l.feed.Connected()
+			l.frames(relayB()...)
+			Expect(l.feed.Live()).To(BeTrue())
+			Expect(l.status()).To(Equal(m.InSync))
+			Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/b": "2"}))
+		})
+	})
+
+	It("takes a hello whose prefix has a trailing slash for its own prefix", func() {
+		h := hello(false)
+		h.Prefix = feedPrefix + "/"
+		l.frames(h, begin(cid, 10, 1), kvs(wkv("/calico/v1/a", "1", 5)), end(m.InSync))
+		Expect(l.status()).To(Equal(m.InSync))
+	})
+
+	It("sizes nothing by the count a snapshot announces", func() {
+		l.frames(hello(false))
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		l.frames(begin(cid, 10, 1<<22)) // a 77-byte frame
+		runtime.ReadMemStats(&after)
+		Expect(after.TotalAlloc-before.TotalAlloc).To(BeNumerically("<", 1<<20), "bytes allocated")
+	})
+
+	It("refuses the first key past a snapshot's count, before the snapshot ends", func() {
+		err := l.try(hello(false), begin(cid, 10, 1), kvs(wkv("/calico/v1/a", "1", 5)), kvs(wkv("/calico/v1/b", "2", 6)))
+		Expect(err).To(MatchError(actors.ErrRelayProtocol))
+		Expect(l.try(hello(false))).To(MatchError(actors.ErrRelayProtocol), "the stream is dropped: a second hello is out of order")
+	})
+
+	It("takes changes at its position's revision: one etcd index deletes a directory, in several batches", func() {
+		inSync()
+		l.frames(delta(cid, 12, wgone("/calico/v1/a", 12)), delta(cid, 12, wgone("/calico/v1/b", 12)))
+		Expect(l.status()).To(Equal(m.InSync))
+		Expect(l.values()).To(BeEmpty())
+	})
+
+	DescribeTable("refuses a hostile frame, and keeps the host's map and the position its view is at",
+		func(fs ...*relaywire.Frame) {
+			inSync()
+			Expect(l.try(fs...)).To(MatchError(actors.ErrRelayProtocol))
+			l.merge(l.feed.Disconnected(errors.New("protocol error")))
+			Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/b": "2"}))
+			cluster, rev := l.feed.Position()
+			Expect(cluster).To(Equal(cid))
+			Expect(rev).To(BeEquivalentTo(10))
+		},
+		Entry("a snapshot key outside the prefix", begin(cid, 12, 1), kvs(wkv("/calico/v2/a", "1", 11))),
+		Entry("a delta key outside the prefix", delta(cid, 12, wput("/calico/v1/c", "3", 11), wput("/other", "x", 12))),
+		Entry("the prefix itself as a key", delta(cid, 12, wput("/calico/v1", "x", 12))),
+		Entry("a delta whose position goes back", delta(cid, 9, wput("/calico/v1/c", "3", 9))),
+		Entry("a status whose position goes back", status(m.InSync, cid, 9)),
+		Entry("a change in sync below the position it follows", delta(cid, 12, wput("/calico/v1/c", "3", 9))),
+		Entry("a change above its own frame's position", delta(cid, 12, wput("/calico/v1/c", "3", 13))),
+		Entry("a snapshot inside a snapshot", begin(cid, 12, 1), begin(cid, 12, 0)),
+	)
 
 	It("merges a fresh snapshot from another relay by mark and sweep", func() {
 		inSync()
@@ -279,5 +370,6 @@ var _ = Describe("RelayFeed", func() {
 		Entry("a snapshot short of its count", hello(false), begin("", 0, 2), kvs(wkv("/calico/v1/a", "1", 1)), end(m.InSync)),
 		Entry("another prefix", &relaywire.Frame{Type: relaywire.TypeHello, Version: 1, Prefix: "/other"}),
 		Entry("a second hello", hello(false), hello(false)),
+		Entry("a resume never asked for: no position to resume from", hello(true)),
 	)
 })

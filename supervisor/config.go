@@ -23,6 +23,7 @@ import (
 	"github.com/etcdsync/etcdsync/internal/etcdv2"
 	"github.com/etcdsync/etcdsync/internal/etcdv3"
 	"github.com/etcdsync/etcdsync/internal/source"
+	"github.com/etcdsync/etcdsync/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
 )
 
@@ -348,7 +349,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !strings.HasPrefix(cfg.Prefix, "/") {
 		return bad("Prefix", "%q does not start with /", cfg.Prefix)
 	}
-	cfg.Prefix = strings.TrimSuffix(cfg.Prefix, "/")
+	cfg.Prefix = keyspace.Prefix(cfg.Prefix)
 	if cfg.Prefix == "" {
 		return bad("Prefix", "syncing the whole keyspace (/) is not supported; name a directory")
 	}

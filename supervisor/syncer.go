@@ -14,6 +14,7 @@ import (
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/redact"
 )
 
 // Syncer is a running syncer: a tree of actors keeping a host's view of an
@@ -112,7 +113,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 	from := []any{"api", cfg.API.String(), "watch", cfg.WatchMode.String()}
 	switch {
 	case len(cfg.Relays) > 0:
-		from = []any{"relays", cfg.Relays}
+		from = []any{"relays", redact.URLs(cfg.Relays)}
 	case cfg.API == APIv3:
 		from = from[:2]
 	}

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/etcdsync/etcdsync/redact"
 )
 
 // newTransport returns the syncer's own transport to etcd (client/v2's
@@ -35,10 +37,13 @@ func newTransport(tlsConfig *tls.Config) (*http.Transport, *connTracker) {
 func ValidateEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL: %w", ep, err)
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // without the URL it quotes, password and all
+		}
+		return fmt.Errorf("%q is not a URL: %w", redact.URL(ep), err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s)://host:port URL", ep)
+		return fmt.Errorf("%q is not an http(s)://host:port URL", u.Redacted())
 	}
 	return nil
 }

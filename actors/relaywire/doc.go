@@ -1,7 +1,8 @@
 // Package relaywire is the wire format of the etcdsync relay protocol
 // (supervisor/relay/PROTOCOL.md): the frames a relay server writes, how they
 // are encoded (one JSON object per line) and decoded under a size limit, the
-// optional zstd layer, and Mirror, a map that frames are applied to.
+// optional zstd layer, Order, the frame-order check every client applies,
+// and Mirror, a map that frames are applied to.
 //
 // It is a pure codec, shared by the relay server (package supervisor/relay)
 // and the relay client that will feed the merge core (package actors): it

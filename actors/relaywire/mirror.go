@@ -8,27 +8,30 @@ import (
 )
 
 // Mirror applies the frames of one stream to a map: the simplest relay
-// client, for tools and tests. It checks the order the protocol promises (a
-// hello first, kvs only inside a snapshot, no delta before the first
-// snapshot ends unless the stream resumed). A snapshot replaces the map
-// when it ends; the relay client that feeds the merge core instead does
+// client, for tools and tests. It checks the order the protocol promises
+// with an Order, as the relay client that feeds the merge core does. A
+// snapshot replaces the map when it ends; that relay client instead does
 // mark and sweep. Not safe for concurrent use.
 type Mirror struct {
-	Keys      map[string]KV // the view: complete unless InSnapshot
-	Status    messages.SyncStatus
-	ClusterID string // the cluster of the last resume position seen
-	Revision  uint64 // that position's revision: resume from (ClusterID, Revision)
+	Keys   map[string]KV // the view: complete unless InSnapshot
+	Status messages.SyncStatus
+	// ClusterID and Revision are the resume position the map is exactly
+	// at: resume from them. Empty and 0 once a frame without a position
+	// has changed the map or the status since (PROTOCOL.md, "Resume
+	// positions"): such a client must take a snapshot.
+	ClusterID string
+	Revision  uint64
 
 	Hellos, Snapshots, Deltas, Pings, Statuses int  // frames applied, by type
 	Resumed                                    bool // the last hello resumed
 
+	order     Order
 	snap      map[string]KV // the snapshot being received; nil outside one
 	snapCount int           // keys it announced
 	// The snapshot's position, taken when it ends: one cut short leaves
 	// the map, and the position, as they were.
 	snapCluster string
 	snapRev     uint64
-	synced      bool // a snapshot ended, or the stream resumed
 }
 
 // NewMirror returns an empty mirror. A client that resumes fills Keys,
@@ -40,7 +43,7 @@ func NewMirror() *Mirror {
 }
 
 // InSnapshot reports whether a snapshot has begun and not ended.
-func (m *Mirror) InSnapshot() bool { return m.snap != nil }
+func (m *Mirror) InSnapshot() bool { return m.order.InSnapshot() }
 
 // Map returns a copy of the keys and values.
 func (m *Mirror) Map() map[string]string {
@@ -54,46 +57,31 @@ func (m *Mirror) Map() map[string]string {
 // Apply applies one frame. An error frame is returned as an error, and so is
 // a frame out of order (wrapping ErrBadFrame).
 func (m *Mirror) Apply(f *Frame) error {
-	outOfOrder := func(why string) error {
-		return fmt.Errorf("%w: %s frame %s", ErrBadFrame, f.Type, why)
-	}
-	if f.Type != TypeHello && f.Type != TypeError && m.Hellos == 0 {
-		return outOfOrder("before hello")
+	if err := m.order.Step(f); err != nil {
+		return err
 	}
 	switch f.Type {
 	case TypeHello:
 		m.Hellos++
 		m.Resumed = f.Resume
-		if f.Resume {
-			m.synced = true
-		}
 	case TypeSnapshotBegin:
 		m.snap, m.snapCount = map[string]KV{}, f.Count
 		m.snapCluster, m.snapRev = f.ClusterID, f.Revision
 	case TypeKVs:
-		if m.snap == nil {
-			return outOfOrder("outside a snapshot")
-		}
 		for _, kv := range f.KVs {
 			m.snap[kv.Key] = kv
 		}
 	case TypeSnapshotEnd:
-		if m.snap == nil {
-			return outOfOrder("outside a snapshot")
-		}
-		if len(m.snap) != m.snapCount {
-			return outOfOrder(fmt.Sprintf("after %d keys, not the %d announced", len(m.snap), m.snapCount))
+		if len(m.snap) != m.snapCount { // the order counted entries; a key twice is short
+			return fmt.Errorf("%w: %s frame after %d keys, not the %d announced", ErrBadFrame, f.Type, len(m.snap), m.snapCount)
 		}
 		// A snapshot replaces the map, so its position, or none, replaces
 		// the last one.
-		m.Keys, m.snap, m.synced = m.snap, nil, true
+		m.Keys, m.snap = m.snap, nil
 		m.ClusterID, m.Revision = m.snapCluster, m.snapRev
 		m.Snapshots++
 		m.Status, _ = ParseStatus(f.Status) // Validate checked it
 	case TypeDelta:
-		if m.snap != nil || !m.synced {
-			return outOfOrder("before a snapshot ended")
-		}
 		for _, c := range f.Changes {
 			u, err := c.Update()
 			if err != nil {
@@ -110,12 +98,7 @@ func (m *Mirror) Apply(f *Frame) error {
 	case TypeStatus:
 		m.Status, _ = ParseStatus(f.Status)
 		m.Statuses++
-		m.takePosition(f) // an in-sync status may be one
-		if m.Status == messages.WaitForDatastore {
-			// The relay's syncer was rebuilt, perhaps against another
-			// cluster: revisions start over, and no position holds.
-			m.ClusterID, m.Revision = "", 0
-		}
+		m.takePosition(f) // an in-sync status may be one; wait-for-datastore never is
 	case TypePing:
 		m.Pings++
 	case TypeError:
@@ -124,11 +107,12 @@ func (m *Mirror) Apply(f *Frame) error {
 	return nil
 }
 
-// takePosition keeps a delta's or a status's resume position, if it has one: the relay
-// names one only where its view is etcd's state at that revision. A client
-// past its last position still resumes from it; what it is sent again, it
-// applies again in order, which leaves a map the same.
+// takePosition takes a delta's or a status's resume position, or none if
+// it has none: the relay names one only where its view is etcd's state at
+// that revision, and a map past its position holds changes that another
+// relay's log need not mention, so it must not resume from there.
 func (m *Mirror) takePosition(f *Frame) {
+	m.ClusterID, m.Revision = "", 0
 	if f.ClusterID != "" && f.Revision != 0 {
 		m.ClusterID, m.Revision = f.ClusterID, f.Revision
 	}

@@ -19,7 +19,7 @@ func TestMirrorAppliesASnapshotThenDeltas(t *testing.T) {
 	if !reflect.DeepEqual(m.Map(), want) {
 		t.Errorf("map %v, want %v", m.Map(), want)
 	}
-	if m.Status != messages.Resync || m.ClusterID != "c1" || m.Revision != 9 || m.Snapshots != 1 || m.Pings != 1 {
+	if m.Status != messages.Resync || m.ClusterID != "" || m.Revision != 0 || m.Snapshots != 1 || m.Pings != 1 {
 		t.Errorf("mirror %+v", m)
 	}
 	if err := m.Apply(sampleFrames()[7]); err == nil {
@@ -36,6 +36,13 @@ func TestMirrorRefusesFramesOutOfOrder(t *testing.T) {
 		"end without begin":         {hello, {Type: TypeSnapshotEnd, Status: "in-sync"}},
 		"fewer keys than announced": {hello, {Type: TypeSnapshotBegin, Count: 1}, {Type: TypeSnapshotEnd, Status: "in-sync"}},
 		"delta inside a snapshot":   {hello, {Type: TypeSnapshotBegin}, {Type: TypeDelta}},
+		// A server writes a snapshot whole: a second begin is a broken
+		// relay, as the relay client's core has always said.
+		"snapshot inside a snapshot": {hello, {Type: TypeSnapshotBegin}, {Type: TypeSnapshotBegin}},
+		// Refused at the first key too many, not at an end that may
+		// never come.
+		"a key past the count": {hello, {Type: TypeSnapshotBegin, Count: 1}, {Type: TypeKVs, KVs: []KV{{Key: "/a"}}},
+			{Type: TypeKVs, KVs: []KV{{Key: "/b"}}}},
 	} {
 		m := NewMirror()
 		var err error
@@ -58,7 +65,10 @@ func TestMirrorRefusesFramesOutOfOrder(t *testing.T) {
 	}
 }
 
-func TestMirrorKeepsItsLastResumePosition(t *testing.T) {
+// A map past its last position (a resync's frames, the leading frames of a
+// split batch) must not resume from it: another relay's log need not
+// mention what those frames changed.
+func TestMirrorResumesOnlyFromAPositionItIsExactlyAt(t *testing.T) {
 	m := NewMirror()
 	for _, f := range []*Frame{
 		{Type: TypeHello, Version: Version},
@@ -71,11 +81,15 @@ func TestMirrorKeepsItsLastResumePosition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if m.ClusterID != "c1" || m.Revision != 5 {
-		t.Errorf("position (%q, %d), want the snapshot's (c1, 5)", m.ClusterID, m.Revision)
+	if m.ClusterID != "" || m.Revision != 0 {
+		t.Errorf("position (%q, %d) past the frames of a resync, want none", m.ClusterID, m.Revision)
+	}
+	if err := m.Apply(&Frame{Type: TypeStatus, Status: "in-sync", ClusterID: "c1", Revision: 8}); err != nil ||
+		m.ClusterID != "c1" || m.Revision != 8 {
+		t.Errorf("after an in-sync status at c1@8: position (%q, %d), %v", m.ClusterID, m.Revision, err)
 	}
 	next := m.Resuming()
-	if next.Revision != 5 || next.Status != messages.Resync || next.Keys["/a"].Value != "1" || next.Snapshots != 0 {
+	if next.Revision != 8 || next.Status != messages.InSync || next.Keys["/a"].Value != "1" || next.Snapshots != 0 {
 		t.Errorf("Resuming() = %+v", next)
 	}
 	if err := m.Apply(&Frame{Type: TypeStatus, Status: "wait-for-datastore"}); err != nil || m.Revision != 0 || m.ClusterID != "" {

@@ -60,7 +60,7 @@ func (c *relayCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.snapshotsSent, st.SnapshotsSent)
 	counter(c.resumes, st.Resumes)
 	counter(c.bytesSent, st.BytesSent)
-	for _, reason := range []string{relay.EndClientGone, relay.EndSlow, relay.EndWriteError, relay.EndShutdown} {
+	for _, reason := range []string{relay.EndClientGone, relay.EndSlow, relay.EndWriteError, relay.EndShutdown, relay.EndShed} {
 		counter(c.ended, st.Ended[reason], reason)
 	}
 	gauge(c.lag, float64(st.MaxLag))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/model/calicov1"
+	"github.com/etcdsync/etcdsync/redact"
 	"github.com/etcdsync/etcdsync/supervisor"
 	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
@@ -139,7 +140,7 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	switch {
 	case c.leaf():
 		cfg.Endpoints, cfg.Relays, cfg.API = nil, c.RelayEndpoints, supervisor.APIv2
-		logger.Info("a leaf: syncing from relays, not etcd", "relays", c.RelayEndpoints,
+		logger.Info("a leaf: syncing from relays, not etcd", "relays", redact.URLs(c.RelayEndpoints),
 			"tls", c.RelayCAFile != "" || c.RelayCertFile != "")
 	case c.embedded():
 		emb, err := startEmbedded(ctx, c, logger)

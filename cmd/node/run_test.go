@@ -123,3 +123,42 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 		t.Errorf("no 'node stopped' line; stderr:\n%s", stderr.String())
 	}
 }
+
+// TestRunLeafNeverLogsARelayPassword runs a leaf whose relay endpoint has a
+// password, against a relay that refuses connections, until it has logged
+// a reconnect: no line (start-up, the syncer's, the relay client's) may
+// carry the password.
+func TestRunLeafNeverLogsARelayPassword(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--relay-endpoints", "http://leaf:s3cr3t@" + deadAddr},
+			env(nil), &stdout, &stderr)
+	}()
+	ok := stderr.waitFor("relay stream failed", 10*time.Second)
+	cancel(context.Canceled)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run did not return after cancel; stderr:\n%s", stderr.String())
+	}
+	if !ok {
+		t.Fatalf("no 'relay stream failed' line; stderr:\n%s", stderr.String())
+	}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, "s3cr3t") {
+			t.Errorf("a password in the log: %s", line)
+		}
+	}
+	if !strings.Contains(stderr.String(), "leaf:xxxxx@") {
+		t.Errorf("the relay endpoint is not named, redacted; stderr:\n%s", stderr.String())
+	}
+}

@@ -5,9 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"slices"
+
+	"github.com/etcdsync/etcdsync/redact"
 )
 
 // etcdTLS returns the TLS configuration the etcd TLS flags name (nil if
@@ -107,12 +108,6 @@ func allowedName(cert *x509.Certificate, allowed []string) bool {
 // describeEndpoints is for logs: the endpoints and whether TLS and auth are
 // on, never the password.
 func describeEndpoints(c config) []any {
-	eps := make([]string, len(c.Endpoints))
-	for i, ep := range c.Endpoints {
-		eps[i] = ep
-		if u, err := url.Parse(ep); err == nil {
-			eps[i] = u.Redacted() // http://user:xxxxx@host
-		}
-	}
-	return []any{"endpoints", eps, "tls", c.CAFile != "" || c.CertFile != "", "user", c.Username}
+	return []any{"endpoints", redact.URLs(c.Endpoints), // http://user:xxxxx@host
+		"tls", c.CAFile != "" || c.CertFile != "", "user", c.Username}
 }

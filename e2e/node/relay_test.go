@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -217,6 +219,38 @@ var _ = Describe("The node with --relay-listen", func() {
 		// meanwhile: either way past the log, so a snapshot.
 		Expect(r.metric(ctx, Default, "etcdsync_relay_snapshots_sent_total")).To(BeNumerically(">=", 3))
 	}, SpecTimeout(150*time.Second))
+
+	It("survives a hostile relay: a huge snapshot count allocates nothing, a key past it is a protocol error, and it reconnects", func(ctx SpecContext) {
+		// The review's demo: a 77-byte snapshot-begin announcing 2^31
+		// keys killed a leaf with a runtime throw (out of memory in
+		// makemap), which no supervision catches.
+		var streams atomic.Int64
+		hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := streams.Add(1)
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			frames := []*relaywire.Frame{
+				{Type: relaywire.TypeHello, Version: relaywire.Version, Prefix: "/calico/v1", Status: "in-sync"},
+				{Type: relaywire.TypeSnapshotBegin, ClusterID: "c0ffee", Revision: 10, Count: 1 << 31},
+			}
+			if n%2 == 0 { // one key announced, two sent
+				frames[1].Count = 1
+				frames = append(frames, &relaywire.Frame{Type: relaywire.TypeKVs, KVs: []relaywire.KV{
+					{Key: "/calico/v1/a", Value: "1", Revision: 5}, {Key: "/calico/v1/b", Value: "2", Revision: 6}}})
+			}
+			var body []byte
+			for _, f := range frames {
+				body, _ = relaywire.Append(body, f)
+			}
+			_, _ = w.Write(body) // and the stream ends
+		}))
+		DeferCleanup(hostile.Close)
+		leaf := startLeafNode([]string{hostile.URL})
+		Eventually(streams.Load).WithContext(ctx).WithTimeout(20*time.Second).Should(BeNumerically(">=", 4),
+			"the leaf reconnects, again and again")
+		Expect(leaf.session.ExitCode()).To(Equal(-1), "still running")
+		Expect(string(leaf.session.Err.Contents())).To(ContainSubstring("relay broke the protocol"))
+		Expect(statusCode(ctx, Default, leaf.httpURL+"/readyz")).To(Equal(http.StatusServiceUnavailable))
+	}, SpecTimeout(60*time.Second))
 
 	It("refuses a leaf past --relay-max-clients with a retry hint and serves it once there is room; tells a leaf of a non-relay or of another prefix why; shrugs off garbage", func(ctx SpecContext) {
 		relayPort := freePorts(1)[0]

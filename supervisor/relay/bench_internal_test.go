@@ -35,7 +35,7 @@ func BenchmarkSnapshotEncode(b *testing.B) {
 		s.snapMu.Lock()
 		s.snap = nil // no sharing: build every time
 		s.snapMu.Unlock()
-		sn = s.snapshotFor(time.Now())
+		sn = s.snapshotFor(time.Now(), &holder{interrupt: func() {}})
 	}
 	b.ReportMetric(float64(len(sn.enc.raw)), "wire-bytes")
 	b.ReportMetric(float64(len(sn.enc.raw))/100_000, "bytes/key")
@@ -44,7 +44,7 @@ func BenchmarkSnapshotEncode(b *testing.B) {
 // BenchmarkSnapshotZstd measures compressing that snapshot, once per burst.
 func BenchmarkSnapshotZstd(b *testing.B) {
 	s := loaded(b, 100_000)
-	raw := s.snapshotFor(time.Now()).enc.raw
+	raw := s.snapshotFor(time.Now(), &holder{interrupt: func() {}}).enc.raw
 	var z []byte
 	for b.Loop() {
 		z = relaywire.Compress(z[:0], raw)
@@ -57,7 +57,7 @@ func BenchmarkSnapshotZstd(b *testing.B) {
 // that snapshot.
 func BenchmarkSnapshotDecode(b *testing.B) {
 	s := loaded(b, 100_000)
-	raw := s.snapshotFor(time.Now()).enc.raw
+	raw := s.snapshotFor(time.Now(), &holder{interrupt: func() {}}).enc.raw
 	hello, _ := relaywire.Append(nil, &relaywire.Frame{Type: relaywire.TypeHello, Version: 1})
 	stream := append(hello, raw...)
 	for b.Loop() {

@@ -1,18 +1,22 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/etcdsync/etcdsync/keyspace"
 )
 
 // Config configures a Server. Zero values take the defaults documented on
 // each field; a Config must not be changed after New.
 type Config struct {
-	// Prefix is the etcd prefix the upstream syncer syncs (required). A
-	// client asking for another prefix is refused.
+	// Prefix is the etcd prefix the upstream syncer syncs (required), in
+	// any form keyspace.Prefix maps to the syncer's: "/calico/v1/" is
+	// "/calico/v1". A client asking for another prefix is refused.
 	Prefix string
 	// Logger receives the server's logs; nil: discarded.
 	Logger *slog.Logger
@@ -30,8 +34,17 @@ type Config struct {
 	LogBytes   int
 	// SnapshotShare is how long a snapshot built for one client is handed
 	// to the clients that come after it (default 1 s): they get it, then
-	// the log entries since, instead of a snapshot of their own.
+	// the log entries since, instead of a snapshot of their own. A
+	// snapshot is handed on for longer while the view has not changed, or
+	// while a stream still writes it and the log holds what followed it.
 	SnapshotShare time.Duration
+	// SnapshotBytes bounds the encoded bytes of the snapshots that streams
+	// are still writing (default 256 MiB; their zstd forms add about a
+	// twentieth): to build a snapshot past it, the server ends the streams
+	// that hold the oldest snapshots the log has moved past, the slowest
+	// readers. Snapshot memory is then at most SnapshotBytes plus one
+	// snapshot.
+	SnapshotBytes int
 
 	// PingInterval is the silence after which a client that advertised
 	// the ping feature gets a ping (default 10 s).
@@ -58,6 +71,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !strings.HasPrefix(cfg.Prefix, "/") {
 		return cfg, &ConfigError{Field: "Prefix", Err: fmt.Errorf("%q does not start with /", cfg.Prefix)}
 	}
+	// One form, the syncer's and the leaf's: the hello says it, and a leaf
+	// compares it with its own.
+	if cfg.Prefix = keyspace.Prefix(cfg.Prefix); cfg.Prefix == "" {
+		return cfg, &ConfigError{Field: "Prefix", Err: errors.New("serving the whole keyspace (/) is not supported; name a directory")}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -69,6 +87,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxClients", &cfg.MaxClients, 10000},
 		{"LogEntries", &cfg.LogEntries, 10000},
 		{"LogBytes", &cfg.LogBytes, 64 << 20},
+		{"SnapshotBytes", &cfg.SnapshotBytes, 256 << 20},
 		{"MaxRequestBytes", &cfg.MaxRequestBytes, 4096},
 	}
 	for _, f := range ints {

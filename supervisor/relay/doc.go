@@ -27,7 +27,13 @@
 // memory that grows, and never delays the syncer or another client. A client
 // that falls behind the log's start gets a fresh snapshot on the same
 // stream. A snapshot is built from memory and shared by every client that
-// asks within Config.SnapshotShare.
+// asks within Config.SnapshotShare, or while the view has not changed, or
+// while any stream still writes it and the log still holds what followed
+// it. So a slow client pins a snapshot only once the log has moved past
+// it, and the snapshots streams hold are bounded by Config.SnapshotBytes
+// plus the one being built: to build one more, the server sheds the
+// streams that hold the oldest such snapshots (Stats.Ended[EndShed]); they
+// reconnect.
 //
 // What it must not do: call etcd, hold merge logic (a relay's client feeds
 // the merge core, which does mark and sweep), import package actors or

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/etcdsync/etcdsync/messages"
 )
 
 // logOf returns a log holding entries with the given revisions, all of
@@ -88,15 +90,24 @@ func TestPushBoundsCountAndBytes(t *testing.T) {
 func TestSnapshotSharedWithEveryClientThatAskedWithinTheWindowOfItsBuild(t *testing.T) {
 	s := loaded(t, 10)
 	share := s.cfg.SnapshotShare
-	first := s.snapshotFor(time.Now())
-	if got := s.snapshotFor(first.built.Add(-time.Hour)); got != first {
+	// Each client has written its snapshot by the next one's turn: none
+	// holds it.
+	snapshotFor := func(asked time.Time) *snapshot {
+		h := &holder{interrupt: func() {}}
+		sn := s.snapshotFor(asked, h)
+		s.release(sn, h)
+		return sn
+	}
+	first := snapshotFor(time.Now())
+	s.OnUpdates([]messages.Update{{Key: "/calico/v1/later", Value: "x", Revision: 1 << 20, Type: messages.UpdateTypeNew}})
+	if got := snapshotFor(first.built.Add(-time.Hour)); got != first {
 		t.Error("a client that asked before the build, and reached it late, got another snapshot")
 	}
-	if got := s.snapshotFor(first.built.Add(share - time.Millisecond)); got != first {
+	if got := snapshotFor(first.built.Add(share - time.Millisecond)); got != first {
 		t.Error("a client that asked within the window got another snapshot")
 	}
-	if got := s.snapshotFor(first.built.Add(share + time.Millisecond)); got == first {
-		t.Error("a client that asked after the window got the old snapshot")
+	if got := snapshotFor(first.built.Add(share + time.Millisecond)); got == first {
+		t.Error("a client that asked after the window, of a view that changed since, got the old snapshot")
 	}
 	if st := s.Stats(); st.SnapshotsBuilt != 2 || st.SnapshotsShared != 2 {
 		t.Errorf("built %d, shared %d; want 2 and 2", st.SnapshotsBuilt, st.SnapshotsShared)

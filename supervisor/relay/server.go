@@ -55,6 +55,11 @@ type Server struct {
 	snapMu sync.Mutex // held while a snapshot is looked up or built, so a burst builds one
 	snap   *snapshot  // the last built; guarded by snapMu
 
+	// liveMu guards live and every snapshot's holders. Lock order:
+	// snapMu, mu, liveMu.
+	liveMu sync.Mutex
+	live   []*snapshot // the snapshots streams are writing, oldest first
+
 	clients atomic.Int64
 	// streams holds, for each open stream, the seq of the next log entry
 	// it will send, for Stats' lag.
@@ -221,20 +226,32 @@ type snapshot struct {
 	built time.Time
 	enc   encoded
 	keys  int
+
+	holders  map[*holder]struct{} // the streams writing it; guarded by liveMu
+	shedding bool                 // its holders were shed; guarded by liveMu
+}
+
+// holder is a stream writing a snapshot. Shedding it ends the stream: a
+// write it has begun is cut short at once.
+type holder struct {
+	shed      atomic.Bool
+	interrupt func() // safe to call from any goroutine
 }
 
 // snapshotFor returns a snapshot that a stream needing one since asked may
-// send: the last built if it was built at most SnapshotShare before asked
-// (or after) and the log still holds everything after it, else a new one.
-// Streams asking during a build wait for it and share it. Counting from when
-// each client asked, not from the build, lets one snapshot serve a whole
-// burst even when writing it to the first clients takes longer than
-// SnapshotShare.
-func (s *Server) snapshotFor(asked time.Time) *snapshot {
+// send, held for h until release: one the log still holds everything after,
+// if it was built at most SnapshotShare before asked (or after), or at the
+// log's head (the view has not changed), or a stream still writes it (its
+// memory is spent already); else a new one. Streams asking during a build
+// wait for it and share it. Counting from when each client asked, not from
+// the build, lets one snapshot serve a whole burst even when writing it to
+// the first clients takes longer than SnapshotShare.
+func (s *Server) snapshotFor(asked time.Time, h *holder) *snapshot {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	s.mu.Lock()
-	if sn := s.snap; sn != nil && !sn.built.Before(asked.Add(-s.cfg.SnapshotShare)) && sn.next >= s.log.first {
+	first := s.log.first
+	if sn := s.reusable(asked, first, s.log.head()); sn != nil {
 		s.mu.Unlock()
 		s.stats.snapshotsShared.Add(1)
 		return sn
@@ -260,10 +277,88 @@ func (s *Server) snapshotFor(asked time.Time) *snapshot {
 	}
 	raw, _ = relaywire.Append(raw, &relaywire.Frame{Type: relaywire.TypeSnapshotEnd, Status: status.String()})
 	sn := &snapshot{next: next, built: time.Now(), enc: encoded{raw: raw}, keys: len(keys)}
+	s.shed(first, len(raw))
 	s.snap = sn
+	s.hold(sn, h)
 	s.stats.snapshotsBuilt.Add(1)
 	s.cfg.Logger.Debug("relay snapshot built", "keys", len(keys), "bytes", len(raw), "revision", begin.Revision)
 	return sn
+}
+
+// reusable returns a snapshot a stream that asked at asked may be given
+// (see snapshotFor), the newest first, or nil; first and head are the
+// log's. Called with snapMu and mu held.
+func (s *Server) reusable(asked time.Time, first, head uint64) *snapshot {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	ok := func(sn *snapshot) bool {
+		return sn != nil && !sn.shedding && sn.next >= first &&
+			(sn.next == head || len(sn.holders) > 0 || !sn.built.Before(asked.Add(-s.cfg.SnapshotShare)))
+	}
+	if ok(s.snap) {
+		return s.snap
+	}
+	for _, sn := range slices.Backward(s.live) {
+		if ok(sn) {
+			return sn
+		}
+	}
+	return nil
+}
+
+// hold records that h writes sn, until release.
+func (s *Server) hold(sn *snapshot, h *holder) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	if sn.holders == nil {
+		sn.holders = map[*holder]struct{}{}
+	}
+	if len(sn.holders) == 0 {
+		s.live = append(s.live, sn)
+	}
+	sn.holders[h] = struct{}{}
+}
+
+// release records that h no longer writes sn: a snapshot no stream writes
+// is garbage, but for the last built.
+func (s *Server) release(sn *snapshot, h *holder) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	delete(sn.holders, h)
+	if len(sn.holders) == 0 {
+		s.live = slices.DeleteFunc(s.live, func(l *snapshot) bool { return l == sn })
+	}
+}
+
+// shed ends the streams holding the oldest snapshots the log has moved
+// past (before first), until those left and one more of size bytes fit in
+// SnapshotBytes. Only such a snapshot is shed: its readers are the
+// slowest, and would need a fresh snapshot after it anyway; any other would
+// have been reused instead of building one more.
+func (s *Server) shed(first uint64, size int) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	held := size
+	for _, sn := range s.live {
+		if !sn.shedding {
+			held += len(sn.enc.raw)
+		}
+	}
+	for _, sn := range s.live {
+		if held <= s.cfg.SnapshotBytes {
+			return
+		}
+		if sn.shedding || sn.next >= first {
+			continue
+		}
+		sn.shedding, held = true, held-len(sn.enc.raw)
+		s.cfg.Logger.Info("relay snapshot memory over SnapshotBytes: shedding the slowest clients",
+			"clients", len(sn.holders), "bytes", len(sn.enc.raw), "max", s.cfg.SnapshotBytes)
+		for h := range sn.holders {
+			h.shed.Store(true)
+			h.interrupt()
+		}
+	}
 }
 
 // Close ends every stream and refuses new ones, so that the host's
@@ -287,7 +382,7 @@ type Stats struct {
 	LogAppends      uint64 // entries ever appended
 	BytesSent       uint64 // bytes written to streams, after compression
 	// Ended counts the streams that ended, by reason: EndClientGone,
-	// EndSlow, EndWriteError, EndShutdown.
+	// EndSlow, EndWriteError, EndShutdown, EndShed.
 	Ended map[string]uint64
 	// MaxLag is how many log entries the furthest-behind open stream has
 	// still to send (0 with none behind).
@@ -300,12 +395,13 @@ const (
 	EndSlow       = "slow"        // a write took longer than WriteTimeout: the client stopped reading
 	EndWriteError = "write-error" // a write failed otherwise
 	EndShutdown   = "shutdown"    // Close
+	EndShed       = "shed"        // its snapshot was over SnapshotBytes, and the log had moved past it
 )
 
 type counters struct {
 	snapshotsBuilt, snapshotsShared, snapshotsSent, resumes, refused, badRequests, logAppends atomic.Uint64
 	bytesSent                                                                                 atomic.Uint64
-	clientGone, slow, writeError, shutdown                                                    atomic.Uint64
+	clientGone, slow, writeError, shutdown, shed                                              atomic.Uint64
 }
 
 // Stats returns the counters now.
@@ -327,6 +423,7 @@ func (s *Server) Stats() Stats {
 			EndSlow:       s.stats.slow.Load(),
 			EndWriteError: s.stats.writeError.Load(),
 			EndShutdown:   s.stats.shutdown.Load(),
+			EndShed:       s.stats.shed.Load(),
 		},
 		MaxLag:          lag,
 		Clients:         int(s.clients.Load()),

@@ -122,9 +122,10 @@ var _ = Describe("relay.Server", func() {
 	When("the sharing window has passed", func() {
 		BeforeEach(func() { cfg.SnapshotShare = 20 * time.Millisecond })
 
-		It("builds a fresh snapshot for the next client", func(ctx SpecContext) {
+		It("builds a fresh snapshot for the next client, once the view has changed", func(ctx SpecContext) {
 			c, _ := dial(ctx, base, dialOpts{})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+			up.set(key(9), "changed") // else the one snapshot of this state serves every client
 			Eventually(func() uint64 {
 				d, _ := dial(ctx, base, dialOpts{})
 				Eventually(d.Map).WithContext(ctx).Should(Equal(up.Map()))
@@ -163,7 +164,7 @@ var _ = Describe("relay.Server", func() {
 		When("snapshots are not shared", func() {
 			BeforeEach(func() { cfg.SnapshotShare = time.Nanosecond }) // each client's is its own
 
-			It("from a client that left during a resync goes back to its last in-sync position", func(ctx SpecContext) {
+			It("from a client that left during a resync, whose map is past its last position, sends a snapshot", func(ctx SpecContext) {
 				c, resp := dial(ctx, base, dialOpts{})
 				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 				Expect(c.mirror().Revision).To(BeZero(), "the resync's batches gave no position, nor does a snapshot after them")
@@ -176,7 +177,7 @@ var _ = Describe("relay.Server", func() {
 				resp.Body.Close()
 				Eventually(c.ended).WithContext(ctx).Should(BeTrue())
 				m := c.mirror()
-				Expect(m.Revision).To(Equal(inSyncAt), "only an in-sync position is one to resume from")
+				Expect(m.Revision).To(BeZero(), "the resync's frames moved its map past %d: no relay may resume it there", inSyncAt)
 
 				By("a client that connects meanwhile gets a snapshot with no resume position")
 				d, _ := dial(ctx, base, dialOpts{})
@@ -187,10 +188,24 @@ var _ = Describe("relay.Server", func() {
 				r, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
 				Eventually(r.Map).WithContext(ctx).Should(Equal(up.Map()))
 				Eventually(r.Status).WithContext(ctx).Should(Equal(messages.InSync))
-				Expect(r.Snapshots()).To(Equal(0))
-				Expect(r.mirror().Revision).To(Equal(inSyncAt), "no batch since the resync ended")
+				Expect(r.Snapshots()).To(Equal(1))
 			}, SpecTimeout(10*time.Second))
 		})
+
+		It("tells a client resumed at the head of a quiet relay the status at its position", func(ctx SpecContext) {
+			m := connectAndLeave(ctx)
+			// What a client held that had applied a status with no
+			// position after its last one (as every client did before
+			// PROTOCOL.md's resume rule); or any client whose status is
+			// not the relay's at its position.
+			m.Status = messages.Resync
+			c, _ := dial(ctx, base, dialOpts{clusterID: m.ClusterID, revision: m.Revision, from: m})
+			Eventually(c.Status).WithContext(ctx).Should(Equal(messages.InSync), "nothing was written since: no later frame will tell it")
+			Expect(c.mirror().Resumed).To(BeTrue())
+			Expect(c.Snapshots()).To(Equal(0))
+			Expect(c.mirror().Revision).To(Equal(m.Revision))
+			Expect(c.Map()).To(Equal(up.Map()))
+		}, SpecTimeout(10*time.Second))
 
 		It("with a revision the relay never reached gets a snapshot", func(ctx SpecContext) {
 			m := connectAndLeave(ctx)
@@ -287,6 +302,78 @@ var _ = Describe("relay.Server", func() {
 		}, SpecTimeout(60*time.Second))
 	})
 
+	Describe("snapshot memory", func() {
+		// stuck dials a client that takes its snapshot's first bytes and
+		// then reads nothing: the stream holds its snapshot while the
+		// write blocks.
+		stuck := func(ctx SpecContext) *client {
+			c, _ := dial(ctx, base, dialOpts{rcvbuf: 4096})
+			c.pause()
+			return c
+		}
+		// big makes the view a snapshot no socket buffers hold (12.5 MiB).
+		big := func() {
+			value := strings.Repeat("v", 256<<10)
+			for i := range 50 {
+				up.set(key(i), value)
+			}
+		}
+
+		When("snapshots are not shared by time", func() {
+			BeforeEach(func() {
+				cfg.SnapshotShare = time.Nanosecond
+				cfg.WriteTimeout = time.Minute
+			})
+
+			It("gives clients that do not read one snapshot of one state, not one each", func(ctx SpecContext) {
+				big()
+				for range 4 {
+					stuck(ctx)
+				}
+				Eventually(func() uint64 { st := rs.Stats(); return st.SnapshotsBuilt + st.SnapshotsShared }).WithContext(ctx).
+					Should(BeEquivalentTo(4), "every stream has its snapshot")
+				Expect(rs.Stats().SnapshotsSent).To(BeZero(), "and is still writing it")
+				Expect(rs.Stats().SnapshotsBuilt).To(BeEquivalentTo(1), "the view did not change")
+			}, SpecTimeout(20*time.Second))
+
+			It("gives a client the snapshot a slow reader still holds while the log holds what followed it", func(ctx SpecContext) {
+				big()
+				stuck(ctx)
+				Eventually(func() uint64 { return rs.Stats().SnapshotsBuilt }).WithContext(ctx).Should(BeEquivalentTo(1))
+				up.set(key(100), "later")
+				c, _ := dial(ctx, base, dialOpts{})
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Expect(rs.Stats().SnapshotsBuilt).To(BeEquivalentTo(1), "the held snapshot, then the log")
+			}, SpecTimeout(20*time.Second))
+		})
+
+		When("the snapshots slow readers hold are over SnapshotBytes", func() {
+			BeforeEach(func() {
+				cfg.SnapshotShare = time.Nanosecond
+				cfg.WriteTimeout = time.Minute
+				cfg.LogEntries = 4
+				cfg.SnapshotBytes = 1 << 20
+			})
+
+			It("sheds the slowest reader, whose snapshot the log has moved past, to build the next", func(ctx SpecContext) {
+				big()
+				slow := stuck(ctx)
+				Eventually(func() uint64 { return rs.Stats().SnapshotsBuilt }).WithContext(ctx).Should(BeEquivalentTo(1))
+				for i := range 10 {
+					up.set(key(200+i), "x") // past the log's 4 entries: the held snapshot is stale
+				}
+				c, _ := dial(ctx, base, dialOpts{})
+				Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
+				Eventually(func() map[string]uint64 { return rs.Stats().Ended }).WithContext(ctx).WithTimeout(5*time.Second).
+					Should(HaveKeyWithValue(relay.EndShed, BeEquivalentTo(1)), "long before WriteTimeout")
+				Expect(rs.Stats().Clients).To(Equal(1))
+				Expect(rs.Stats().SnapshotsBuilt).To(BeEquivalentTo(2))
+				slow.resume()
+				Eventually(slow.ended).WithContext(ctx).Should(BeTrue(), "its stream was cut")
+			}, SpecTimeout(20*time.Second))
+		})
+	})
+
 	When("a client reads nothing for longer than the write timeout", func() {
 		BeforeEach(func() { cfg.WriteTimeout = 200 * time.Millisecond })
 
@@ -333,6 +420,20 @@ var _ = Describe("relay.Server", func() {
 		Expect(again.mirror().Resumed).To(BeTrue(), "no write came since, and none is needed")
 		Expect(again.Snapshots()).To(Equal(0))
 	}, SpecTimeout(10*time.Second))
+
+	When("it serves a prefix given with a trailing slash", func() {
+		BeforeEach(func() { cfg.Prefix = prefix + "/" })
+
+		It("says the prefix in its one form in the hello", func(ctx SpecContext) {
+			resp, err := http.Get(base + relaywire.StreamPath + "?" + query(dialOpts{}).Encode())
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			f, err := relaywire.NewDecoder(resp.Body, 0).Next()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.Type).To(Equal(relaywire.TypeHello))
+			Expect(f.Prefix).To(Equal(prefix))
+		}, SpecTimeout(10*time.Second))
+	})
 
 	It("passes every status on, in order with the deltas", func(ctx SpecContext) {
 		c, _ := dial(ctx, base, dialOpts{})

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/keyspace"
+	"github.com/etcdsync/etcdsync/messages"
 )
 
 // writeChunk bounds one write, so that WriteTimeout bounds a stall rather
@@ -92,7 +94,7 @@ func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 	switch prefix := q.Get(relaywire.ParamPrefix); {
 	case prefix == "":
 		return h, badRequest(relaywire.ParamPrefix, "missing; this relay serves %s", cfg.Prefix)
-	case strings.TrimSuffix(prefix, "/") != strings.TrimSuffix(cfg.Prefix, "/"):
+	case keyspace.Prefix(prefix) != cfg.Prefix: // withDefaults made cfg.Prefix canonical
 		return h, badRequest(relaywire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
 	}
 	id, rev := q.Get(relaywire.ParamClusterID), q.Get(relaywire.ParamRevision)
@@ -211,6 +213,8 @@ func (s *Server) countEnd(err error) {
 		s.stats.shutdown.Add(1)
 	case errors.Is(err, errClientGone):
 		s.stats.clientGone.Add(1)
+	case errors.Is(err, errShed):
+		s.stats.shed.Add(1)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.stats.slow.Add(1)
 	default:
@@ -235,18 +239,31 @@ func (s *Server) retryAfter() int {
 // errClosed ends a stream when the server is closed.
 var errClosed = errors.New("relay: server closed")
 
+// errShed ends a stream whose snapshot was shed (see Server.shed).
+var errShed = errors.New("relay: shed: the snapshot it was reading was over SnapshotBytes")
+
 // stream runs one accepted stream: hello, then a snapshot unless the
 // client resumes, then the log from the snapshot's position on, with a
 // fresh snapshot whenever the client has fallen behind the log's start.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arrived time.Time, log *slog.Logger) error {
 	rc := http.NewResponseController(w)
+	// hd is this stream as the holder of a snapshot: shedding it cuts its
+	// write short, and the flag, checked after each deadline is set, keeps
+	// the next write from undoing that.
+	hd := &holder{interrupt: func() { _ = rc.SetWriteDeadline(time.Now()) }}
 	write := func(b []byte) error {
 		for len(b) > 0 {
 			n := min(len(b), writeChunk)
 			if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 				return fmt.Errorf("setting the write deadline: %w", err)
 			}
+			if hd.shed.Load() {
+				return errShed
+			}
 			if _, err := w.Write(b[:n]); err != nil {
+				if hd.shed.Load() {
+					return errShed
+				}
 				return fmt.Errorf("writing to the client: %w", err)
 			}
 			s.stats.bytesSent.Add(uint64(n))
@@ -288,6 +305,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 	if err := frame(hello); err != nil {
 		return err
 	}
+	if resumed {
+		// The relay was in sync at every resume position: say so. A
+		// client whose status is another (it applied frames past its
+		// position elsewhere) learns the relay's, even from a quiet relay
+		// whose log has nothing after the position; the log that follows
+		// brings it to the relay's status now.
+		st := &relaywire.Frame{Type: relaywire.TypeStatus, Status: messages.InSync.String(),
+			ClusterID: h.clusterID, Revision: h.revision}
+		if err := frame(st); err != nil {
+			return err
+		}
+	}
 	if err := flush(); err != nil {
 		return err
 	}
@@ -322,8 +351,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 			if !needSnapshot {
 				asked = time.Now() // fell behind the log just now
 			}
-			sn := s.snapshotFor(asked)
-			if err := write(sn.enc.bytes(h.zstd)); err != nil {
+			sn := s.snapshotFor(asked, hd)
+			err := write(sn.enc.bytes(h.zstd))
+			s.release(sn, hd)
+			if err != nil {
 				return err
 			}
 			if err := flush(); err != nil {

@@ -1,0 +1,107 @@
+package relay_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+
+	"github.com/etcdsync/etcdsync/e2e/recorder"
+	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/supervisor"
+	"github.com/etcdsync/etcdsync/supervisor/relay"
+)
+
+// Real leaves (syncers with Config.Relays) of relay.Servers in process,
+// whose upstreams the spec plays: failovers and relay histories no etcd
+// run reproduces on demand.
+var _ = Describe("a leaf of relay.Servers", func() {
+	var (
+		system *actor.ActorSystem
+		logs   *gbytes.Buffer // everything the leaf logged
+	)
+	BeforeEach(func() {
+		logs = gbytes.NewBuffer()
+		system = supervisor.NewSystem(slog.New(slog.NewTextHandler(GinkgoWriter, nil)))
+		DeferCleanup(system.Shutdown)
+	})
+
+	// newRelay serves a relay.Server for cfg, of cluster c0ffee01, with an
+	// upstream that has synced /k001 and /k002 and is in sync at their
+	// revision, a resume position.
+	newRelay := func(cfg relay.Config) (*upstream, string) {
+		GinkgoHelper()
+		var id atomic.Pointer[string]
+		c := "c0ffee01"
+		id.Store(&c)
+		rs, base := startServer(cfg, &id)
+		up := &upstream{rs: rs, keys: map[string]string{}}
+		up.status(messages.WaitForDatastore)
+		up.status(messages.Resync)
+		up.set(key(1), "a", key(2), "b")
+		rs.OnStatusAt(messages.InSync, up.rev)
+		return up, base
+	}
+	// startLeaf starts a leaf of relays, at relays[len(relays)/2].
+	startLeaf := func(prefix string, relays ...string) *recorder.Recorder {
+		GinkgoHelper()
+		cfg := supervisor.LoopbackConfig()
+		cfg.Endpoints, cfg.Relays, cfg.Prefix = nil, relays, prefix
+		cfg.RelayReadTimeout = 3 * time.Second
+		cfg.Rand = func(n int64) int64 { return n / 2 }
+		cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(GinkgoWriter, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		rec := recorder.New()
+		s, err := supervisor.Start(system, cfg, rec)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx context.Context) {
+			Expect(s.Stop(ctx)).To(Succeed())
+			rec.Close()
+			Expect(rec.Violation()).NotTo(HaveOccurred())
+		})
+		return rec
+	}
+
+	It("fails over without keeping a key the first relay's resync sent and etcd deleted since", func(ctx SpecContext) {
+		a, aURL := newRelay(relay.Config{RetryAfter: time.Second})
+		b, bURL := newRelay(relay.Config{})
+		rec := startLeaf(prefix, bURL, aURL) // starts at A
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(a.Map()))
+
+		By("both relays lose their watch; A resyncs while etcd holds /k003 (written at 3), and sends it with no position")
+		a.status(messages.Resync)
+		a.set(key(3), "c")
+		Eventually(func() uint64 { return a.rs.Stats().MaxLag }).WithContext(ctx).Should(BeZero(), "A wrote it to the leaf")
+		By("B resyncs after etcd deleted /k003 at 4: its view already is etcd's, so it sends nothing but its statuses")
+		b.status(messages.Resync)
+		b.rev = 4
+		b.rs.OnStatusAt(messages.InSync, b.rev)
+
+		By("A goes away: the leaf moves to B")
+		a.rs.Close()
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(b.Map()), "in sync, without /k003")
+		Consistently(rec.InSyncMap).WithContext(ctx).WithTimeout(200 * time.Millisecond).Should(Equal(b.Map()))
+	}, SpecTimeout(20*time.Second))
+
+	It("syncs from a relay whose prefix was given with a trailing slash", func(ctx SpecContext) {
+		up, url := newRelay(relay.Config{Prefix: prefix + "/"})
+		rec := startLeaf(prefix, url)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(up.Map()))
+	}, SpecTimeout(10*time.Second))
+
+	It("never logs the password of a relay endpoint", func(ctx SpecContext) {
+		up, url := newRelay(relay.Config{})
+		up.rs.Close() // every stream is refused: the leaf logs it, and retries
+		withPassword := "http://leaf:s3cr3t@" + url[len("http://"):]
+		startLeaf(prefix, withPassword)
+		Eventually(logs).WithContext(ctx).Should(gbytes.Say("relay stream failed"))
+		Eventually(logs).WithContext(ctx).Should(gbytes.Say("relay stream failed"), "a reconnect, and its error")
+		Expect(string(logs.Contents())).To(And(ContainSubstring("syncer started"), ContainSubstring("leaf:xxxxx@")))
+		Expect(string(logs.Contents())).NotTo(ContainSubstring("s3cr3t"))
+	}, SpecTimeout(20*time.Second))
+})
