@@ -15,8 +15,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/internal/redact"
 	"github.com/etcdsync/etcdsync/messages"
-	"github.com/etcdsync/etcdsync/redact"
 )
 
 // RelayClientConfig configures a relay client actor.

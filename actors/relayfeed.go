@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/etcdsync/etcdsync/actors/relaywire"
-	"github.com/etcdsync/etcdsync/keyspace"
+	"github.com/etcdsync/etcdsync/internal/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
 )
 

@@ -22,8 +22,8 @@ import (
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/internal/etcdv2"
 	"github.com/etcdsync/etcdsync/internal/etcdv3"
+	"github.com/etcdsync/etcdsync/internal/keyspace"
 	"github.com/etcdsync/etcdsync/internal/source"
-	"github.com/etcdsync/etcdsync/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
 )
 

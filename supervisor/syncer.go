@@ -12,9 +12,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/etcdsync/etcdsync/actors"
+	"github.com/etcdsync/etcdsync/internal/redact"
 	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
-	"github.com/etcdsync/etcdsync/redact"
 )
 
 // Syncer is a running syncer: a tree of actors keeping a host's view of an

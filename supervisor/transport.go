@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/etcdsync/etcdsync/redact"
+	"github.com/etcdsync/etcdsync/internal/redact"
 )
 
 // newTransport returns the syncer's own transport to etcd (client/v2's

@@ -11,9 +11,9 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/etcdsync/etcdsync/internal/redact"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/model/calicov1"
-	"github.com/etcdsync/etcdsync/redact"
 	"github.com/etcdsync/etcdsync/supervisor"
 	"github.com/etcdsync/etcdsync/supervisor/relay"
 )

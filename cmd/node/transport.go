@@ -8,7 +8,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/etcdsync/etcdsync/redact"
+	"github.com/etcdsync/etcdsync/internal/redact"
 )
 
 // etcdTLS returns the TLS configuration the etcd TLS flags name (nil if

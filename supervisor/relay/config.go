@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/etcdsync/etcdsync/keyspace"
+	"github.com/etcdsync/etcdsync/internal/keyspace"
 )
 
 // Config configures a Server. Zero values take the defaults documented on

@@ -3,7 +3,7 @@ package keyspace_test
 import (
 	"testing"
 
-	"github.com/etcdsync/etcdsync/keyspace"
+	"github.com/etcdsync/etcdsync/internal/keyspace"
 )
 
 func TestPrefixIsOneFormForTheSameDirectory(t *testing.T) {

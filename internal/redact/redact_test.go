@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/etcdsync/etcdsync/redact"
+	"github.com/etcdsync/etcdsync/internal/redact"
 )
 
 func TestURLDropsThePasswordAndKeepsTheRest(t *testing.T) {
