@@ -103,10 +103,16 @@ func Render(run *Run) string {
 		{"CPU", m["cpu"]},
 		{"Go", m["go"]},
 		{"etcd", m["etcd"]},
+		{"etcd 3.7 (section 6)", orNot(m["etcd37"])},
 		{"load average at start (1, 5, 15 min)", m["load-start"]},
 		{"load average at end", m["load-end"]},
 		{"snapshot etcd, 10^5 keys", m["snapshot-etcd-100000"]},
 		{"snapshot etcd, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000"])},
+		{"v3 snapshot etcd 3.5, 10^5 keys", orNot(m["snapshot-etcd-100000-v3.5"])},
+		{"v3 snapshot etcd 3.7, 10^5 keys", orNot(m["snapshot-etcd-100000-v3.7"])},
+		{"v3 snapshot etcd 3.5, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000-v3.5"])},
+		{"v3 snapshot etcd 3.7, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000-v3.7"])},
+		{"sections run (`BENCH_SECTIONS`)", orNot(m["sections"])},
 		{"`make bench` took", m["duration"]},
 	} {
 		d.row(kv[0], kv[1])
@@ -128,6 +134,7 @@ func Render(run *Run) string {
 	merge(&d, run)
 	hwm(&d, run)
 	fanout(&d, run)
+	v3Section(&d, run)
 	return d.String()
 }
 
@@ -154,7 +161,8 @@ func goals(d *doc, run *Run) {
 	d.p("## Goals")
 	d.p("")
 	d.p("Each ratio is the median over rounds of the candidate's time divided by the raw transfer's (the")
-	d.p("recursive GET over `net/http`, body discarded) measured in the same round.")
+	d.p("recursive GET over `net/http`, body discarded) measured in the same round; the v3 rows (section 6)")
+	d.p("divide by one unpaginated `clientv3` `Get` of the prefix from the same etcd in the same round.")
 	d.p("")
 	d.header("goal", "10^5 keys", "10^6 keys", "verdict")
 	small, large := run.Results[secSnapshot], run.Results[secLarge]
@@ -195,6 +203,7 @@ func goals(d *doc, run *Run) {
 	}
 	d.row(fmt.Sprintf("peak heap beyond the host's copy ≤ %d B/key at 10^6 keys", beyondGoal), b5.Format(one, num)+" B/key", b6.Format(one, num)+" B/key", met(b6v, beyondGoal, false))
 	fanoutGoals(d, run.Results[secFanout])
+	v3Goals(d, run)
 	d.p("")
 }
 
