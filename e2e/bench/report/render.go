@@ -106,7 +106,7 @@ func Render(run *Run) string {
 		{"etcd 3.7 (section 6)", orNot(m["etcd37"])},
 		{"load average at start (1, 5, 15 min)", m["load-start"]},
 		{"load average at end", m["load-end"]},
-		{"snapshot etcd, 10^5 keys", m["snapshot-etcd-100000"]},
+		{"snapshot etcd, 10^5 keys", orNot(m["snapshot-etcd-100000"])},
 		{"snapshot etcd, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000"])},
 		{"v3 snapshot etcd 3.5, 10^5 keys", orNot(m["snapshot-etcd-100000-v3.5"])},
 		{"v3 snapshot etcd 3.7, 10^5 keys", orNot(m["snapshot-etcd-100000-v3.7"])},

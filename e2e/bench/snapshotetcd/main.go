@@ -6,7 +6,8 @@
 // loaded once.
 //
 // With -version 3.5 or 3.7 it starts that etcd and loads the keys through
-// the v3 API instead (bench.StartLoadedEtcdV3; on 3.5 through v2 as well),
+// the v3 API instead (bench.StartLoadedEtcdV3; on 3.5 up to 10^5 keys
+// through v2 as well),
 // for the v3 benchmarks (ETCDSYNC_BENCH_ETCD35, ETCDSYNC_BENCH_ETCD37).
 package main
 
@@ -63,10 +64,10 @@ func main() {
 			*keys, endpoints, took.Round(time.Millisecond), float64(*keys)/took.Seconds(), bench.LoadWriters)
 	default:
 		how := "v3"
-		if c.Version().ServesV2() {
+		if bench.LoadsV2(c.Version(), *keys) {
 			how = "v3, then v2"
 		}
-		fmt.Fprintf(os.Stderr, "snapshotetcd: %d keys loaded into %s of etcd %s in %v (through %s; %d writers, v3 in txns of %d)\n",
+		fmt.Fprintf(os.Stderr, "snapshotetcd: %d keys loaded into %s (etcd %s) in %v (through %s; %d writers, v3 in txns of %d)\n",
 			*keys, endpoints, c.Version(), took.Round(time.Millisecond), how, bench.LoadWriters, bench.LoadTxnOps)
 	}
 	// Write, then rename: a reader never sees half a line.
