@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -52,12 +54,9 @@ func pageChoices(r Results) []pageChoice {
 			out = append(out, pageChoice{s, first, most})
 		}
 	}
-	// Few choices: a simple insertion sort keeps the order readable.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && (out[j].most < out[j-1].most || out[j].most == out[j-1].most && out[j].first < out[j-1].first); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortFunc(out, func(a, b pageChoice) int {
+		return cmp.Or(cmp.Compare(a.most, b.most), cmp.Compare(a.first, b.first))
+	})
 	return out
 }
 
