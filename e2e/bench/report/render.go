@@ -123,6 +123,24 @@ func Render(run *Run) string {
 		d.p("> shared the CPUs with the benchmarks, so expect wider min–max ranges than on an idle machine.")
 		d.p("")
 	}
+	if load, err := strconv.ParseFloat(strings.Fields(m["load-end"] + " x")[0], 64); err == nil && load >= 2*nprocOr(m["nproc"], 1) {
+		d.p("> **The machine was loaded during the run**: the 1-minute load was %s at its end on %s CPUs, so", num(load), m["nproc"])
+		d.p("> the benchmarks got a fraction of the CPUs, unevenly; take the ratios, not the times, and only")
+		d.p("> the differences well outside the min–max ranges.")
+		d.p("")
+	}
+	if secs := strings.Fields(m["sections"]); len(secs) > 0 {
+		var left []string
+		for _, s := range []string{"snapshot", "sim", "watch", "merge", "hwm", "fanout", "v3"} {
+			if !slices.Contains(secs, s) {
+				left = append(left, s)
+			}
+		}
+		if len(left) > 0 {
+			d.p("> Not run this time (`BENCH_SECTIONS`, `BENCH_FANOUT=0`): %s. Their cells show \"—\".", strings.Join(left, ", "))
+			d.p("")
+		}
+	}
 	if f := m["failed"]; f != "" {
 		d.p("> **Some measurements failed in this run** (%s): their cells show \"—\" or fewer runs.", f)
 		d.p("")
@@ -136,6 +154,14 @@ func Render(run *Run) string {
 	fanout(&d, run)
 	v3Section(&d, run)
 	return d.String()
+}
+
+// nprocOr returns s as a number of CPUs, or def if it is not one.
+func nprocOr(s string, def float64) float64 {
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 func orNot(s string) string {
