@@ -26,6 +26,7 @@ var pageChoices = []pageChoice{
 	{1000, 1000},
 	{10_000, 10_000},
 	{1000, 16_384},
+	{1000, 32_768},
 	{1000, 65_536},
 	{10_000, 65_536},
 	{65_536, 65_536},
@@ -37,10 +38,12 @@ var pageChoices = []pageChoice{
 // need at want keys: beyond it the choice is left out (fixed small pages
 // are quadratic: 1000-key pages of 10^6 keys would take many minutes a
 // round). At 10^5 keys, 100: Kubernetes-style 1000-key pages are the
-// reference the doubling pages are there to beat.
+// reference the doubling pages are there to beat. Above, 64: MaxPage 16384
+// (61 pages at 10^6) is in, as the smallest ceiling that might meet the
+// memory goal there.
 func maxPagesOfMax(want int) int64 {
 	if want > bench.SnapshotKeys {
-		return 32
+		return 64
 	}
 	return 100
 }

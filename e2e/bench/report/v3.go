@@ -134,7 +134,7 @@ func v3Section(d *doc, run *Run) {
 	d.p("  member's v2 store.")
 	d.p("- **pages F–M**: the source's snapshot read alone (`etcdv3.Source.Snapshot`, pages of F keys doubling up")
 	d.p("  to M, each key handed to a leaf that counts it), without the merge and the host: what the page sizes")
-	d.p("  cost. The defaults are 1000–65536. Choices needing more than 100 pages of M keys (32 above 10^5")
+	d.p("  cost. The defaults are 1000–65536. Choices needing more than 100 pages of M keys (64 above 10^5")
 	d.p("  keys) are left out.")
 	d.p("")
 	d.commands(append(run.Commands[secV3], run.Commands[secV3Large]...))
