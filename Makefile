@@ -84,8 +84,10 @@ leaf:
 	$(GO) build -buildvcs=auto -o bin/node ./cmd/node
 	bin/node --relay-endpoints http://$(RELAY_LISTEN) --listen 127.0.0.1:9097 $(LEAF_FLAGS)
 
-# Every measurement in one run, on real etcd; rewrites BENCHMARKS.md.
-bench: $(ETCD)
+# Every measurement in one run, on real etcd (3.5, and 3.7 for the v3
+# source); rewrites BENCHMARKS.md. BENCH_SECTIONS, BENCH_LARGE and the rest:
+# see e2e/bench/bench.sh.
+bench: $(ETCD) $(ETCD37)
 	bash e2e/bench/bench.sh
 
 fuzz:

@@ -49,4 +49,16 @@
 // Setting ETCDSYNC_BENCH_ETCD to an endpoint that already holds the keys
 // (e2e/bench/snapshotetcd does that for bench.sh) makes SnapshotEtcd use it
 // instead of loading its own, so that several test processes share one load.
+//
+// # The v3 source
+//
+// The v3 source (internal/etcdv3) has its own floor, FloorV3: one
+// unpaginated clientv3 Get of the prefix, results discarded, the fastest
+// etcd serves a prefix. SnapshotEtcdV3 is SnapshotEtcd for an etcd 3.5 or
+// 3.7 holding the keys through the v3 API (loaded by LoadV3, in
+// transactions), named by ETCDSYNC_BENCH_ETCD35 or ETCDSYNC_BENCH_ETCD37
+// when bench.sh shares one load. MeasurePages times the source's paged
+// read alone, for choosing its FirstPage and MaxPage; the in-process and
+// node candidates reuse MeasureSnapshot, MeasureHeld and the node benchmark
+// with APIv3.
 package bench

@@ -137,11 +137,11 @@ func nodeBinary(b *testing.B) string {
 	return nodeBuild.path
 }
 
-// measureNode times the node binary from exec to the first 200 from
-// /readyz, polled every 2 ms, b.N times. It reports the process's peak
-// resident set at that moment ("peak-rss-MB"). The SIGTERM and the wait for
-// the exit are off the clock.
-func measureNode(b *testing.B, bin string, endpoints []string) {
+// measureNode times the node binary, given extra flags after its own, from
+// exec to the first 200 from /readyz, polled every 2 ms, b.N times. It
+// reports the process's peak resident set at that moment ("peak-rss-MB").
+// The SIGTERM and the wait for the exit are off the clock.
+func measureNode(b *testing.B, bin string, endpoints []string, extra ...string) {
 	hc := &http.Client{Timeout: time.Second}
 	var rss float64
 	b.ResetTimer()
@@ -152,8 +152,9 @@ func measureNode(b *testing.B, bin string, endpoints []string) {
 			b.Fatal(err)
 		}
 		var stderr tail
-		cmd := exec.Command(bin, "--etcd-endpoints", strings.Join(endpoints, ","), "--output", "none",
-			"--listen", "127.0.0.1:"+port)
+		args := append([]string{"--etcd-endpoints", strings.Join(endpoints, ","), "--output", "none",
+			"--listen", "127.0.0.1:" + port}, extra...)
+		cmd := exec.Command(bin, args...)
 		cmd.Stderr = &stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		exited := make(chan error, 1)

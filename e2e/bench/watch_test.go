@@ -79,17 +79,17 @@ func BenchmarkWatch(b *testing.B) {
 		}
 		b.Run(name+"/syncer", func(b *testing.B) {
 			for range b.N {
-				runWatch(b, endpoints, writer, rate, startWatchSyncer(supervisor.WatchLongPoll))
+				runWatch(b, endpoints, putV2(writer), rate, startWatchSyncer(supervisor.WatchLongPoll))
 			}
 		})
 		b.Run(name+"/stream", func(b *testing.B) {
 			for range b.N {
-				runWatch(b, endpoints, writer, rate, startWatchSyncer(supervisor.WatchStream))
+				runWatch(b, endpoints, putV2(writer), rate, startWatchSyncer(supervisor.WatchStream))
 			}
 		})
 		b.Run(name+"/floor", func(b *testing.B) {
 			for range b.N {
-				runWatch(b, endpoints, writer, rate, startWatchFloor)
+				runWatch(b, endpoints, putV2(writer), rate, startWatchFloor)
 			}
 		})
 	}
@@ -103,7 +103,18 @@ var runIDs atomic.Uint64
 // the first in-sync; floor: 401 errors).
 type watchConsumer func(endpoints []string, log *lagLog) (stop func() error, lostSync func() int64, err error)
 
-func runWatch(b *testing.B, endpoints []string, writer client.KeysAPI, rate int, consume watchConsumer) {
+// A putFunc writes one key, returning once etcd has acknowledged it.
+type putFunc func(ctx context.Context, key, value string) error
+
+// putV2 writes through client/v2.
+func putV2(keys client.KeysAPI) putFunc {
+	return func(ctx context.Context, key, value string) error {
+		_, err := keys.Set(ctx, key, value, nil)
+		return err
+	}
+}
+
+func runWatch(b *testing.B, endpoints []string, put putFunc, rate int, consume watchConsumer) {
 	b.StopTimer()
 	capacity := 200_000
 	if rate > 0 {
@@ -115,7 +126,7 @@ func runWatch(b *testing.B, endpoints []string, writer client.KeysAPI, rate int,
 		b.Fatal(err)
 	}
 	b.StartTimer()
-	acked, took, werr := write(writer, rate, log)
+	acked, took, werr := write(put, rate, log)
 	log.drain(acked)
 	b.StopTimer()
 	lost := lostSync()
@@ -205,7 +216,7 @@ func (l *lagLog) lags(acked int) (lags []time.Duration, missed int) {
 // watchWriters writers for watchFor: at rate writes a second, or as fast as
 // they go if rate is 0. It returns how many writes were made, all
 // acknowledged (seq 0 to acked-1), and how long writing took.
-func write(keys client.KeysAPI, rate int, log *lagLog) (acked int, took time.Duration, err error) {
+func write(put putFunc, rate int, log *lagLog) (acked int, took time.Duration, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	seqs := make(chan int, watchWriters)
@@ -236,7 +247,7 @@ func write(keys client.KeysAPI, rate int, log *lagLog) (acked int, took time.Dur
 		wg.Go(func() {
 			for seq := range seqs {
 				key := fmt.Sprintf("%s/bench/watch/k%04d", calico.Prefix, seq%watchKeys)
-				if _, werr := keys.Set(ctx, key, log.value(seq), nil); werr != nil {
+				if werr := put(ctx, key, log.value(seq)); werr != nil {
 					once.Do(func() { err = fmt.Errorf("write %d: %w", seq, werr) })
 					cancel()
 					continue

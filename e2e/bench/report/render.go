@@ -103,10 +103,16 @@ func Render(run *Run) string {
 		{"CPU", m["cpu"]},
 		{"Go", m["go"]},
 		{"etcd", m["etcd"]},
+		{"etcd 3.7 (section 6)", orNot(m["etcd37"])},
 		{"load average at start (1, 5, 15 min)", m["load-start"]},
 		{"load average at end", m["load-end"]},
-		{"snapshot etcd, 10^5 keys", m["snapshot-etcd-100000"]},
+		{"snapshot etcd, 10^5 keys", orNot(m["snapshot-etcd-100000"])},
 		{"snapshot etcd, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000"])},
+		{"v3 snapshot etcd 3.5, 10^5 keys", orNot(m["snapshot-etcd-100000-v3.5"])},
+		{"v3 snapshot etcd 3.7, 10^5 keys", orNot(m["snapshot-etcd-100000-v3.7"])},
+		{"v3 snapshot etcd 3.5, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000-v3.5"])},
+		{"v3 snapshot etcd 3.7, 10^6 keys (`BENCH_LARGE=1`)", orNot(m["snapshot-etcd-1000000-v3.7"])},
+		{"sections run (`BENCH_SECTIONS`)", orNot(m["sections"])},
 		{"`make bench` took", m["duration"]},
 	} {
 		d.row(kv[0], kv[1])
@@ -116,6 +122,24 @@ func Render(run *Run) string {
 		d.p("> The machine was already busy when the run started (1-minute load %s on %s CPUs): other work", num(load), m["nproc"])
 		d.p("> shared the CPUs with the benchmarks, so expect wider min–max ranges than on an idle machine.")
 		d.p("")
+	}
+	if load, err := strconv.ParseFloat(strings.Fields(m["load-end"] + " x")[0], 64); err == nil && load >= 2*nprocOr(m["nproc"], 1) {
+		d.p("> **The machine was loaded during the run**: the 1-minute load was %s at its end on %s CPUs, so", num(load), m["nproc"])
+		d.p("> the benchmarks got a fraction of the CPUs, unevenly; take the ratios, not the times, and only")
+		d.p("> the differences well outside the min–max ranges.")
+		d.p("")
+	}
+	if secs := strings.Fields(m["sections"]); len(secs) > 0 {
+		var left []string
+		for _, s := range []string{"snapshot", "sim", "watch", "merge", "hwm", "fanout", "v3"} {
+			if !slices.Contains(secs, s) {
+				left = append(left, s)
+			}
+		}
+		if len(left) > 0 {
+			d.p("> Not run this time (`BENCH_SECTIONS`, `BENCH_FANOUT=0`): %s. Their cells show \"—\".", strings.Join(left, ", "))
+			d.p("")
+		}
 	}
 	if f := m["failed"]; f != "" {
 		d.p("> **Some measurements failed in this run** (%s): their cells show \"—\" or fewer runs.", f)
@@ -128,7 +152,16 @@ func Render(run *Run) string {
 	merge(&d, run)
 	hwm(&d, run)
 	fanout(&d, run)
+	v3Section(&d, run)
 	return d.String()
+}
+
+// nprocOr returns s as a number of CPUs, or def if it is not one.
+func nprocOr(s string, def float64) float64 {
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 func orNot(s string) string {
@@ -154,7 +187,8 @@ func goals(d *doc, run *Run) {
 	d.p("## Goals")
 	d.p("")
 	d.p("Each ratio is the median over rounds of the candidate's time divided by the raw transfer's (the")
-	d.p("recursive GET over `net/http`, body discarded) measured in the same round.")
+	d.p("recursive GET over `net/http`, body discarded) measured in the same round; the v3 rows (section 6)")
+	d.p("divide by one unpaginated `clientv3` `Get` of the prefix from the same etcd in the same round.")
 	d.p("")
 	d.header("goal", "10^5 keys", "10^6 keys", "verdict")
 	small, large := run.Results[secSnapshot], run.Results[secLarge]
@@ -195,6 +229,7 @@ func goals(d *doc, run *Run) {
 	}
 	d.row(fmt.Sprintf("peak heap beyond the host's copy ≤ %d B/key at 10^6 keys", beyondGoal), b5.Format(one, num)+" B/key", b6.Format(one, num)+" B/key", met(b6v, beyondGoal, false))
 	fanoutGoals(d, run.Results[secFanout])
+	v3Goals(d, run)
 	d.p("")
 }
 

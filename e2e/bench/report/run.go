@@ -23,6 +23,9 @@ const (
 	secHwm          = "hwm"                 // hwm BenchmarkTracker
 	secHwmSeed      = "hwm-seed"            // e2e/seedbaseline BenchmarkTracker
 	secFanout       = "fanout"              // e2e/bench/fanout BenchmarkFanout
+	secV3           = "v3"                  // e2e/bench BenchmarkSnapshotV3, in rounds
+	secV3Large      = "v3-large"            // the same at 10^6 keys (BENCH_LARGE=1)
+	secWatchV3      = "watch-v3"            // e2e/bench BenchmarkWatchV3
 )
 
 // Run is everything one bench.sh run left in its raw directory.
@@ -47,7 +50,7 @@ func Load(dir string) (*Run, error) {
 			run.Meta[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout} {
+	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout, secV3, secV3Large, secWatchV3} {
 		f, err := os.Open(filepath.Join(dir, sec+".txt"))
 		if errors.Is(err, fs.ErrNotExist) {
 			run.Results[sec] = Results{}
