@@ -1,0 +1,272 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Errors of the v3 target that the caller reports as bad input or refusal.
+var (
+	// ErrTargetUnreachable: no target endpoint accepts connections.
+	ErrTargetUnreachable = errors.New("migrate: etcd v3 target unreachable")
+	// ErrTargetNoV3: the target accepts connections but does not answer
+	// etcd's v3 API (gRPC).
+	ErrTargetNoV3 = errors.New("migrate: target does not serve etcd's v3 API")
+	// ErrTargetRefused: the target refused a write.
+	ErrTargetRefused = errors.New("migrate: etcd v3 target refused the write")
+)
+
+// readPage is how many keys one v3 range read returns: big enough that a
+// 10^5-key prefix takes a few requests, small enough that a page of
+// Calico-sized values is a few MB.
+const readPage = 10000
+
+// Target reads and writes the prefix in etcd v3. Its methods may be called
+// from one goroutine at a time.
+type Target struct {
+	Client *clientv3.Client
+	// Prefix is the directory, without a trailing slash: the target range
+	// is [Prefix+"/", its end), as the v3 source reads it.
+	Prefix  string
+	Batcher Batcher
+	// RequestTimeout bounds each request; 0: 10 s.
+	RequestTimeout time.Duration
+	// Now is the wall clock that lease TTLs count from; default time.Now.
+	Now func() time.Time
+}
+
+// Result counts what Apply did.
+type Result struct {
+	Put, Deleted int
+	Txns         int
+	Revision     int64 // after the last txn; 0 if none
+}
+
+func (t *Target) timeout() time.Duration {
+	if t.RequestTimeout > 0 {
+		return t.RequestTimeout
+	}
+	return 10 * time.Second
+}
+
+func (t *Target) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// Check reads the target once, so that an unreachable target, one without
+// the v3 API, or one refusing the credentials fails before anything is
+// copied.
+func (t *Target) Check(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, t.timeout())
+	defer cancel()
+	_, err := t.Client.Get(rctx, t.Prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	eps := t.Client.Endpoints()
+	if !anyDialable(eps) {
+		return fmt.Errorf("%w: no connection to %v: %w", ErrTargetUnreachable, eps, err)
+	}
+	if errors.Is(rctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %v accepts connections but gave no v3 answer within %v: %w", ErrTargetNoV3, eps, t.timeout(), err)
+	}
+	return fmt.Errorf("reading the v3 target %v: %w", eps, err)
+}
+
+// anyDialable reports whether a TCP connection to one of the endpoints
+// succeeds.
+func anyDialable(eps []string) bool {
+	for _, ep := range eps {
+		host := ep
+		if u, err := url.Parse(ep); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		if c, err := net.DialTimeout("tcp", host, 2*time.Second); err == nil {
+			c.Close()
+			return true
+		}
+	}
+	return false
+}
+
+// ReadAll reads every key of the prefix, page by page at the revision of
+// the first page, and returns them with that revision.
+func (t *Target) ReadAll(ctx context.Context) (map[string]Entry, int64, error) {
+	from, end := t.Prefix+"/", clientv3.GetPrefixRangeEnd(t.Prefix+"/")
+	have := map[string]Entry{}
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(readPage)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		rctx, cancel := context.WithTimeout(ctx, t.timeout())
+		resp, err := t.Client.Get(rctx, from, opts...)
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading %s/ from the v3 target: %w", t.Prefix, err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			have[string(kv.Key)] = entryOf(kv)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return have, rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// ReadKeys reads the keys given, in read-only txns of at most
+// Batcher.MaxOps gets (which take no revision), and returns those v3 has.
+func (t *Target) ReadKeys(ctx context.Context, keys []string) (map[string]Entry, error) {
+	have := make(map[string]Entry, len(keys))
+	n := t.Batcher.MaxOps
+	if n <= 0 {
+		n = DefaultMaxTxnOps
+	}
+	for len(keys) > 0 {
+		chunk := keys[:min(n, len(keys))]
+		keys = keys[len(chunk):]
+		gets := make([]clientv3.Op, len(chunk))
+		for i, k := range chunk {
+			gets[i] = clientv3.OpGet(k)
+		}
+		rctx, cancel := context.WithTimeout(ctx, t.timeout())
+		resp, err := t.Client.Txn(rctx).Then(gets...).Commit()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("reading %d keys from the v3 target: %w", len(chunk), err)
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().Kvs {
+				have[string(kv.Key)] = entryOf(kv)
+			}
+		}
+	}
+	return have, nil
+}
+
+func entryOf(kv *mvccpb.KeyValue) Entry {
+	e := Entry{Value: string(kv.Value)}
+	if kv.Lease != 0 {
+		if s, ok := ExpirySecond(kv.Lease); ok {
+			e.Expires = s
+		} else {
+			e.Foreign = true
+		}
+	}
+	return e
+}
+
+// Apply writes ops in txns cut by the Batcher, first granting the leases
+// they name (a lease granted before, by this run or an earlier one, is
+// reused). It stops at the first failure; what it wrote before stays
+// written, and a rerun's Diff finds it right. A refusal by etcd (a limit,
+// a permission, a full disk) wraps ErrTargetRefused.
+func (t *Target) Apply(ctx context.Context, ops []Op) (Result, error) {
+	var res Result
+	batches, err := t.Batcher.Split(ops)
+	if err != nil {
+		return res, err
+	}
+	granted := map[int64]bool{}
+	for _, batch := range batches {
+		if err := t.grant(ctx, batch, granted); err != nil {
+			return res, err
+		}
+		rev, err := t.txn(ctx, batch)
+		if rpctypes.Error(err) == rpctypes.ErrLeaseNotFound {
+			// A lease of a second that has passed expired meanwhile:
+			// grant it again for its last second.
+			clear(granted)
+			if err = t.grant(ctx, batch, granted); err == nil {
+				rev, err = t.txn(ctx, batch)
+			}
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Txns++
+		res.Revision = rev
+		for _, op := range batch {
+			if op.Delete {
+				res.Deleted++
+			} else {
+				res.Put++
+			}
+		}
+	}
+	return res, nil
+}
+
+func (t *Target) txn(ctx context.Context, batch []Op) (int64, error) {
+	ops := make([]clientv3.Op, len(batch))
+	for i, op := range batch {
+		switch {
+		case op.Delete:
+			ops[i] = clientv3.OpDelete(op.Key)
+		case op.Expires != 0:
+			ops[i] = clientv3.OpPut(op.Key, op.Value, clientv3.WithLease(clientv3.LeaseID(LeaseID(op.Expires))))
+		default:
+			ops[i] = clientv3.OpPut(op.Key, op.Value)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, t.timeout())
+	defer cancel()
+	resp, err := t.Client.Txn(rctx).Then(ops...).Commit()
+	if err != nil {
+		return 0, t.writeError(len(batch), batch[0].Key, err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// writeError wraps a failed write, as a refusal when etcd answered.
+func (t *Target) writeError(n int, first string, err error) error {
+	switch rpctypes.Error(err) {
+	case rpctypes.ErrLeaseNotFound:
+		return err // Apply retries it
+	case rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps, rpctypes.ErrPermissionDenied,
+		rpctypes.ErrNoSpace, rpctypes.ErrUserEmpty, rpctypes.ErrInvalidAuthToken, rpctypes.ErrAuthFailed,
+		rpctypes.ErrCorrupt:
+		return fmt.Errorf("%w: a txn of %d ops from %q: %w", ErrTargetRefused, n, first, err)
+	}
+	return fmt.Errorf("writing a txn of %d ops from %q to the v3 target: %w", n, first, err)
+}
+
+// grant grants the leases batch names that are not in granted yet, each
+// with the seconds left until it expires; one that exists already is ours
+// from before, for the same second.
+func (t *Target) grant(ctx context.Context, batch []Op, granted map[int64]bool) error {
+	leases := clientv3.RetryLeaseClient(t.Client)
+	for _, op := range batch {
+		if op.Delete || op.Expires == 0 || granted[op.Expires] {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, t.timeout())
+		_, err := leases.LeaseGrant(rctx, &pb.LeaseGrantRequest{ID: LeaseID(op.Expires), TTL: LeaseTTL(op.Expires, t.now())})
+		cancel()
+		if err != nil && rpctypes.Error(err) != rpctypes.ErrLeaseExist {
+			return t.writeError(1, op.Key, fmt.Errorf("granting the lease of second %d: %w", op.Expires, err))
+		}
+		granted[op.Expires] = true
+	}
+	return nil
+}
