@@ -81,6 +81,7 @@ type Host struct {
 	written  map[string]struct{}
 	wake     chan struct{}
 	settled  chan struct{} // closed, and replaced, whenever Ready turns true
+	copied   chan struct{} // closed once a full flush has succeeded
 }
 
 type viewKey struct {
@@ -106,6 +107,7 @@ func (h *Host) init() {
 		h.written = map[string]struct{}{}
 		h.wake = make(chan struct{}, 1)
 		h.settled = make(chan struct{})
+		h.copied = make(chan struct{})
 		h.status = messages.WaitForDatastore
 	}
 }
@@ -129,6 +131,8 @@ func (h *Host) OnStatusAt(s messages.SyncStatus, index uint64) {
 		// A new or restored v2 cluster: its indexes start over. The
 		// syncer's resync will send every key it has and delete the rest.
 		h.stats.Resets++
+		h.logger().Warn("etcd v2 was rebuilt or restored; the syncer resyncs (--on-cluster-reset resync): "+
+			"v3 will be made equal to the new v2, and keys it lacks deleted from v3", "prefix", h.Prefix)
 		h.received, h.stats.Applied = 0, 0
 	}
 	if s != messages.InSync {
@@ -201,6 +205,15 @@ func (h *Host) Settled() <-chan struct{} {
 	return h.settled
 }
 
+// Copied returns a channel closed once the first full flush has made v3
+// equal to the syncer's first in-sync view (but for keys v2 had already
+// changed again).
+func (h *Host) Copied() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.copied
+}
+
 // Written returns the keys the Host has put into v3 since it started.
 func (h *Host) Written() map[string]struct{} {
 	h.mu.Lock()
@@ -219,9 +232,6 @@ func (h *Host) Run(ctx context.Context) error {
 	h.mu.Lock()
 	h.init()
 	h.mu.Unlock()
-	if h.Logger == nil {
-		h.Logger = slog.Default()
-	}
 	retry := h.retryDelay()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -242,7 +252,7 @@ func (h *Host) Run(ctx context.Context) error {
 		case errors.Is(err, ErrTargetRefused), errors.Is(err, ErrOpTooLarge):
 			return err
 		default:
-			h.Logger.Warn("writing to etcd v3 failed; retrying", "err", err, "retryIn", retry)
+			h.logger().Warn("writing to etcd v3 failed; retrying", "err", err, "retryIn", retry)
 		}
 		if again || err != nil {
 			timer.Reset(retry)
@@ -251,6 +261,13 @@ func (h *Host) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+func (h *Host) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
 }
 
 func (h *Host) retryDelay() time.Duration {
@@ -307,6 +324,13 @@ func (h *Host) flush(ctx context.Context) (again bool, err error) {
 	for _, k := range left {
 		h.dirty[k] = struct{}{}
 	}
+	if full {
+		select {
+		case <-h.copied:
+		default:
+			close(h.copied)
+		}
+	}
 	if len(h.dirty) == 0 && !h.full {
 		h.stats.Applied = max(h.stats.Applied, index)
 	}
@@ -325,12 +349,16 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 	var have map[string]Entry
 	if bulk {
 		snap, err := h.V2.Snapshot(ctx, h.Prefix)
+		if errors.Is(err, ErrPrefixMissing) {
+			// Deleted, or a rebuilt v2 without it: v2 holds nothing there.
+			snap, err = V2Snapshot{Keys: map[string]V2Key{}}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading the TTLs of %s from etcd v2: %w", h.Prefix, err)
 		}
 		v2 = snap.Keys
 		if len(snap.EmptyDirs) > 0 && full {
-			h.Logger.Warn("empty v2 directories have no v3 form and are not copied",
+			h.logger().Warn("empty v2 directories have no v3 form and are not copied",
 				"count", len(snap.EmptyDirs), "dirs", snap.EmptyDirs[:min(len(snap.EmptyDirs), 10)])
 		}
 		if have, _, err = h.V3.ReadAll(ctx); err != nil {
@@ -429,12 +457,12 @@ func (h *Host) apply(ctx context.Context, ops []Op) error {
 		done += len(c)
 		if t := now(); t.Sub(last) >= every && done < len(ops) {
 			last = t
-			h.Logger.Info("migrate progress", "done", done, "of", len(ops),
+			h.logger().Info("migrate progress", "done", done, "of", len(ops),
 				"keysPerSecond", rate(done, t.Sub(start)))
 		}
 	}
 	if len(ops) >= chunk {
-		h.Logger.Info("migrate progress", "done", len(ops), "of", len(ops),
+		h.logger().Info("migrate progress", "done", len(ops), "of", len(ops),
 			"keysPerSecond", rate(len(ops), now().Sub(start)))
 	}
 	return nil

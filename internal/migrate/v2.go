@@ -179,3 +179,20 @@ func (r *V2Reader) getAt(ctx context.Context, ep, key string, q url.Values) (v2A
 	}
 	return ans, index, true, nil
 }
+
+// CheckPrefix reads prefix itself (not its keys), so that a missing prefix,
+// refused credentials or an unreachable or v2-less source fail before
+// anything is copied. A prefix that is missing or a key wraps
+// ErrPrefixMissing.
+func (r *V2Reader) CheckPrefix(ctx context.Context, prefix string) error {
+	ans, _, found, err := r.get(ctx, prefix, false)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("%w: %s (create it, or name the directory that holds the keys)", ErrPrefixMissing, prefix)
+	case !ans.Node.Dir:
+		return fmt.Errorf("%w: %s is a key, not a directory", ErrPrefixMissing, prefix)
+	}
+	return nil
+}
