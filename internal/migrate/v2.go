@@ -96,9 +96,11 @@ func (s *V2Snapshot) walk(prefix string, nodes []v2Node) (keys int) {
 			continue
 		}
 		if n.Dir {
-			if s.walk(prefix, n.Nodes) == 0 {
+			sub := s.walk(prefix, n.Nodes)
+			if sub == 0 {
 				s.EmptyDirs = append(s.EmptyDirs, n.Key)
 			}
+			keys += sub
 			continue
 		}
 		s.Keys[n.Key] = v2Key(n)
