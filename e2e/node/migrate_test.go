@@ -424,3 +424,89 @@ var _ = Describe("node migrate", Label("migrate"), func() {
 func metric(ctx context.Context, g Gomega, httpURL, series string) float64 {
 	return (&node{httpURL: httpURL}).metric(ctx, g, series)
 }
+
+var _ = Describe("Moving from v2 to v3 with node migrate", Label("migrate"), func() {
+	const prefix = "/calico/v1"
+	It("keeps every key in the hosts' maps through the switch: the v3 node equals the v2 node before it and etcd's v3 after it",
+		func(ctx SpecContext) {
+			cluster, err := etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(cluster.Stop)
+			kapi, err := cluster.KeysAPI()
+			Expect(err).NotTo(HaveOccurred())
+			cl, err := cluster.Client()
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(cl.Close)
+			etcd := cluster.Endpoints()
+
+			carried := manyKeys(prefix, 200)
+			loadV2(ctx, kapi, carried)
+			By("starting the mirror, a relay and its leaf on v2, and a node on v3")
+			mirror := startMigrate(etcd, nil)
+			relayPort := freePorts(1)[0]
+			relayURL := "http://" + addr(relayPort)
+			relay := startExternalNode(etcd, "--relay-listen", addr(relayPort))
+			leaf := startLeafNode([]string{relayURL})
+			v3node := startExternalNode(etcd, "--etcd-api", "v3")
+
+			By("writing v2 while the mirror runs")
+			for i := range 50 {
+				k := fmt.Sprintf("%s/live/k%02d", prefix, i)
+				_, err := kapi.Set(ctx, k, fmt.Sprint(i), nil)
+				Expect(err).NotTo(HaveOccurred())
+				carried[k] = fmt.Sprint(i)
+			}
+			By("stopping the v2 writers and waiting for the mirror to be equal, with no lag")
+			Eventually(func(g Gomega) {
+				g.Expect(statusCode(ctx, g, mirror.httpURL+"/readyz")).To(Equal(http.StatusOK))
+				g.Expect(metric(ctx, g, mirror.httpURL, "etcdsync_migrate_lag_index")).To(BeZero())
+				for _, n := range []*node{relay, leaf, v3node} {
+					g.Expect(n.state(g, ctx)).To(Equal(state{Status: "in-sync", Keys: carried}))
+				}
+			}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+			mirror.session.Terminate()
+			Eventually(mirror.session).WithContext(ctx).WithTimeout(20 * time.Second).Should(gexec.Exit(0))
+
+			By("restarting the relay with --etcd-api v3 on its port; its leaf stays")
+			relay.session.Terminate()
+			Eventually(relay.session).WithContext(ctx).WithTimeout(20 * time.Second).Should(gexec.Exit(0))
+			relay = startExternalNode(etcd, "--etcd-api", "v3", "--relay-listen", addr(relayPort))
+
+			By("switching the writers to v3")
+			want := map[string]string{}
+			for k, v := range carried {
+				want[k] = v
+			}
+			for i := range 20 {
+				k := fmt.Sprintf("%s/after/k%02d", prefix, i)
+				_, err := cl.Put(ctx, k, fmt.Sprint(i))
+				Expect(err).NotTo(HaveOccurred())
+				want[k] = fmt.Sprint(i)
+			}
+			Eventually(func(g Gomega) {
+				g.Expect(v3Keys(g, ctx, cl, prefix)).To(Equal(want))
+				for _, n := range []*node{relay, leaf, v3node} {
+					g.Expect(n.state(g, ctx)).To(Equal(state{Status: "in-sync", Keys: want}))
+				}
+			}).WithContext(ctx).WithTimeout(40 * time.Second).Should(Succeed())
+
+			By("checking that no host was ever told a carried key was deleted")
+			for name, n := range map[string]*node{"leaf": leaf, "v3 node": v3node, "relay": relay} {
+				for _, l := range n.lines(Default) {
+					Expect(l.Type).NotTo(Equal("deleted"), "%s: %s", name, l.Key)
+				}
+			}
+			By("checking that the leaf saw the switch as a reset: carried keys arrive as updated, at v3 revisions")
+			statuses := leaf.statuses(Default)
+			Expect(statuses[len(statuses)-1]).To(Equal("in-sync"))
+			Expect(statuses[1:]).To(ContainElement("wait-for-datastore"), "the relay's new revision space is a reset")
+			for k := range carried {
+				v3, err := cl.Get(ctx, k)
+				Expect(err).NotTo(HaveOccurred())
+				us := leaf.updates(Default, k)
+				Expect(us).To(HaveLen(2), k)
+				Expect(us[0].Type).To(Equal("new"))
+				Expect(us[1]).To(And(HaveField("Type", "updated"), HaveField("Revision", uint64(v3.Kvs[0].ModRevision))), k)
+			}
+		}, SpecTimeout(3*time.Minute))
+})
