@@ -125,12 +125,11 @@ func parseMigrateFlags(args []string, getenv func(string) string, usageOut io.Wr
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	var err error
-	var srcFlag string
-	if c.Endpoints, srcFlag, err = urlList("etcd-endpoints", envEndpoints, raw.endpoints, set, getenv); err != nil {
+	if c.Endpoints, _, err = urlList("etcd-endpoints", envEndpoints, raw.endpoints, set, getenv); err != nil {
 		return c, err
 	}
 	if len(c.Endpoints) == 0 {
-		return c, badFlag(srcFlag, "missing: name the etcd holding the v2 data (migrate runs no embedded etcd)")
+		return c, badFlag("etcd-endpoints", "missing: name the etcd holding the v2 data, or set $%s (migrate runs no embedded etcd)", envEndpoints)
 	}
 	if c.ToEndpoints, _, err = urlList("to-endpoints", "", raw.toEndpoints, map[string]bool{"to-endpoints": true}, getenv); err != nil {
 		return c, err
