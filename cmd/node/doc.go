@@ -83,7 +83,8 @@
 // syncer stops by itself (a poison batch, or a cluster reset under
 // --on-cluster-reset stop), or the HTTP server or embedded etcd fails, the
 // node logs one error line and exits 1. A bad flag, a taken port or an
-// unusable data directory exits 2 with a message naming the flag.//
+// unusable data directory exits 2 with a message naming the flag.
+//
 // # node migrate
 //
 // `node migrate` (migrate.go, migrateconfig.go) is a subcommand: it runs the
