@@ -266,6 +266,38 @@ var _ = Describe("node migrate", Label("migrate"), func() {
 			Expect(runOnce(ctx, cluster.Endpoints())).To(Equal(summary{Unchanged: n, Revision: rev}))
 		}, SpecTimeout(4*time.Minute))
 
+		It("exits 1 naming the refusal when the target refuses a write, and prints no summary", func(ctx SpecContext) {
+			target, err := etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter, Args: []string{"--max-request-bytes=65536"}})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(target.Stop)
+			_, err = kapi.Set(ctx, prefix+"/big", strings.Repeat("x", 200<<10), nil)
+			Expect(err).NotTo(HaveOccurred())
+			m := startMigrate(cluster.Endpoints(), nil, "--once", "--to-endpoints", target.Endpoints()[0])
+			Eventually(m.session).WithContext(ctx).WithTimeout(30 * time.Second).Should(gexec.Exit(1))
+			Expect(m.session.Out.Contents()).To(BeEmpty())
+			Expect(string(m.session.Err.Contents())).To(And(ContainSubstring("etcd v3 target refused the write"),
+				ContainSubstring("request is too large")))
+		}, SpecTimeout(time.Minute))
+
+		It("exits 1 naming --max-verify-rounds when v2 keeps changing through the verification", func(ctx SpecContext) {
+			loadV2(ctx, kapi, manyKeys(prefix, 1000))
+			writer, stopWriter := context.WithCancel(ctx)
+			wrote := make(chan struct{})
+			go func() {
+				defer GinkgoRecover()
+				defer close(wrote)
+				for i := 0; writer.Err() == nil; i++ {
+					_, _ = kapi.Set(writer, fmt.Sprintf("%s/busy/k%d", prefix, i%100), fmt.Sprint(i), nil)
+				}
+			}()
+			DeferCleanup(func() { stopWriter(); <-wrote })
+			m := startMigrate(cluster.Endpoints(), nil, "--once", "--max-verify-rounds", "1")
+			Eventually(m.session).WithContext(ctx).WithTimeout(60 * time.Second).Should(gexec.Exit(1))
+			Expect(m.session.Out.Contents()).To(BeEmpty())
+			Expect(string(m.session.Err.Contents())).To(And(ContainSubstring("etcd v2 kept changing"),
+				ContainSubstring("after 1 verify rounds (--max-verify-rounds)")))
+		}, SpecTimeout(2*time.Minute))
+
 		DescribeTable("refuses bad input with one error naming what failed, and prints no summary",
 			func(ctx SpecContext, want string, args func() ([]string, []string)) {
 				_, err := kapi.Set(ctx, prefix+"/k", "v", nil)
