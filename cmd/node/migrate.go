@@ -115,6 +115,9 @@ func runMigration(ctx context.Context, c migrateConfig, logger *slog.Logger) (*m
 
 	host := migrate.NewHost()
 	host.Prefix, host.V2, host.V3, host.Logger = c.Prefix, v2, target, logger
+	if !c.Once {
+		host.ReconcileEvery = c.ReconcileInterval
+	}
 	m := newMetrics()
 	registerMigrateMetrics(m, host)
 

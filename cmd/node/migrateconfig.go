@@ -40,10 +40,13 @@ type migrateConfig struct {
 	MaxTxnOps       int
 	MaxTxnBytes     int
 	MaxVerifyRounds int
-	RequestTimeout  time.Duration
-	ShutdownTimeout time.Duration
-	LogFormat       string
-	LogLevel        slog.Level
+	// ReconcileInterval is how often continuous mode compares the whole
+	// prefix again (v2 does not tell watchers of TTL refreshes).
+	ReconcileInterval time.Duration
+	RequestTimeout    time.Duration
+	ShutdownTimeout   time.Duration
+	LogFormat         string
+	LogLevel          slog.Level
 }
 
 type migrateRaw struct {
@@ -84,6 +87,8 @@ func newMigrateFlagSet(c *migrateConfig) (*flag.FlagSet, *migrateRaw) {
 		"the most bytes of keys and values in one v3 txn (below the target's --max-request-bytes)")
 	fs.IntVar(&c.MaxVerifyRounds, "max-verify-rounds", 5,
 		"with --once: how many times the final comparison may find v2 changed and write the difference before giving up")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute,
+		"in continuous mode, how often to compare the whole prefix on both sides again (v2 tells watchers of no TTL refresh)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "bound on each request to either etcd")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "bound on each shutdown step")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on stderr: text or json")
@@ -184,6 +189,7 @@ func parseMigrateFlags(args []string, getenv func(string) string, usageOut io.Wr
 		{"max-txn-ops", c.MaxTxnOps > 0, c.MaxTxnOps},
 		{"max-txn-bytes", c.MaxTxnBytes > 0, c.MaxTxnBytes},
 		{"max-verify-rounds", c.MaxVerifyRounds > 0, c.MaxVerifyRounds},
+		{"reconcile-interval", c.ReconcileInterval > 0, c.ReconcileInterval},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -192,6 +198,9 @@ func parseMigrateFlags(args []string, getenv func(string) string, usageOut io.Wr
 	}
 	if !c.Once && set["max-verify-rounds"] {
 		return c, badFlag("max-verify-rounds", "only applies with --once")
+	}
+	if c.Once && set["reconcile-interval"] {
+		return c, badFlag("reconcile-interval", "does not apply with --once, which compares both sides at its end")
 	}
 	if err := checkHostPort("listen", c.Listen, true); err != nil {
 		return c, err

@@ -30,6 +30,7 @@ func TestParseMigrateFlagsDefaults(t *testing.T) {
 		MaxTxnOps:             migrate.DefaultMaxTxnOps,
 		MaxTxnBytes:           migrate.DefaultMaxTxnBytes,
 		MaxVerifyRounds:       5,
+		ReconcileInterval:     5 * time.Minute,
 		RequestTimeout:        10 * time.Second,
 		ShutdownTimeout:       5 * time.Second,
 		LogFormat:             "text",
@@ -80,6 +81,7 @@ func TestParseMigrateFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--listen", "nowhere"}, nil, "--listen"},
 		{[]string{"--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"--request-timeout", "0s"}, nil, "--request-timeout"},
+		{[]string{"--once", "--reconcile-interval", "1m"}, nil, "--reconcile-interval"},
 		{[]string{"--bogus"}, nil, "--bogus"},
 		{[]string{"extra"}, nil, "command line"},
 	} {

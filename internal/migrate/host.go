@@ -51,8 +51,9 @@ const (
 // makes v3 equal to the view, deleting what v3 has and the view lacks.
 // Later flushes handle the keys that changed since, reading each from v2
 // and v3. A key is written only with a value the view and v2 agree on (the
-// same modifiedIndex): when v2 has moved on, the syncer's update for the
-// newer value is on its way, and the key is written then.
+// same value): when v2 has moved on to another value, the syncer's update
+// for it is on its way, and the key is written then. With ReconcileEvery,
+// the whole prefix is compared again now and then while in sync.
 //
 // The callbacks are called by the syncer one at a time; Run must be called
 // once, from one goroutine; Stats and Ready may be called from any.
@@ -68,8 +69,14 @@ type Host struct {
 	// Now is the clock of progress rates; default time.Now.
 	Now func() time.Time
 	// RetryDelay is the pause after a flush that failed transiently or left
-	// keys for a later update; default 100 ms, doubling to 5 s on failures.
+	// keys for a later update; default 100 ms, doubling to 5 s while it
+	// recurs.
 	RetryDelay time.Duration
+	// ReconcileEvery is how often, while in sync, a flush compares the whole
+	// prefix again (0: never). v2 does not tell watchers of a TTL refresh
+	// (a PUT with refresh=true), so without it a refreshed key would keep
+	// its old lease in v3 and vanish there first.
+	ReconcileEvery time.Duration
 
 	mu       sync.Mutex
 	view     map[string]viewKey
@@ -82,6 +89,8 @@ type Host struct {
 	wake     chan struct{}
 	settled  chan struct{} // closed, and replaced, whenever Ready turns true
 	copied   chan struct{} // closed once a full flush has succeeded
+
+	emptyDirs int // how many empty directories were last reported; Run's goroutine only
 }
 
 type viewKey struct {
@@ -236,17 +245,28 @@ func (h *Host) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
+	var reconcile <-chan time.Time
+	if h.ReconcileEvery > 0 {
+		t := time.NewTicker(h.ReconcileEvery)
+		defer t.Stop()
+		reconcile = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-h.wake:
 		case <-timer.C:
+		case <-reconcile:
+			h.mu.Lock()
+			if h.status == messages.InSync {
+				h.full = true
+			}
+			h.mu.Unlock()
 		}
 		again, err := h.flush(ctx)
 		switch {
 		case err == nil:
-			retry = h.retryDelay()
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrTargetRefused), errors.Is(err, ErrOpTooLarge):
@@ -254,12 +274,12 @@ func (h *Host) Run(ctx context.Context) error {
 		default:
 			h.logger().Warn("writing to etcd v3 failed; retrying", "err", err, "retryIn", retry)
 		}
-		if again || err != nil {
-			timer.Reset(retry)
-			if err != nil {
-				retry = min(2*retry, 5*time.Second)
-			}
+		if !again && err == nil {
+			retry = h.retryDelay()
+			continue
 		}
+		timer.Reset(retry)
+		retry = min(2*retry, 5*time.Second)
 	}
 }
 
@@ -357,7 +377,8 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 			return nil, fmt.Errorf("reading the TTLs of %s from etcd v2: %w", h.Prefix, err)
 		}
 		v2 = snap.Keys
-		if len(snap.EmptyDirs) > 0 && full {
+		if full && len(snap.EmptyDirs) > 0 && len(snap.EmptyDirs) != h.emptyDirs {
+			h.emptyDirs = len(snap.EmptyDirs)
 			h.logger().Warn("empty v2 directories have no v3 form and are not copied",
 				"count", len(snap.EmptyDirs), "dirs", snap.EmptyDirs[:min(len(snap.EmptyDirs), 10)])
 		}
@@ -389,10 +410,12 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 	want := make(map[string]Entry, len(view))
 	for k, v := range view {
 		cur, ok := v2[k]
-		if !ok || cur.Modified != v.rev || cur.Value != v.value {
+		if !ok || cur.Value != v.value {
 			left = append(left, k) // v2 moved on: its update is coming
 			continue
 		}
+		// The same value at a later modifiedIndex: a TTL refresh, which v2
+		// does not always tell watchers of; v2's expiry is the current one.
 		want[k] = cur.Entry
 	}
 	for k := range have {

@@ -173,6 +173,14 @@ var _ = g.Describe("Host", func() {
 			Expect(host.Ready()).To(BeTrue())
 		})
 
+		g.It("takes v2's expiry for a key refreshed at a later index with the same value", func() {
+			v2.keys["/p/ttl"] = V2Key{Entry: Entry{Value: "3", Expires: 6000}, Modified: 20}
+			host.OnUpdates([]messages.Update{upd(messages.UpdateTypeUpdated, "/p/ttl", "3", 12)})
+			Expect(flush()).To(BeFalse())
+			Expect(v3.keys["/p/ttl"]).To(Equal(Entry{Value: "3", Expires: 6000}))
+			Expect(host.Ready()).To(BeTrue())
+		})
+
 		g.It("keeps every key of a failed write, not ready, and writes them on the next flush", func() {
 			v2.keys["/p/c"] = V2Key{Entry: Entry{Value: "c"}, Modified: 17}
 			host.OnUpdates([]messages.Update{upd(messages.UpdateTypeNew, "/p/c", "c", 17)})
