@@ -107,6 +107,7 @@ func runMigration(ctx context.Context, c migrateConfig, logger *slog.Logger) (*m
 		Client:         cl,
 		Prefix:         c.Prefix,
 		Batcher:        migrate.Batcher{MaxOps: c.MaxTxnOps, MaxBytes: c.MaxTxnBytes},
+		Parallel:       c.ParallelTxns,
 		RequestTimeout: c.RequestTimeout,
 	}
 	if err := target.Check(ctx); err != nil {

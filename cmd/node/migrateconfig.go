@@ -39,6 +39,7 @@ type migrateConfig struct {
 	Listen          string
 	MaxTxnOps       int
 	MaxTxnBytes     int
+	ParallelTxns    int
 	MaxVerifyRounds int
 	// ReconcileInterval is how often continuous mode compares the whole
 	// prefix again (v2 does not tell watchers of TTL refreshes).
@@ -85,6 +86,8 @@ func newMigrateFlagSet(c *migrateConfig) (*flag.FlagSet, *migrateRaw) {
 	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", migrate.DefaultMaxTxnOps, "the most ops in one v3 txn (the target's --max-txn-ops)")
 	fs.IntVar(&c.MaxTxnBytes, "max-txn-bytes", migrate.DefaultMaxTxnBytes,
 		"the most bytes of keys and values in one v3 txn (below the target's --max-request-bytes)")
+	fs.IntVar(&c.ParallelTxns, "parallel-txns", 4,
+		"how many v3 txns to keep in flight at once (their keys are distinct, so they commute)")
 	fs.IntVar(&c.MaxVerifyRounds, "max-verify-rounds", 5,
 		"with --once: how many times the final comparison may find v2 changed and write the difference before giving up")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute,
@@ -188,6 +191,7 @@ func parseMigrateFlags(args []string, getenv func(string) string, usageOut io.Wr
 		{"shutdown-timeout", c.ShutdownTimeout > 0, c.ShutdownTimeout},
 		{"max-txn-ops", c.MaxTxnOps > 0, c.MaxTxnOps},
 		{"max-txn-bytes", c.MaxTxnBytes > 0, c.MaxTxnBytes},
+		{"parallel-txns", c.ParallelTxns > 0, c.ParallelTxns},
 		{"max-verify-rounds", c.MaxVerifyRounds > 0, c.MaxVerifyRounds},
 		{"reconcile-interval", c.ReconcileInterval > 0, c.ReconcileInterval},
 	}

@@ -29,6 +29,7 @@ func TestParseMigrateFlagsDefaults(t *testing.T) {
 		Listen:                "127.0.0.1:9095",
 		MaxTxnOps:             migrate.DefaultMaxTxnOps,
 		MaxTxnBytes:           migrate.DefaultMaxTxnBytes,
+		ParallelTxns:          4,
 		MaxVerifyRounds:       5,
 		ReconcileInterval:     5 * time.Minute,
 		RequestTimeout:        10 * time.Second,
@@ -75,6 +76,7 @@ func TestParseMigrateFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--prefix", "/"}, nil, "--prefix"},
 		{[]string{"--max-txn-ops", "0"}, nil, "--max-txn-ops"},
 		{[]string{"--max-txn-bytes", "-1"}, nil, "--max-txn-bytes"},
+		{[]string{"--parallel-txns", "0"}, nil, "--parallel-txns"},
 		{[]string{"--max-verify-rounds", "3"}, nil, "--max-verify-rounds"}, // without --once
 		{[]string{"--watch", "poll"}, nil, "--watch"},
 		{[]string{"--on-cluster-reset", "maybe"}, nil, "--on-cluster-reset"},

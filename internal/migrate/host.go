@@ -468,10 +468,8 @@ func (h *Host) apply(ctx context.Context, ops []Op) error {
 		h.stats.Written += uint64(res.Put)
 		h.stats.Deleted += uint64(res.Deleted)
 		h.stats.Txns += uint64(res.Txns)
-		for _, op := range c[:res.Put+res.Deleted] {
-			if !op.Delete {
-				h.written[op.Key] = struct{}{}
-			}
+		for _, k := range res.PutKeys {
+			h.written[k] = struct{}{}
 		}
 		h.mu.Unlock()
 		if err != nil {

@@ -72,6 +72,7 @@ func (f *fakeV3) Apply(_ context.Context, ops []Op) (Result, error) {
 		} else {
 			f.keys[op.Key] = Entry{Value: op.Value, Expires: op.Expires}
 			r.Put++
+			r.PutKeys = append(r.PutKeys, op.Key)
 		}
 	}
 	if len(ops) > 0 {

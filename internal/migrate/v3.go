@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -38,6 +39,9 @@ type Target struct {
 	// is [Prefix+"/", its end), as the v3 source reads it.
 	Prefix  string
 	Batcher Batcher
+	// Parallel is how many txns Apply keeps in flight at once; 0: 1. The
+	// keys of one Apply are distinct, so their txns commute.
+	Parallel int
 	// RequestTimeout bounds each request; 0: 10 s.
 	RequestTimeout time.Duration
 	// Now is the wall clock that lease TTLs count from; default time.Now.
@@ -48,7 +52,8 @@ type Target struct {
 type Result struct {
 	Put, Deleted int
 	Txns         int
-	Revision     int64 // after the last txn; 0 if none
+	Revision     int64    // the highest a txn took; 0 if none
+	PutKeys      []string // the keys put, in no particular order
 }
 
 func (t *Target) timeout() time.Duration {
@@ -176,11 +181,12 @@ func entryOf(kv *mvccpb.KeyValue) Entry {
 	return e
 }
 
-// Apply writes ops in txns cut by the Batcher, first granting the leases
-// they name (a lease granted before, by this run or an earlier one, is
-// reused). It stops at the first failure; what it wrote before stays
-// written, and a rerun's Diff finds it right. A refusal by etcd (a limit,
-// a permission, a full disk) wraps ErrTargetRefused.
+// Apply writes ops in txns cut by the Batcher, Parallel at a time, first
+// granting the leases they name (a lease granted before, by this run or an
+// earlier one, is reused). It stops at the first failure; what it wrote
+// before stays written (Result says what), and a rerun's Diff finds it
+// right. A refusal by etcd (a limit, a permission, a full disk) wraps
+// ErrTargetRefused.
 func (t *Target) Apply(ctx context.Context, ops []Op) (Result, error) {
 	var res Result
 	batches, err := t.Batcher.Split(ops)
@@ -192,29 +198,66 @@ func (t *Target) Apply(ctx context.Context, ops []Op) (Result, error) {
 		if err := t.grant(ctx, batch, granted); err != nil {
 			return res, err
 		}
-		rev, err := t.txn(ctx, batch)
-		if rpctypes.Error(err) == rpctypes.ErrLeaseNotFound {
-			// A lease of a second that has passed expired meanwhile:
-			// grant it again for its last second.
-			clear(granted)
-			if err = t.grant(ctx, batch, granted); err == nil {
-				rev, err = t.txn(ctx, batch)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	work := make(chan []Op)
+	for range max(t.Parallel, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range work {
+				rev, err := t.txn(ctx, batch)
+				if rpctypes.Error(err) == rpctypes.ErrLeaseNotFound {
+					// A lease of a second that has passed expired
+					// meanwhile: grant it again for its last second.
+					if err = t.grant(ctx, batch, map[int64]bool{}); err == nil {
+						rev, err = t.txn(ctx, batch)
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					continue
+				}
+				res.Txns++
+				res.Revision = max(res.Revision, rev)
+				for _, op := range batch {
+					if op.Delete {
+						res.Deleted++
+					} else {
+						res.Put++
+						res.PutKeys = append(res.PutKeys, op.Key)
+					}
+				}
+				mu.Unlock()
 			}
+		}()
+	}
+	for _, batch := range batches {
+		select {
+		case work <- batch:
+		case <-ctx.Done():
 		}
-		if err != nil {
-			return res, err
-		}
-		res.Txns++
-		res.Revision = rev
-		for _, op := range batch {
-			if op.Delete {
-				res.Deleted++
-			} else {
-				res.Put++
-			}
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	return res, nil
+	close(work)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return res, firstErr
 }
 
 func (t *Target) txn(ctx context.Context, batch []Op) (int64, error) {

@@ -50,10 +50,8 @@ func Verify(ctx context.Context, v2 V2, v3 V3, prefix string, rounds int) (Verif
 		out.Written.Put += res.Put
 		out.Written.Deleted += res.Deleted
 		out.Written.Txns += res.Txns
-		for _, op := range ops[:res.Put+res.Deleted] {
-			if !op.Delete {
-				out.Put[op.Key] = struct{}{}
-			}
+		for _, k := range res.PutKeys {
+			out.Put[k] = struct{}{}
 		}
 		if err != nil {
 			return out, fmt.Errorf("verifying: writing what v2 changed since the copy: %w", err)
