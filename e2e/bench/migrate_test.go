@@ -126,7 +126,7 @@ func measureMigrateOnce(b *testing.B, endpoints []string, n int, par string, emp
 			// Where the time went: the copy (syncer snapshot, TTL read,
 			// writes), then the verification.
 			for _, l := range bytes.Split(errOut.Bytes(), []byte("\n")) {
-				if bytes.Contains(l, []byte("msg=copied")) || bytes.Contains(l, []byte("msg=\"verified")) {
+				if bytes.Contains(l, []byte("msg=\"copied")) || bytes.Contains(l, []byte("msg=\"verified")) {
 					b.Logf("%s", l)
 				}
 			}
