@@ -368,7 +368,8 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 	var v2 map[string]V2Key
 	var have map[string]Entry
 	if bulk {
-		snap, err := h.V2.Snapshot(ctx, h.Prefix)
+		read := readBoth(ctx, h.V2, h.V3, h.Prefix)
+		snap, err := read.v2, read.v2Err
 		if errors.Is(err, ErrPrefixMissing) {
 			// Deleted, or a rebuilt v2 without it: v2 holds nothing there.
 			snap, err = V2Snapshot{Keys: map[string]V2Key{}}, nil
@@ -382,7 +383,7 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 			h.logger().Warn("empty v2 directories have no v3 form and are not copied",
 				"count", len(snap.EmptyDirs), "dirs", snap.EmptyDirs[:min(len(snap.EmptyDirs), 10)])
 		}
-		if have, _, err = h.V3.ReadAll(ctx); err != nil {
+		if have, err = read.v3, read.v3Err; err != nil {
 			return nil, err
 		}
 		if !full {

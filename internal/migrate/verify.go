@@ -29,13 +29,13 @@ func Verify(ctx context.Context, v2 V2, v3 V3, prefix string, rounds int) (Verif
 	var out Verified
 	out.Put = map[string]struct{}{}
 	for out.Rounds = 1; ; out.Rounds++ {
-		snap, err := v2.Snapshot(ctx, prefix)
-		if err != nil {
-			return out, fmt.Errorf("verifying: reading %s from etcd v2: %w", prefix, err)
+		read := readBoth(ctx, v2, v3, prefix)
+		snap, have, rev := read.v2, read.v3, read.rev
+		if read.v2Err != nil {
+			return out, fmt.Errorf("verifying: reading %s from etcd v2: %w", prefix, read.v2Err)
 		}
-		have, rev, err := v3.ReadAll(ctx)
-		if err != nil {
-			return out, fmt.Errorf("verifying: %w", err)
+		if read.v3Err != nil {
+			return out, fmt.Errorf("verifying: %w", read.v3Err)
 		}
 		ops, _ := Diff(snap.Entries(), have)
 		if len(ops) == 0 {
