@@ -10,6 +10,7 @@
 # BENCH_LARGE=1 also loads 10^6 keys into a second etcd (about 3 minutes)
 # and runs BENCH_LARGE_ROUNDS (default 3) snapshot rounds on it, about 10
 # minutes more. BENCH_FANOUT=0 skips the fan-out section (section 5).
+# Section 6 (node migrate --once against its floors) takes about 3 minutes.
 # A failed measurement leaves its cells empty ("—"): the report is still
 # written, and the script exits 1.
 set -uo pipefail
@@ -117,6 +118,10 @@ for _ in $(seq "$ROUNDS"); do
 	run snapshot "$SNAP_MAIN"
 	run snapshot-seed "$SNAP_SEED"
 done
+# 1c. `node migrate --once` on the same etcd, into its v3 store (section 6).
+MIGRATE="$GO test -run '^\$' -bench '^BenchmarkMigrate\$' -benchtime 1x -count 3 -timeout 30m ./e2e/bench"
+record migrate "# ETCDSYNC_BENCH_ETCD names the etcd holding the keys; ETCDSYNC_BENCH_NODE the node binary" "$MIGRATE"
+run migrate "$MIGRATE"
 stop_holder
 
 # 1b. The same at 10^6 keys, with BENCH_LARGE=1.

@@ -128,6 +128,7 @@ func Render(run *Run) string {
 	merge(&d, run)
 	hwm(&d, run)
 	fanout(&d, run)
+	migration(&d, run)
 	return d.String()
 }
 

@@ -47,7 +47,7 @@ func Load(dir string) (*Run, error) {
 			run.Meta[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout} {
+	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout, secMigrate} {
 		f, err := os.Open(filepath.Join(dir, sec+".txt"))
 		if errors.Is(err, fs.ErrNotExist) {
 			run.Results[sec] = Results{}
