@@ -403,6 +403,33 @@ var _ = Describe("node migrate", Label("migrate"), func() {
 			Eventually(m.session).WithContext(ctx).WithTimeout(20 * time.Second).Should(gexec.Exit(0))
 		}, SpecTimeout(3*time.Minute))
 
+		It("follows a TTL refresh, which v2 tells no watcher of, at the next --reconcile-interval", func(ctx SpecContext) {
+			const key = prefix + "/refreshed"
+			_, err := kapi.Set(ctx, key, "v", &client.SetOptions{TTL: 4 * time.Second})
+			Expect(err).NotTo(HaveOccurred())
+			m := startMigrate(cluster.Endpoints(), nil, "--reconcile-interval", "500ms")
+			leaseMatchesV2 := func(g Gomega) time.Time {
+				v2, err := kapi.Get(ctx, key, &client.GetOptions{Quorum: true})
+				g.Expect(err).NotTo(HaveOccurred())
+				v3, err := cl.Get(ctx, key)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(v3.Kvs).To(HaveLen(1))
+				g.Expect(v3.Kvs[0].Lease).To(Equal(migrate.LeaseID(migrate.ExpirySecondOf(*v2.Node.Expiration))))
+				return *v2.Node.Expiration
+			}
+			var first time.Time
+			Eventually(func(g Gomega) { first = leaseMatchesV2(g) }).WithContext(ctx).WithTimeout(20 * time.Second).Should(Succeed())
+
+			_, err = kapi.Set(ctx, key, "", &client.SetOptions{TTL: time.Minute, Refresh: true, PrevExist: client.PrevExist})
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(leaseMatchesV2).WithContext(ctx).WithTimeout(10 * time.Second).Should(BeTemporally(">", first.Add(30*time.Second)))
+			Eventually(func(g Gomega) {
+				g.Expect(time.Now()).To(BeTemporally(">", first.Add(2*time.Second)), "the first lease's second has passed")
+				g.Expect(v3Keys(g, ctx, cl, prefix)).To(Equal(map[string]string{key: "v"}))
+			}).WithContext(ctx).WithTimeout(15 * time.Second).Should(Succeed())
+			Expect(statusCode(ctx, Default, m.httpURL+"/readyz")).To(Equal(http.StatusOK))
+		}, SpecTimeout(time.Minute))
+
 		When("the v2 source is wiped and rebuilt under the mirror", func() {
 			var target *etcdproc.Cluster
 			var tcl *clientv3.Client
