@@ -108,6 +108,7 @@ func runMigration(ctx context.Context, c migrateConfig, logger *slog.Logger) (*m
 		Prefix:         c.Prefix,
 		Batcher:        migrate.Batcher{MaxOps: c.MaxTxnOps, MaxBytes: c.MaxTxnBytes},
 		Parallel:       c.ParallelTxns,
+		TLS:            dstTLS,
 		RequestTimeout: c.RequestTimeout,
 	}
 	if err := target.Check(ctx); err != nil {

@@ -3,6 +3,8 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -568,4 +570,43 @@ var _ = Describe("Moving from v2 to v3 with node migrate", Label("migrate"), fun
 				Expect(us[1]).To(And(HaveField("Type", "updated"), HaveField("Revision", uint64(v3.Kvs[0].ModRevision))), k)
 			}
 		}, SpecTimeout(3*time.Minute))
+})
+
+var _ = Describe("node migrate over TLS", Label("migrate"), func() {
+	It("reads v2 with the --etcd-* certificates and writes v3 with the --to-* ones, and names the target when its own are missing",
+		func(ctx SpecContext) {
+			ca := newTestCA()
+			etcdCert, etcdKey := ca.issue("etcd")
+			srcCert, srcKey := ca.issue("migrate-source")
+			dstCert, dstKey := ca.issue("migrate-target")
+			harnessCert, harnessKey := ca.issue("harness")
+			pair, err := tls.LoadX509KeyPair(harnessCert, harnessKey)
+			Expect(err).NotTo(HaveOccurred())
+			roots := x509.NewCertPool()
+			roots.AddCert(ca.cert)
+			cluster, err := etcdproc.StartMember(etcdproc.Options{Output: GinkgoWriter, ClientTLS: &etcdproc.ClientTLS{
+				CertFile: etcdCert, KeyFile: etcdKey, TrustedCAFile: ca.file, ClientCertAuth: true,
+				Harness: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+			}})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(cluster.Stop)
+			kapi, err := cluster.KeysAPI()
+			Expect(err).NotTo(HaveOccurred())
+			cl, err := cluster.Client()
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(cl.Close)
+			keys := manyKeys("/calico/v1", 50)
+			loadV2(ctx, kapi, keys)
+			src := []string{"--etcd-ca-file", ca.file, "--etcd-cert-file", srcCert, "--etcd-key-file", srcKey}
+
+			m := startMigrate(cluster.Endpoints(), nil, append(src, "--once", "--request-timeout", "3s", "--to-ca-file", ca.file)...)
+			Eventually(m.session).WithContext(ctx).WithTimeout(30 * time.Second).Should(gexec.Exit(1))
+			Expect(string(m.session.Err.Contents())).To(And(ContainSubstring("--to-endpoints"),
+				ContainSubstring("TLS with the etcd v3 target failed"), ContainSubstring("certificate")))
+			Expect(m.session.Out.Contents()).To(BeEmpty())
+
+			s := runOnce(ctx, cluster.Endpoints(), append(src, "--to-ca-file", ca.file, "--to-cert-file", dstCert, "--to-key-file", dstKey)...)
+			Expect(s.Migrated).To(Equal(len(keys)))
+			Expect(v3Keys(Default, ctx, cl, "/calico/v1")).To(Equal(keys))
+		}, SpecTimeout(2*time.Minute))
 })

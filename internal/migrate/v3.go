@@ -2,8 +2,10 @@ package migrate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -22,6 +24,9 @@ var (
 	// ErrTargetNoV3: the target accepts connections but does not answer
 	// etcd's v3 API (gRPC).
 	ErrTargetNoV3 = errors.New("migrate: target does not serve etcd's v3 API")
+	// ErrTargetTLS: a TLS handshake with the target failed (a CA or
+	// client certificate that does not fit).
+	ErrTargetTLS = errors.New("migrate: TLS with the etcd v3 target failed")
 	// ErrTargetRefused: the target refused a write.
 	ErrTargetRefused = errors.New("migrate: etcd v3 target refused the write")
 )
@@ -39,6 +44,9 @@ type Target struct {
 	// is [Prefix+"/", its end), as the v3 source reads it.
 	Prefix  string
 	Batcher Batcher
+	// TLS is the client's TLS configuration, if any: Check uses it to tell
+	// a TLS failure from a target without the v3 API.
+	TLS *tls.Config
 	// Parallel is how many txns Apply keeps in flight at once; 0: 1. The
 	// keys of one Apply are distinct, so their txns commute.
 	Parallel int
@@ -87,6 +95,9 @@ func (t *Target) Check(ctx context.Context) error {
 	if !anyDialable(eps) {
 		return fmt.Errorf("%w: no connection to %v: %w", ErrTargetUnreachable, eps, err)
 	}
+	if tlsErr := probeTLS(eps, t.TLS); tlsErr != nil {
+		return fmt.Errorf("%w: %v: %w (check the target's CA and client certificate)", ErrTargetTLS, eps, tlsErr)
+	}
 	if errors.Is(rctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %v accepts connections but gave no v3 answer within %v: %w", ErrTargetNoV3, eps, t.timeout(), err)
 	}
@@ -107,6 +118,44 @@ func anyDialable(eps []string) bool {
 		}
 	}
 	return false
+}
+
+// probeTLS returns the error a TLS connection to the first https endpoint
+// ends in, nil if it works or none is https. A server that requires a
+// client certificate says so only after the handshake (TLS 1.3), so the
+// probe also sends HTTP/2's preface and waits for the first byte.
+func probeTLS(eps []string, cfg *tls.Config) error {
+	for _, ep := range eps {
+		u, err := url.Parse(ep)
+		if err != nil || u.Scheme != "https" {
+			continue
+		}
+		c := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg != nil {
+			c = cfg.Clone()
+		}
+		c.ServerName, c.NextProtos = u.Hostname(), []string{"h2"}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", u.Host, c)
+		if err != nil {
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() {
+				return nil // not a TLS answer: leave it to the caller
+			}
+			return err
+		}
+		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		_, err = conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+		if err == nil {
+			_, err = conn.Read(make([]byte, 1))
+		}
+		conn.Close()
+		var netErr net.Error
+		if err != nil && !(errors.As(err, &netErr) && netErr.Timeout()) && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	}
+	return nil
 }
 
 // ReadAll reads every key of the prefix, page by page at the revision of
