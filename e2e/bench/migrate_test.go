@@ -25,7 +25,9 @@ import (
 //     batches (128 puts a txn, one after another, as the migration does);
 //   - node-once-parallel-P: the node binary with --parallel-txns P, from
 //     start to its summary line, v3's range emptied (off the clock) before
-//     each run, so that every key is written.
+//     each run, so that every key is written;
+//   - node-once-ops-N: the same with --max-txn-ops N, to see which batching
+//     is fastest.
 //
 // Both writers report the v3 revisions they used per key written.
 func BenchmarkMigrate(b *testing.B) {
@@ -91,21 +93,26 @@ func BenchmarkMigrate(b *testing.B) {
 	})
 
 	for _, par := range []string{"1", "4", "8"} {
-		b.Run("node-once-parallel-"+par, func(b *testing.B) { measureMigrateOnce(b, endpoints, n, par, empty) })
+		b.Run("node-once-parallel-"+par, func(b *testing.B) { measureMigrateOnce(b, endpoints, n, empty, "--parallel-txns", par) })
+	}
+	// Smaller txns, at the default parallelism: etcd's default
+	// --max-txn-ops (128) is the largest a default target takes.
+	for _, ops := range []string{"32", "64"} {
+		b.Run("node-once-ops-"+ops, func(b *testing.B) { measureMigrateOnce(b, endpoints, n, empty, "--max-txn-ops", ops) })
 	}
 }
 
-// measureMigrateOnce times `node migrate --once --parallel-txns par`, b.N
+// measureMigrateOnce times `node migrate --once` with extra flags, b.N
 // times, each after empty, and reports the v3 revisions used per key.
-func measureMigrateOnce(b *testing.B, endpoints []string, n int, par string, empty func(*testing.B) int64) {
+func measureMigrateOnce(b *testing.B, endpoints []string, n int, empty func(*testing.B) int64, extra ...string) {
 	bin := nodeBinary(b)
 	{
 		var revs, written int64
 		for range b.N {
 			b.StopTimer()
 			before := empty(b)
-			cmd := exec.Command(bin, "migrate", "--once", "--etcd-endpoints", endpoints[0], "--prefix", calico.Prefix,
-				"--listen", "127.0.0.1:0", "--parallel-txns", par)
+			cmd := exec.Command(bin, append([]string{"migrate", "--once", "--etcd-endpoints", endpoints[0], "--prefix", calico.Prefix,
+				"--listen", "127.0.0.1:0"}, extra...)...)
 			var out, errOut bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errOut
 			b.StartTimer()
