@@ -55,6 +55,10 @@ const (
 // for it is on its way, and the key is written then. With ReconcileEvery,
 // the whole prefix is compared again now and then while in sync.
 //
+// The Host assumes it is the only writer of v3 under the prefix while it
+// runs: a write by another after its full read is undone only by the next
+// ReconcileEvery (or, with --once, by the final verification).
+//
 // The callbacks are called by the syncer one at a time; Run must be called
 // once, from one goroutine; Stats and Ready may be called from any.
 type Host struct {
@@ -90,7 +94,10 @@ type Host struct {
 	settled  chan struct{} // closed, and replaced, whenever Ready turns true
 	copied   chan struct{} // closed once a full flush has succeeded
 
-	emptyDirs int // how many empty directories were last reported; Run's goroutine only
+	// Run's goroutine only:
+	emptyDirs int         // how many empty directories were last reported
+	pre       <-chan both // a read of both sides begun while the syncer read its snapshot
+	preResets int         // stats.Resets when pre began: a read of another cluster is no use
 }
 
 type viewKey struct {
@@ -264,6 +271,7 @@ func (h *Host) Run(ctx context.Context) error {
 			}
 			h.mu.Unlock()
 		}
+		h.prefetch(ctx)
 		again, err := h.flush(ctx)
 		switch {
 		case err == nil:
@@ -288,6 +296,42 @@ func (h *Host) logger() *slog.Logger {
 		return h.Logger
 	}
 	return slog.Default()
+}
+
+// prefetch begins the next full flush's read of both sides while the
+// syncer reads its snapshot, so that the two reads of v2 overlap. The read
+// may predate the view: values are compared before anything is written,
+// and a key whose value differs waits for its update.
+func (h *Host) prefetch(ctx context.Context) {
+	h.mu.Lock()
+	begin := h.pre == nil && h.full && h.status == messages.Resync
+	resets := h.stats.Resets
+	h.mu.Unlock()
+	if !begin {
+		return
+	}
+	ch := make(chan both, 1)
+	h.pre, h.preResets = ch, resets
+	go func() { ch <- readBoth(ctx, h.V2, h.V3, h.Prefix) }()
+}
+
+// fullRead returns the prefetched read of both sides if there is one of
+// this cluster, else reads them now.
+func (h *Host) fullRead(ctx context.Context) both {
+	if pre := h.pre; pre != nil {
+		h.pre = nil
+		h.mu.Lock()
+		same := h.stats.Resets == h.preResets
+		h.mu.Unlock()
+		select {
+		case read := <-pre:
+			if same && read.v2Err == nil && read.v3Err == nil {
+				return read
+			}
+		case <-ctx.Done():
+		}
+	}
+	return readBoth(ctx, h.V2, h.V3, h.Prefix)
 }
 
 func (h *Host) retryDelay() time.Duration {
@@ -368,7 +412,12 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 	var v2 map[string]V2Key
 	var have map[string]Entry
 	if bulk {
-		read := readBoth(ctx, h.V2, h.V3, h.Prefix)
+		var read both
+		if full {
+			read = h.fullRead(ctx)
+		} else {
+			read = readBoth(ctx, h.V2, h.V3, h.Prefix)
+		}
 		snap, err := read.v2, read.v2Err
 		if errors.Is(err, ErrPrefixMissing) {
 			// Deleted, or a rebuilt v2 without it: v2 holds nothing there.
@@ -419,13 +468,9 @@ func (h *Host) write(ctx context.Context, full bool, keys []string, view map[str
 		// does not always tell watchers of; v2's expiry is the current one.
 		want[k] = cur.Entry
 	}
-	for k := range have {
-		if _, inView := view[k]; !inView {
-			if _, inV2 := v2[k]; inV2 && bulk {
-				delete(have, k) // new in v2 since the view: its update is coming
-			}
-		}
-	}
+	// A v3 key the view lacks is deleted even if the v2 read has it: the
+	// read may be older than the view (a prefetch), and a key new in v2
+	// since the view comes back with its update.
 	for _, k := range left {
 		delete(have, k)
 	}

@@ -126,6 +126,28 @@ var _ = g.Describe("Host", func() {
 		Expect(host.Ready()).To(BeFalse())
 	})
 
+	g.It("uses a read of both sides begun during the resync, writing only values the view agrees with", func() {
+		host.prefetch(ctx)
+		read := <-host.pre // done: the fakes may change now
+		pre := make(chan both, 1)
+		pre <- read
+		host.pre = pre
+		// After the early read, v2 changed a key and deleted another; the
+		// view (the syncer's snapshot) is newer. v3's stray key is deleted.
+		v2.keys["/p/a"] = V2Key{Entry: Entry{Value: "1b"}, Modified: 20}
+		delete(v2.keys, "/p/dir/b")
+		host.OnUpdates([]messages.Update{upd(messages.UpdateTypeUpdated, "/p/a", "1b", 20),
+			upd(messages.UpdateTypeDeleted, "/p/dir/b", "", 21)})
+		host.OnStatusAt(messages.InSync, 21)
+		reads := v2.reads
+		Expect(flush()).To(BeTrue(), "/p/a waits: the early read has its old value")
+		Expect(v2.reads).To(Equal(reads), "the early read was used")
+		Expect(v3.keys).To(Equal(map[string]Entry{"/p/a": {Value: "1"}, "/p/ttl": {Value: "3", Expires: 5000}}))
+		Expect(flush()).To(BeFalse())
+		Expect(v3.keys).To(Equal(map[string]Entry{"/p/a": {Value: "1b"}, "/p/ttl": {Value: "3", Expires: 5000}}))
+		Expect(host.Ready()).To(BeTrue())
+	})
+
 	g.When("the syncer reports in-sync", func() {
 		g.BeforeEach(func() {
 			host.OnStatusAt(messages.InSync, 12)
