@@ -236,7 +236,12 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 		"--etcd-endpoints it runs an embedded etcd; with --relay-endpoints it is a\n"+
 		"leaf, syncing from relays instead of etcd. Exit codes: 0 after SIGINT or\n"+
 		"SIGTERM, 1 when the syncer stops itself or a component fails, 2 for a bad\n"+
-		"flag or setting.\n\nFlags:\n")
+		"flag or setting. 'node migrate --help': copying a v2 prefix into v3.\n\nFlags:\n")
+	printFlags(w, fs)
+}
+
+// printFlags lists fs's flags, with their usage and defaults.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		typ, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, typ, strings.ReplaceAll(usage, "\n", "\n    \t"))

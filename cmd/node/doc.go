@@ -84,4 +84,18 @@
 // --on-cluster-reset stop), or the HTTP server or embedded etcd fails, the
 // node logs one error line and exits 1. A bad flag, a taken port or an
 // unusable data directory exits 2 with a message naming the flag.
+//
+// # node migrate
+//
+// `node migrate` (migrate.go, migrateconfig.go) is a subcommand: it runs the
+// syncer on a v2 prefix with an internal/migrate.Host, which writes the view
+// into etcd v3 (--to-endpoints, default the source's; its own --to-* TLS and
+// auth), once (--once: copy, verify with a final read of both sides, print
+// {"migrated":N,"deleted":M,"unchanged":U,"revision":R}) or until
+// SIGINT/SIGTERM. It serves /healthz, /readyz (200 "equal" while v3 equals
+// the in-sync view) and /metrics (the node's etcdsync_* plus
+// etcdsync_migrate_*) on --listen. Bad flags exit 2 naming the flag; a
+// source or target that cannot be used, a refused write or a source that
+// keeps changing past --max-verify-rounds exit 1 with one error line and no
+// summary. The README's "Moving from v2 to v3" gives the cut-over steps.
 package main

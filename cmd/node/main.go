@@ -13,5 +13,9 @@ func main() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once, should shutting down hang
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "migrate" {
+		os.Exit(runMigrate(ctx, args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	os.Exit(run(ctx, args, os.Getenv, os.Stdout, os.Stderr))
 }

@@ -12,11 +12,12 @@
 # and runs BENCH_LARGE_ROUNDS (default 3) snapshot rounds on it, about 10
 # minutes more, and the same for the v3 source on etcd 3.5 and 3.7.
 # BENCH_SECTIONS selects what runs, as a space-separated subset of
-# "snapshot sim watch merge hwm fanout v3" (default: all of them; snapshot
-# includes its 10^6-key rounds); BENCH_FANOUT=0 drops the fan-out section
-# (section 5) from it. BENCH_OUT is the report to (re)write (default
+# "snapshot sim watch merge hwm fanout v3 migrate" (default: all of them;
+# snapshot includes its 10^6-key rounds); BENCH_FANOUT=0 drops the fan-out
+# section (section 5) from it. BENCH_OUT is the report to (re)write (default
 # BENCHMARKS.md): with a subset of the sections, write it elsewhere, or the
-# sections left out show "—" in BENCHMARKS.md.
+# sections left out show "—" in BENCHMARKS.md. Section 7 (node migrate
+# --once against its floors) takes about 3 minutes.
 # A failed measurement leaves its cells empty ("—"): the report is still
 # written, and the script exits 1.
 set -uo pipefail
@@ -28,7 +29,7 @@ ROUNDS=${BENCH_ROUNDS:-7}
 LARGE=${BENCH_LARGE:-0}
 LARGE_ROUNDS=${BENCH_LARGE_ROUNDS:-3}
 LARGE_KEYS=1000000
-SECTIONS=" ${BENCH_SECTIONS:-snapshot sim watch merge hwm fanout v3} "
+SECTIONS=" ${BENCH_SECTIONS:-snapshot sim watch merge hwm fanout v3 migrate} "
 if [[ ${BENCH_FANOUT:-1} != 1 ]]; then
 	SECTIONS=${SECTIONS/ fanout / }
 fi
@@ -142,8 +143,10 @@ start_holder() {
 
 # 1. Snapshots. Real etcd: rounds of -count 1 that alternate the two
 # modules, so that a busy spell of the machine hits every candidate alike.
-if want snapshot; then
+if want snapshot || want migrate; then
 	start_holder 100000 || exit 1
+fi
+if want snapshot; then
 	SNAP_MAIN="$GO test -run '^\$' -bench '^BenchmarkSnapshot\$' -benchtime 1x -benchmem -count 1 -timeout 10m ./e2e/bench"
 	SNAP_SEED="(cd e2e/seedbaseline && $GO test -run '^\$' -bench '^BenchmarkSnapshot\$' -benchtime 1x -benchmem -count 1 -timeout 10m .)"
 	record snapshot "# ETCDSYNC_BENCH_ETCD names the etcd holding the keys; ETCDSYNC_BENCH_NODE the node binary" \
@@ -152,7 +155,17 @@ if want snapshot; then
 		run snapshot "$SNAP_MAIN"
 		run snapshot-seed "$SNAP_SEED"
 	done
+fi
+# 1c. `node migrate --once` on the same etcd, into its v3 store (section 7).
+if want migrate; then
+	MIGRATE="$GO test -run '^\$' -bench '^BenchmarkMigrate\$' -benchtime 1x -count 3 -timeout 30m ./e2e/bench"
+	record migrate "# ETCDSYNC_BENCH_ETCD names the etcd holding the keys; ETCDSYNC_BENCH_NODE the node binary" "$MIGRATE"
+	run migrate "$MIGRATE"
+fi
+if want snapshot || want migrate; then
 	stop_holders
+fi
+if want snapshot; then
 
 	# 1b. The same at 10^6 keys, with BENCH_LARGE=1.
 	if [[ $LARGE == 1 ]]; then

@@ -153,6 +153,7 @@ func Render(run *Run) string {
 	hwm(&d, run)
 	fanout(&d, run)
 	v3Section(&d, run)
+	migration(&d, run)
 	return d.String()
 }
 

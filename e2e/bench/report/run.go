@@ -50,7 +50,7 @@ func Load(dir string) (*Run, error) {
 			run.Meta[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout, secV3, secV3Large, secWatchV3} {
+	for _, sec := range []string{secSnapshot, secSnapshotSeed, secLarge, secLargeSeed, secSim, secSimSeed, secWatch, secMerge, secHwm, secHwmSeed, secFanout, secV3, secV3Large, secWatchV3, secMigrate} {
 		f, err := os.Open(filepath.Join(dir, sec+".txt"))
 		if errors.Is(err, fs.ErrNotExist) {
 			run.Results[sec] = Results{}
