@@ -30,7 +30,8 @@ help:
 	@echo "make bench  run every measurement on real etcd and rewrite BENCHMARKS.md"
 	@echo "make fuzz   fuzz the hwm tracker against its reference model, and the leaf's relay frame reader (FUZZTIME=$(FUZZTIME) each)"
 	@echo "make soak   run SCHEDULES=$(SCHEDULES) random fault schedules on the simulated etcd,"
-	@echo "            and V3_SCHEDULES=$(V3_SCHEDULES) per etcd version on real etcd through the v3 API"
+	@echo "            and V3_SCHEDULES=$(V3_SCHEDULES) per etcd version on real etcd through the v3 API,"
+	@echo "            then fuzz the leaf's relay frame reader for FUZZTIME=$(FUZZTIME)"
 
 # e2e/etcd37 is a module of its own: the main module's download skips it.
 deps:
@@ -100,6 +101,7 @@ soak: $(ETCD) $(ETCD37)
 		-run 'TestE2E|TestMergeRandomSchedules' ./e2e ./actors -ginkgo.label-filter=schedule
 	ETCDSYNC_ETCD_BIN=$(CURDIR)/$(ETCD) ETCDSYNC_ETCD37_BIN=$(CURDIR)/$(ETCD37) ETCDSYNC_V3_SCHEDULES=$(V3_SCHEDULES) \
 		$(GO) test -count=1 -timeout 6h -run TestE2E ./e2e -ginkgo.label-filter=v3schedule
+	$(GO) test -run '^$$' -fuzz FuzzRelayFeed -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./actors
 
 clean:
 	rm -rf bin

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -246,22 +247,35 @@ var _ = Describe("node migrate", Label("migrate"), func() {
 			Expect(v2Keys(Default, ctx, kapi, prefix)).To(Equal(map[string]string{prefix + "/stays": "1"}))
 		}, SpecTimeout(time.Minute))
 
-		It("finishes a copy killed by SIGKILL midway when run again, and a third run writes nothing", func(ctx SpecContext) {
+		It("finishes a copy killed by SIGKILL at random points when run again, and a last run writes nothing", func(ctx SpecContext) {
 			const n = 10000
 			keys := manyKeys(prefix, n)
 			loadV2(ctx, kapi, keys)
-			// Small txns, so that the kill lands mid-copy.
-			m := startMigrate(cluster.Endpoints(), nil, "--once", "--max-txn-ops", "4")
-			Eventually(v3Count).WithContext(ctx).WithTimeout(60*time.Second).WithPolling(5*time.Millisecond).
-				WithArguments(cl, prefix).Should(BeNumerically(">", 0))
-			m.session.Kill()
-			Eventually(m.session).WithContext(ctx).Should(gexec.Exit())
-			Expect(v3Count(Default, ctx, cl, prefix)).To(BeNumerically("<", n), "killed before the copy ended")
-			Expect(m.session.Out.Contents()).To(BeEmpty(), "no summary from a killed run")
+			// The kill points, as counts of keys in v3, are drawn from a
+			// seed the spec prints: each run is killed once v3 holds at
+			// least the next one, wherever its copy is then.
+			seed := GinkgoRandomSeed()
+			r := rand.New(rand.NewPCG(uint64(seed), 7))
+			By(fmt.Sprintf("killing at points drawn from seed %d (ginkgo --seed replays them)", seed))
+			var killedAt []int64
+			for i := range 3 {
+				at := int64(1 + r.IntN(n*(i+1)/4))
+				// Small txns, so that a kill lands mid-copy.
+				m := startMigrate(cluster.Endpoints(), nil, "--once", "--max-txn-ops", "4")
+				Eventually(v3Count).WithContext(ctx).WithTimeout(60*time.Second).WithPolling(5*time.Millisecond).
+					WithArguments(cl, prefix).Should(BeNumerically(">=", max(at, v3Count(Default, ctx, cl, prefix)+1)))
+				m.session.Kill()
+				Eventually(m.session).WithContext(ctx).Should(gexec.Exit())
+				got := v3Count(Default, ctx, cl, prefix)
+				killedAt = append(killedAt, got)
+				Expect(got).To(BeNumerically("<", n), "kill %d (at %d keys, seed %d) came after the copy ended", i, at, seed)
+				Expect(m.session.Out.Contents()).To(BeEmpty(), "no summary from a killed run")
+			}
+			GinkgoWriter.Printf("killed with %v keys in v3\n", killedAt)
 
 			s := runOnce(ctx, cluster.Endpoints())
 			Expect(s.Migrated + s.Unchanged).To(Equal(n))
-			Expect(s.Unchanged).To(BeNumerically(">", 0), "the first run's txns stay")
+			Expect(s.Unchanged).To(BeNumerically(">", 0), "the killed runs' txns stay")
 			Expect(v3Keys(Default, ctx, cl, prefix)).To(Equal(keys))
 			rev, err := cluster.Revision()
 			Expect(err).NotTo(HaveOccurred())
