@@ -74,7 +74,7 @@ var _ = Describe("Random schedules on a simulated etcd", Label("schedule"), func
 		}
 	}, NodeTimeout(30*time.Minute))
 
-	It("keeps the invariant at the leaves of a relay, through relay restarts and cut or stalled leaf streams", func(ctx SpecContext) {
+	It("keeps the invariant at the leaves of relays, through relay restarts, failovers and cut or stalled leaf streams", func(ctx SpecContext) {
 		n, base := relaySchedules()
 		By(fmt.Sprintf("running %d relayed schedules from seed %d", n, base))
 		for i := range uint64(n) {
@@ -108,10 +108,11 @@ func runSchedule(ctx context.Context, seed uint64) (journal []string) {
 	return runScheduleWith(ctx, seed, false)
 }
 
-// runScheduleWith runs a schedule, with a relay between the simulated etcd
-// and two leaf syncers if relayed: then the relay is restarted, and the
-// leaves' streams cut or stalled, among the faults, and every leaf's map
-// must equal etcd's after each quiet period. A relayed schedule runs over
+// runScheduleWith runs a schedule, with one to three relays between the
+// simulated etcd and two leaf syncers if relayed: then relays are
+// restarted, and the leaves' streams cut or stalled (so that they fail over
+// from one relay to another), among the faults, and every leaf's map must
+// equal etcd's after each quiet period. A relayed schedule runs over
 // HTTP, so it does not replay exactly.
 func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []string) {
 	GinkgoHelper()
@@ -201,9 +202,9 @@ func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []
 	// hosts are the recorders the invariant is checked at: the syncer's,
 	// or with a relay, the leaves'.
 	hosts := []*recorder.Recorder{rec}
-	var rel *scheduleRelay
+	var rel *scheduleRelays
 	if relayed {
-		rel = startScheduleRelay(ctx, cfg, r)
+		rel = startScheduleRelays(ctx, cfg, r)
 		defer rel.stop(ctx)
 		hosts = rel.leaves
 	} else {
@@ -287,11 +288,11 @@ func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []
 			case f == 9 && backup == nil:
 				backup, backupID = sim.Backup(), sim.ClusterID()
 			case rel != nil && f == 11:
-				rel.proxy.CutAll() // the leaves reconnect and resume
+				rel.pick(r).proxy.CutAll() // the leaves reconnect and resume, here or at another relay
 			case rel != nil && f == 12:
-				rel.proxy.Pause() // the leaves' streams stall past their read deadline
+				rel.pick(r).proxy.Pause() // the leaves' streams stall past their read deadline
 			case rel != nil && f == 13 && r.IntN(2) == 0:
-				rel.restart(ctx)
+				rel.pick(r).restart(ctx)
 			default:
 				write()
 			}
@@ -302,7 +303,7 @@ func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []
 		sim.ReleaseFollower()
 		sim.ReleaseWatches()
 		if rel != nil {
-			rel.proxy.Resume()
+			rel.resume()
 		}
 		// A last write, of a value this round alone writes: a map that
 		// merely equals etcd's can belong to a watch still behind writes
@@ -358,22 +359,76 @@ func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []
 	return nil // the deferred Stop fills it in
 }
 
-// scheduleRelay is a relay between a schedule's simulated etcd and two
-// leaves: a syncer whose host is a relay.Server, served over HTTP on a
+// scheduleRelay is one relay of scheduleRelays: a syncer whose host is a
+// relay.Server, served over HTTP on a
 // fixed loopback address (so that it can be restarted there), behind a
 // proxy that can cut or stall the leaves' streams.
 type scheduleRelay struct {
-	cfg     supervisor.Config
-	relay   relay.Config
-	addr    string
-	proxy   *tcpproxy.Proxy
-	leaves  []*recorder.Recorder
-	syncers []*supervisor.Syncer
+	cfg   supervisor.Config
+	relay relay.Config
+	addr  string
+	proxy *tcpproxy.Proxy
 
 	syncer *supervisor.Syncer
 	server *relay.Server
 	http   *http.Server
 	served chan struct{}
+}
+
+// scheduleRelays are one to three relays, each a syncer of its own on the
+// same simulated etcd, and two leaves that know them all: a leaf starts at
+// a random relay and fails over to another when its stream breaks, so it
+// resumes on a relay whose log and view are not the first one's.
+type scheduleRelays struct {
+	relays  []*scheduleRelay
+	leaves  []*recorder.Recorder
+	syncers []*supervisor.Syncer
+}
+
+func startScheduleRelays(ctx context.Context, cfg supervisor.Config, r *rand.Rand) *scheduleRelays {
+	GinkgoHelper()
+	sr := &scheduleRelays{}
+	var urls []string
+	for range 1 + r.IntN(3) {
+		one := startScheduleRelay(ctx, cfg, r)
+		sr.relays, urls = append(sr.relays, one), append(urls, one.proxy.URL())
+	}
+	GinkgoWriter.Printf("relays: %d\n", len(sr.relays))
+	for range 2 {
+		leaf := supervisor.LoopbackConfig()
+		leaf.Endpoints, leaf.Relays = nil, urls
+		leaf.RelayReadTimeout = 500 * time.Millisecond
+		leaf.Logger = logger
+		leaf.SnapshotBatchSize = 1 + r.IntN(20)
+		rec := recorder.New()
+		s, err := supervisor.Start(system, leaf, rec)
+		Expect(err).NotTo(HaveOccurred())
+		sr.leaves, sr.syncers = append(sr.leaves, rec), append(sr.syncers, s)
+	}
+	return sr
+}
+
+// pick returns one of the relays, drawn from r.
+func (sr *scheduleRelays) pick(r *rand.Rand) *scheduleRelay { return sr.relays[r.IntN(len(sr.relays))] }
+
+// resume lets every relay's proxy forward again.
+func (sr *scheduleRelays) resume() {
+	for _, one := range sr.relays {
+		one.proxy.Resume()
+	}
+}
+
+// stop stops the leaves, then the relays, and checks the leaves' contract.
+func (sr *scheduleRelays) stop(ctx context.Context) {
+	GinkgoHelper()
+	for i, s := range sr.syncers {
+		Expect(s.Stop(ctx)).To(Succeed())
+		sr.leaves[i].Close()
+		Expect(sr.leaves[i].Violation()).NotTo(HaveOccurred())
+	}
+	for _, one := range sr.relays {
+		one.stop(ctx)
+	}
 }
 
 func startScheduleRelay(ctx context.Context, cfg supervisor.Config, r *rand.Rand) *scheduleRelay {
@@ -387,17 +442,6 @@ func startScheduleRelay(ctx context.Context, cfg supervisor.Config, r *rand.Rand
 	sr.serve(ln)
 	sr.proxy, err = tcpproxy.New(sr.addr)
 	Expect(err).NotTo(HaveOccurred())
-	for range 2 {
-		leaf := supervisor.LoopbackConfig()
-		leaf.Endpoints, leaf.Relays = nil, []string{sr.proxy.URL()}
-		leaf.RelayReadTimeout = 500 * time.Millisecond
-		leaf.Logger = logger
-		leaf.SnapshotBatchSize = 1 + r.IntN(20)
-		rec := recorder.New()
-		s, err := supervisor.Start(system, leaf, rec)
-		Expect(err).NotTo(HaveOccurred())
-		sr.leaves, sr.syncers = append(sr.leaves, rec), append(sr.syncers, s)
-	}
 	return sr
 }
 
@@ -433,14 +477,9 @@ func (sr *scheduleRelay) restart(ctx context.Context) {
 	sr.serve(ln)
 }
 
-// stop stops the leaves, then the relay, and checks the leaves' contract.
+// stop stops the relay and its proxy.
 func (sr *scheduleRelay) stop(ctx context.Context) {
 	GinkgoHelper()
-	for i, s := range sr.syncers {
-		Expect(s.Stop(ctx)).To(Succeed())
-		sr.leaves[i].Close()
-		Expect(sr.leaves[i].Violation()).NotTo(HaveOccurred())
-	}
 	Expect(sr.proxy.Close()).To(Succeed())
 	sr.halt(ctx)
 }
