@@ -7,6 +7,7 @@
 //	system := supervisor.NewSystem(logger) // or the host's own actor system
 //	s, err := supervisor.Start(system, supervisor.Config{
 //		Endpoints: []string{"http://127.0.0.1:2379"},
+//		API:       supervisor.APIv3, // etcd's v3 API; the default is v2
 //		Prefix:    "/calico/v1",
 //		Logger:    logger,
 //	}, callbacks)

@@ -18,7 +18,8 @@ import (
 )
 
 // Syncer is a running syncer: a tree of actors keeping a host's view of an
-// etcd v2 prefix eventually consistent with etcd.
+// etcd prefix, read through etcd's v2 or v3 API (Config.API) or from relays,
+// eventually consistent with etcd.
 //
 // Contract: the host's callbacks are called one at a time, never
 // concurrently, in order. Apply every update in order to an empty map;
