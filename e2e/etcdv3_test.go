@@ -104,6 +104,26 @@ func v3Specs(version etcdproc.Version) {
 		}
 	}
 	firstSync := []messages.SyncStatus{messages.WaitForDatastore, messages.Resync, messages.InSync}
+	// syncedThroughProxy starts one member holding n keys and a syncer
+	// (configured further by tune, if not nil) that reaches it through a
+	// proxy and reports to an observer, and waits for it to be in sync.
+	syncedThroughProxy := func(ctx context.Context, n int, tune func(*supervisor.Config)) (
+		*etcdproc.Cluster, *clientv3.Client, *tcpproxy.Proxy, *v3Observer, *recorder.Recorder) {
+		GinkgoHelper()
+		etcd := startEtcd(1)
+		cli := clientOf(etcd)
+		v3Load(ctx, cli, "host", n)
+		p := proxy(etcd, 0)
+		obs := &v3Observer{}
+		cfg := config(p.URL())
+		cfg.Observer = obs
+		if tune != nil {
+			tune(&cfg)
+		}
+		_, rec := startSyncer(cfg)
+		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).Should(Succeed())
+		return etcd, cli, p, obs, rec
+	}
 
 	It("follows puts, deletes, prefix deletes, txns and lease expiries, and keeps to the prefix", func(ctx SpecContext) {
 		etcd := startEtcd(1)
@@ -215,15 +235,7 @@ func v3Specs(version etcdproc.Version) {
 	}, SpecTimeout(30*time.Second))
 
 	It("resyncs when its revision is compacted while it is held back, and converges", func(ctx SpecContext) {
-		etcd := startEtcd(1)
-		cli := clientOf(etcd)
-		v3Load(ctx, cli, "host", 100)
-		p := proxy(etcd, 0)
-		obs := &v3Observer{}
-		cfg := config(p.URL())
-		cfg.Observer = obs
-		_, rec := startSyncer(cfg)
-		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).Should(Succeed())
+		etcd, cli, p, obs, rec := syncedThroughProxy(ctx, 100, nil)
 
 		By("holding the syncer back while keys change and etcd compacts its history")
 		p.Pause()
@@ -249,16 +261,9 @@ func v3Specs(version etcdproc.Version) {
 	}, SpecTimeout(60*time.Second))
 
 	It("keeps a quiet prefix's position through a compaction driven by writes elsewhere: no resync", func(ctx SpecContext) {
-		etcd := startEtcd(1)
-		cli := clientOf(etcd)
-		v3Load(ctx, cli, "host", 10)
-		p := proxy(etcd, 0)
-		obs := &v3Observer{}
-		cfg := config(p.URL())
-		cfg.Observer = obs
-		cfg.ClusterIDPollInterval = time.Hour // only the watch's progress reports etcd's revision
-		_, rec := startSyncer(cfg)
-		Eventually(inSyncWith(ctx, cli, rec)).WithContext(ctx).Should(Succeed())
+		etcd, cli, p, obs, rec := syncedThroughProxy(ctx, 10, func(cfg *supervisor.Config) {
+			cfg.ClusterIDPollInterval = time.Hour // only the watch's progress reports etcd's revision
+		})
 
 		for i := range 200 {
 			_, err := cli.Put(ctx, fmt.Sprintf("/elsewhere/k%d", i%20), fmt.Sprint(i))
