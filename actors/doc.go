@@ -15,7 +15,7 @@
 //     response before its data reaches the merger.
 //   - the relay client (relayclient.go) takes the place of the watcher, the
 //     snapshot reader and the poller for a syncer that reads from relays
-//     (supervisor/relay); RelayFeed (relayfeed.go) turns the relay's frames
+//     (relay); RelayFeed (relayfeed.go) turns the relay's frames
 //     into the merger's inputs.
 //   - the consumer (consumer.go) delivers to the host's Callbacks or host
 //     actor, one batch at a time, through an Outbox (outbox.go) that

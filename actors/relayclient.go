@@ -14,9 +14,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/internal/redact"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // RelayClientConfig configures a relay client actor.
@@ -72,7 +72,7 @@ type relayShared struct {
 
 // NewRelayClientProps returns the props of a relay client actor: it takes the
 // place of the watcher and the snapshot reader for a syncer that reads from
-// relays (supervisor/relay) instead of etcd. It keeps one stream open to one
+// relays (relay) instead of etcd. It keeps one stream open to one
 // relay, resuming from its position when it reconnects, and feeds what comes
 // to the merger through a RelayFeed, which serves the merger's
 // SnapshotRequests from the relay's view. A stream that fails, is refused or
@@ -103,7 +103,7 @@ type (
 	relayAccepted struct{} // the relay answered 200; frames follow
 	relayFrame    struct {
 		relay string
-		f     *relaywire.Frame
+		f     *wire.Frame
 	}
 	relayEnded struct {
 		relay      string
@@ -157,7 +157,7 @@ func (r *relayClient) Receive(c actor.Context) {
 		case relayAccepted:
 			sh.feed.Connected()
 		case relayFrame:
-			if m.f.Type == relaywire.TypeHello {
+			if m.f.Type == wire.TypeHello {
 				sh.backoff.Reset()
 				r.env.Logger.Info("relay stream accepted", "relay", m.relay, "resumed", m.f.Resume,
 					"relayStatus", m.f.Status, "relayRevision", m.f.Revision)
@@ -262,15 +262,15 @@ var errSilent = errors.New("relay stream silent")
 // relay is base without its password, for the error text: base is never in
 // it (net/http strips the password from its errors too).
 func (r *relayClient) read(ctx context.Context, post func(any), base, relay, cluster string, rev uint64) (error, time.Duration) {
-	q := url.Values{relaywire.ParamPrefix: {r.env.Prefix}, relaywire.ParamFeatures: {relaywire.FeaturePing}}
+	q := url.Values{wire.ParamPrefix: {r.env.Prefix}, wire.ParamFeatures: {wire.FeaturePing}}
 	if cluster != "" && rev > 0 {
-		q.Set(relaywire.ParamClusterID, cluster)
-		q.Set(relaywire.ParamRevision, strconv.FormatUint(rev, 10))
+		q.Set(wire.ParamClusterID, cluster)
+		q.Set(wire.ParamRevision, strconv.FormatUint(rev, 10))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		strings.TrimSuffix(base, "/")+relaywire.StreamPath+"?"+q.Encode(), nil)
+		strings.TrimSuffix(base, "/")+wire.StreamPath+"?"+q.Encode(), nil)
 	if err != nil {
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			err = ue.Err // without the URL it quotes
@@ -278,7 +278,7 @@ func (r *relayClient) read(ctx context.Context, post func(any), base, relay, clu
 		return fmt.Errorf("relay %s: %w", relay, err), 0
 	}
 	if !r.cfg.Identity {
-		req.Header.Set("Accept-Encoding", relaywire.EncodingZstd)
+		req.Header.Set("Accept-Encoding", wire.EncodingZstd)
 	}
 	// The read deadline covers the wait for the answer's headers too.
 	silent := r.env.Clock.AfterFunc(r.cfg.ReadTimeout, func() { cancel(errSilent) })
@@ -293,15 +293,15 @@ func (r *relayClient) read(ctx context.Context, post func(any), base, relay, clu
 	}
 	post(relayAccepted{})
 	var body io.Reader = resp.Body
-	if resp.Header.Get("Content-Encoding") == relaywire.EncodingZstd {
-		zr, err := relaywire.NewZstdReader(resp.Body)
+	if resp.Header.Get("Content-Encoding") == wire.EncodingZstd {
+		zr, err := wire.NewZstdReader(resp.Body)
 		if err != nil {
 			return fmt.Errorf("relay %s: %w", relay, err), 0
 		}
 		defer zr.Close()
 		body = zr
 	}
-	dec := relaywire.NewDecoder(body, 0)
+	dec := wire.NewDecoder(body, 0)
 	for {
 		f, err := dec.Next()
 		if err != nil {
@@ -311,7 +311,7 @@ func (r *relayClient) read(ctx context.Context, post func(any), base, relay, clu
 			return fmt.Errorf("relay %s: %w", relay, orCause(ctx, err)), 0
 		}
 		silent.Reset(r.cfg.ReadTimeout)
-		if f.Type == relaywire.TypeError {
+		if f.Type == wire.TypeError {
 			return fmt.Errorf("relay %s: %s: %s", relay, f.Code, f.Message), time.Duration(f.RetryAfter) * time.Second
 		}
 		post(relayFrame{relay, f})
@@ -335,7 +335,7 @@ func refusal(relay string, resp *http.Response) (error, time.Duration) {
 		retryAfter = time.Duration(s) * time.Second
 	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
-		if f, err := relaywire.NewDecoder(io.LimitReader(resp.Body, 64<<10), 64<<10).Next(); err == nil && f.Type == relaywire.TypeError {
+		if f, err := wire.NewDecoder(io.LimitReader(resp.Body, 64<<10), 64<<10).Next(); err == nil && f.Type == wire.TypeError {
 			return fmt.Errorf("relay %s refused the stream (%d): %s, field %q: %s",
 				relay, resp.StatusCode, f.Code, f.Field, f.Message), retryAfter
 		}

@@ -7,13 +7,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/internal/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // RelayFeed is the relay client's core: it turns the frames of relay
-// streams (supervisor/relay/PROTOCOL.md) into the merge core's inputs, as
+// streams (relay/PROTOCOL.md) into the merge core's inputs, as
 // if a watcher and a snapshot reader were reading etcd. It is a plain
 // struct: frames, snapshot requests and the time are inputs, merge inputs
 // are outputs. Not safe for concurrent use.
@@ -44,7 +44,7 @@ type RelayFeed struct {
 	view  map[string]messages.KV
 	snap  map[string]messages.KV // the snapshot being received; nil outside one
 	count int                    // keys the snapshot announced
-	order relaywire.Order        // the stream's frame order, shared with relaywire.Mirror
+	order wire.Order             // the stream's frame order, shared with wire.Mirror
 	// snapCluster, snapRev: the snapshot's position, taken only once it
 	// has ended. A snapshot cut short leaves the view, and so the
 	// position, as they were.
@@ -108,7 +108,7 @@ func (f *RelayFeed) Keys() int { return len(f.view) }
 // that resumes; so is whether the view was exactly at the position when the
 // last stream ended, as a resumed stream goes on from there.
 func (f *RelayFeed) Connected() {
-	f.snap, f.order = nil, relaywire.Order{}
+	f.snap, f.order = nil, wire.Order{}
 }
 
 // Disconnected ends the stream: the merge core is no longer told every
@@ -124,7 +124,7 @@ func (f *RelayFeed) Disconnected(why error) []messages.MergeInput {
 // changes neither the view nor the position. An error wrapping
 // messages.ErrUpstreamReset or messages.ErrIndexRegressed means the relay's
 // datastore was rebuilt or went back in time.
-func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]messages.MergeInput, error) {
+func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messages.MergeInput, error) {
 	var out []messages.MergeInput
 	bad := func(format string, args ...any) ([]messages.MergeInput, error) {
 		return out, fmt.Errorf("%w: %s frame: %s", ErrRelayProtocol, fr.Type, fmt.Sprintf(format, args...))
@@ -136,29 +136,29 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 		return bad("%v", err)
 	}
 	switch fr.Type {
-	case relaywire.TypeHello:
+	case wire.TypeHello:
 		// A resumed stream sends what follows the position, so the view
 		// and the status stand as the last stream left them. Any other
 		// stream begins with a snapshot.
-	case relaywire.TypeSnapshotBegin:
+	case wire.TypeSnapshotBegin:
 		out = f.lose(errors.New("the relay sent a fresh snapshot"))
 		f.snap, f.count = make(map[string]messages.KV, min(fr.Count, snapshotPresize)), fr.Count
 		f.snapCluster, f.snapRev = fr.ClusterID, fr.Revision
-	case relaywire.TypeKVs:
+	case wire.TypeKVs:
 		for _, kv := range fr.KVs {
 			f.snap[kv.Key] = messages.KV{Key: kv.Key, Value: kv.Value, ModifiedIndex: kv.Revision}
 		}
-	case relaywire.TypeSnapshotEnd:
+	case wire.TypeSnapshotEnd:
 		if len(f.snap) != f.count { // the order counted entries; a key twice is short
 			return bad("after %d keys, not the %d announced", len(f.snap), f.count)
 		}
 		f.view, f.snap = f.snap, nil
-		f.status, _ = relaywire.ParseStatus(fr.Status) // Validate checked it
+		f.status, _ = wire.ParseStatus(fr.Status) // Validate checked it
 		// The snapshot's position, or none: the view is no longer the one
 		// the last position stood for.
 		f.cluster, f.rev = f.snapCluster, f.snapRev
 		f.consistent = f.cluster != "" && f.rev > 0
-	case relaywire.TypeDelta:
+	case wire.TypeDelta:
 		for _, c := range fr.Changes {
 			u, _ := c.Update() // check parsed it
 			if u.Type == messages.UpdateTypeDeleted {
@@ -175,8 +175,8 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 			}
 		}
 		f.position(fr)
-	case relaywire.TypeStatus:
-		st, _ := relaywire.ParseStatus(fr.Status)
+	case wire.TypeStatus:
+		st, _ := wire.ParseStatus(fr.Status)
 		if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {
 			// The relay's syncer was rebuilt against a reset or
 			// restored etcd: revisions start over.
@@ -188,9 +188,9 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 			out = f.lose(fmt.Errorf("the relay reported %s", st))
 		}
 		f.position(fr)
-	case relaywire.TypePing:
+	case wire.TypePing:
 		return nil, nil
-	case relaywire.TypeError:
+	case wire.TypeError:
 		return nil, fmt.Errorf("relay refused: %s (field %q, retry after %ds): %s", fr.Code, fr.Field, fr.RetryAfter, fr.Message)
 	}
 	out = f.goLive(out)
@@ -205,9 +205,9 @@ func (f *RelayFeed) Frame(fr *relaywire.Frame, now time.Time, prefix string) ([]
 // below it (one etcd index may delete a directory's keys in several
 // batches, each ending at a position at that index); and a frame's own
 // position is its highest change.
-func (f *RelayFeed) check(fr *relaywire.Frame, prefix string) error {
+func (f *RelayFeed) check(fr *wire.Frame, prefix string) error {
 	switch fr.Type {
-	case relaywire.TypeHello:
+	case wire.TypeHello:
 		if keyspace.Prefix(fr.Prefix) != keyspace.Prefix(prefix) {
 			return fmt.Errorf("prefix %q, not ours (%q)", fr.Prefix, prefix)
 		}
@@ -216,13 +216,13 @@ func (f *RelayFeed) check(fr *relaywire.Frame, prefix string) error {
 			// a view of unknown state would follow.
 			return errors.New("it resumes a stream that asked for a snapshot")
 		}
-	case relaywire.TypeKVs:
+	case wire.TypeKVs:
 		for _, kv := range fr.KVs {
 			if !keyspace.Contains(prefix, kv.Key) {
 				return fmt.Errorf("key %q is not under %s", kv.Key, prefix)
 			}
 		}
-	case relaywire.TypeDelta, relaywire.TypeStatus:
+	case wire.TypeDelta, wire.TypeStatus:
 		positioned := fr.ClusterID != "" && fr.Revision != 0
 		if positioned && fr.ClusterID == f.cluster && fr.Revision < f.rev {
 			return fmt.Errorf("position %d, below the last one, %d", fr.Revision, f.rev)
@@ -256,7 +256,7 @@ func (f *RelayFeed) Tick(now time.Time) ([]messages.MergeInput, error) { return 
 
 // position takes fr's resume position, if it has one: the view is etcd's
 // state at it. A frame without one leaves the view at no known state.
-func (f *RelayFeed) position(fr *relaywire.Frame) {
+func (f *RelayFeed) position(fr *wire.Frame) {
 	if fr.ClusterID != "" && fr.Revision != 0 {
 		f.cluster, f.rev, f.consistent = fr.ClusterID, fr.Revision, true
 		return

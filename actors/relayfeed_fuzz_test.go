@@ -8,19 +8,19 @@ import (
 	"time"
 
 	"github.com/etcdsync/etcdsync/actors"
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	m "github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // relayFeedSeeds are streams as relays send them (and a few as no relay
 // should), one frame a line; an empty line breaks the stream there.
-func relayFeedSeeds() [][]*relaywire.Frame {
+func relayFeedSeeds() [][]*wire.Frame {
 	a, b := wkv("/calico/v1/a", "1", 5), wkv("/calico/v1/b", `{"x":"<&>\n"}`, 10)
-	return [][]*relaywire.Frame{
+	return [][]*wire.Frame{
 		{hello(false), begin(cid, 10, 2), kvs(a, b), end(m.InSync),
 			delta(cid, 12, wput("/calico/v1/a", "1b", 11), wgone("/calico/v1/b", 12)),
 			status(m.Resync, "", 0), delta("", 0, wput("/calico/v1/c", "3", 13)), status(m.InSync, cid, 14),
-			{Type: relaywire.TypePing}},
+			{Type: wire.TypePing}},
 		{hello(false), begin("", 0, 1), kvs(a), end(m.WaitForDatastore), status(m.Resync, "", 0),
 			delta("", 0, wput("/calico/v1/z", "26", 30)), status(m.InSync, cid, 31), nil,
 			hello(true), status(m.InSync, cid, 31), delta(cid, 32, wput("/calico/v1/y", "25", 32))},
@@ -28,7 +28,7 @@ func relayFeedSeeds() [][]*relaywire.Frame {
 		{hello(false), begin(cid, 10, 1), kvs(a), kvs(b)},
 		{hello(false), begin(cid, 10, 2), kvs(a, b), end(m.InSync), status(m.WaitForDatastore, "", 0)},
 		{hello(false), begin(cid, 10, 2), kvs(a, b), end(m.InSync), delta(cid, 9, wput("/other", "x", 9))},
-		{{Type: relaywire.TypeError, Code: relaywire.CodeTooManyClients, Message: "full", RetryAfter: 5}},
+		{{Type: wire.TypeError, Code: wire.CodeTooManyClients, Message: "full", RetryAfter: 5}},
 	}
 }
 
@@ -45,7 +45,7 @@ func FuzzRelayFeed(f *testing.F) {
 		var stream []byte
 		for _, fr := range seed {
 			if fr != nil {
-				stream, _ = relaywire.Append(stream, fr)
+				stream, _ = wire.Append(stream, fr)
 			} else {
 				stream = append(stream, '\n')
 			}
@@ -76,7 +76,7 @@ func FuzzRelayFeed(f *testing.F) {
 		feed.Connected()
 		for line := range bytes.SplitSeq(stream, []byte("\n")) {
 			now = now.Add(time.Second)
-			fr, err := relaywire.NewDecoder(bytes.NewReader(append(line, '\n')), 1<<16).Next()
+			fr, err := wire.NewDecoder(bytes.NewReader(append(line, '\n')), 1<<16).Next()
 			if err != nil {
 				broken(err)
 				continue
@@ -93,7 +93,7 @@ func FuzzRelayFeed(f *testing.F) {
 					t.Fatalf("refused %s frame moved the feed from %s@%d (%d keys) to %s@%d (%d keys): %v",
 						fr.Type, cluster, rev, keys, c, r, feed.Keys(), err)
 				}
-			case fr.Type == relaywire.TypeError && strings.HasPrefix(err.Error(), "relay refused"):
+			case fr.Type == wire.TypeError && strings.HasPrefix(err.Error(), "relay refused"):
 			case errors.Is(err, m.ErrUpstreamReset), errors.Is(err, m.ErrIndexRegressed):
 				return // the supervisor rebuilds everything
 			default:

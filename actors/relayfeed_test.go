@@ -9,8 +9,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/etcdsync/etcdsync/actors"
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	m "github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 const feedPrefix = "/calico/v1"
@@ -63,13 +63,13 @@ func (l *leaf) merge(ins []m.MergeInput) {
 }
 
 // frames applies frames, failing on an error.
-func (l *leaf) frames(fs ...*relaywire.Frame) {
+func (l *leaf) frames(fs ...*wire.Frame) {
 	GinkgoHelper()
 	Expect(l.try(fs...)).To(Succeed())
 }
 
 // try applies frames until one fails, and returns its error.
-func (l *leaf) try(fs ...*relaywire.Frame) error {
+func (l *leaf) try(fs ...*wire.Frame) error {
 	GinkgoHelper()
 	for _, f := range fs {
 		ins, err := l.feed.Frame(f, l.now, feedPrefix)
@@ -92,30 +92,30 @@ func (l *leaf) values() map[string]string {
 }
 
 // Frames, spelled short.
-func hello(resume bool) *relaywire.Frame {
-	return &relaywire.Frame{Type: relaywire.TypeHello, Version: relaywire.Version, Prefix: feedPrefix, Resume: resume}
+func hello(resume bool) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeHello, Version: wire.Version, Prefix: feedPrefix, Resume: resume}
 }
-func begin(cluster string, rev uint64, count int) *relaywire.Frame {
-	return &relaywire.Frame{Type: relaywire.TypeSnapshotBegin, ClusterID: cluster, Revision: rev, Count: count}
+func begin(cluster string, rev uint64, count int) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeSnapshotBegin, ClusterID: cluster, Revision: rev, Count: count}
 }
-func kvs(kvs ...relaywire.KV) *relaywire.Frame {
-	return &relaywire.Frame{Type: relaywire.TypeKVs, KVs: kvs}
+func kvs(kvs ...wire.KV) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeKVs, KVs: kvs}
 }
-func wkv(k, v string, rev uint64) relaywire.KV { return relaywire.KV{Key: k, Value: v, Revision: rev} }
-func end(st m.SyncStatus) *relaywire.Frame {
-	return &relaywire.Frame{Type: relaywire.TypeSnapshotEnd, Status: st.String()}
+func wkv(k, v string, rev uint64) wire.KV { return wire.KV{Key: k, Value: v, Revision: rev} }
+func end(st m.SyncStatus) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeSnapshotEnd, Status: st.String()}
 }
-func delta(cluster string, rev uint64, changes ...relaywire.Change) *relaywire.Frame {
-	return &relaywire.Frame{Type: relaywire.TypeDelta, ClusterID: cluster, Revision: rev, Changes: changes}
+func delta(cluster string, rev uint64, changes ...wire.Change) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeDelta, ClusterID: cluster, Revision: rev, Changes: changes}
 }
-func wput(k, v string, rev uint64) relaywire.Change {
-	return relaywire.Change{Op: "updated", Key: k, Value: v, Revision: rev}
+func wput(k, v string, rev uint64) wire.Change {
+	return wire.Change{Op: "updated", Key: k, Value: v, Revision: rev}
 }
-func wgone(k string, rev uint64) relaywire.Change {
-	return relaywire.Change{Op: "deleted", Key: k, Revision: rev}
+func wgone(k string, rev uint64) wire.Change {
+	return wire.Change{Op: "deleted", Key: k, Revision: rev}
 }
-func status(st m.SyncStatus, cluster string, rev uint64) *relaywire.Frame {
-	return &relaywire.Frame{Type: relaywire.TypeStatus, Status: st.String(), ClusterID: cluster, Revision: rev}
+func status(st m.SyncStatus, cluster string, rev uint64) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeStatus, Status: st.String(), ClusterID: cluster, Revision: rev}
 }
 
 const cid = "c0ffee"
@@ -206,11 +206,11 @@ var _ = Describe("RelayFeed", func() {
 		// 12. Its log holds positions 10 and 12, with only its resync's
 		// statuses between them. It resumes a client at 10 and gives any
 		// other a snapshot.
-		relayB := func() []*relaywire.Frame {
+		relayB := func() []*wire.Frame {
 			if cluster, rev := l.feed.Position(); cluster == cid && rev == 10 {
-				return []*relaywire.Frame{hello(true), status(m.Resync, "", 0), status(m.InSync, cid, 12)}
+				return []*wire.Frame{hello(true), status(m.Resync, "", 0), status(m.InSync, cid, 12)}
 			}
-			return []*relaywire.Frame{hello(false), begin(cid, 12, 2),
+			return []*wire.Frame{hello(false), begin(cid, 12, 2),
 				kvs(wkv("/calico/v1/a", "1", 5), wkv("/calico/v1/b", "2", 10)), end(m.InSync)}
 		}
 
@@ -268,7 +268,7 @@ var _ = Describe("RelayFeed", func() {
 	})
 
 	DescribeTable("refuses a hostile frame, and keeps the host's map and the position its view is at",
-		func(fs ...*relaywire.Frame) {
+		func(fs ...*wire.Frame) {
 			inSync()
 			Expect(l.try(fs...)).To(MatchError(actors.ErrRelayProtocol))
 			l.merge(l.feed.Disconnected(errors.New("protocol error")))
@@ -361,14 +361,14 @@ var _ = Describe("RelayFeed", func() {
 	})
 
 	DescribeTable("refuses a frame out of order",
-		func(fs ...*relaywire.Frame) {
+		func(fs ...*wire.Frame) {
 			Expect(l.try(fs...)).To(MatchError(actors.ErrRelayProtocol))
 		},
 		Entry("a snapshot before hello", begin("", 0, 0)),
 		Entry("a delta before a snapshot", hello(false), delta(cid, 1, wput("/calico/v1/a", "1", 1))),
 		Entry("kvs outside a snapshot", hello(false), kvs(wkv("/calico/v1/a", "1", 1))),
 		Entry("a snapshot short of its count", hello(false), begin("", 0, 2), kvs(wkv("/calico/v1/a", "1", 1)), end(m.InSync)),
-		Entry("another prefix", &relaywire.Frame{Type: relaywire.TypeHello, Version: 1, Prefix: "/other"}),
+		Entry("another prefix", &wire.Frame{Type: wire.TypeHello, Version: 1, Prefix: "/other"}),
 		Entry("a second hello", hello(false), hello(false)),
 		Entry("a resume never asked for: no position to resume from", hello(true)),
 	)

@@ -20,8 +20,8 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
 
 // A relay (a syncer on real etcd whose host is a relay.Server, served over

@@ -21,8 +21,8 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/stepper"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
 
 // schedules returns how many random schedules to run and the seed of the

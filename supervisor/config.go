@@ -161,7 +161,7 @@ type Config struct {
 	// (e2e/etcdsim's simulated etcd, or a client the host built).
 	KeysAPI KeysAPI
 	// Relays, when set, are relay URLs (http(s)://host:port of a
-	// supervisor/relay server, such as a node's --relay-listen) to sync
+	// relay server, such as a node's --relay-listen) to sync
 	// from instead of etcd; exclusive with Endpoints and KeysAPI. The host
 	// gets the same contract. The syncer starts at a random relay, moves to
 	// the next when a stream fails, and resumes from its position. TLS,

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/etcdsync/etcdsync/supervisor/relay"
+	"github.com/etcdsync/etcdsync/relay"
 )
 
 // relayCollector exports a relay server's Stats as Prometheus metrics, read

@@ -14,8 +14,8 @@ import (
 	"github.com/etcdsync/etcdsync/internal/redact"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/model/calicov1"
+	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
 
 // relayMaxHeader bounds a relay request's headers: a handshake is a short

@@ -20,28 +20,28 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // relayClient is a lightweight relay client: it applies every frame of its
-// stream to a relaywire.Mirror, on a goroutine of its own.
+// stream to a wire.Mirror, on a goroutine of its own.
 type relayClient struct {
 	mu   sync.Mutex
-	m    *relaywire.Mirror
+	m    *wire.Mirror
 	err  error
 	done chan struct{}
 }
 
 // dialRelay opens a stream at streamURL, resuming from m's position if m is
 // not nil. The stream is closed when the spec ends.
-func dialRelay(ctx context.Context, streamURL string, m *relaywire.Mirror) (*relayClient, func()) {
+func dialRelay(ctx context.Context, streamURL string, m *wire.Mirror) (*relayClient, func()) {
 	GinkgoHelper()
-	q := url.Values{relaywire.ParamPrefix: {"/calico/v1"}, relaywire.ParamFeatures: {relaywire.FeaturePing}}
-	c := &relayClient{m: relaywire.NewMirror(), done: make(chan struct{})}
+	q := url.Values{wire.ParamPrefix: {"/calico/v1"}, wire.ParamFeatures: {wire.FeaturePing}}
+	c := &relayClient{m: wire.NewMirror(), done: make(chan struct{})}
 	if m != nil {
-		q.Set(relaywire.ParamClusterID, m.ClusterID)
-		q.Set(relaywire.ParamRevision, strconv.FormatUint(m.Revision, 10))
+		q.Set(wire.ParamClusterID, m.ClusterID)
+		q.Set(wire.ParamRevision, strconv.FormatUint(m.Revision, 10))
 		c.m = m.Resuming()
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -53,7 +53,7 @@ func dialRelay(ctx context.Context, streamURL string, m *relaywire.Mirror) (*rel
 	go func() {
 		defer close(c.done)
 		defer resp.Body.Close()
-		dec := relaywire.NewDecoder(resp.Body, 0)
+		dec := wire.NewDecoder(resp.Body, 0)
 		for {
 			f, err := dec.Next()
 			c.mu.Lock()
@@ -73,7 +73,7 @@ func dialRelay(ctx context.Context, streamURL string, m *relaywire.Mirror) (*rel
 }
 
 // mirror returns a copy of what the client holds.
-func (c *relayClient) mirror() *relaywire.Mirror {
+func (c *relayClient) mirror() *wire.Mirror {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m.Clone()
@@ -137,7 +137,7 @@ var _ = Describe("The node with --relay-listen", func() {
 		n.session.Terminate()
 		Eventually(n.session).WithContext(ctx).WithTimeout(5 * time.Second).Should(gexec.Exit(0))
 		Eventually(resumed.done).Should(BeClosed())
-		Expect(resumed.err).To(MatchError(ContainSubstring(relaywire.CodeShuttingDown)))
+		Expect(resumed.err).To(MatchError(ContainSubstring(wire.CodeShuttingDown)))
 	}, SpecTimeout(60*time.Second))
 
 	It("feeds a leaf node (--relay-endpoints), which prints what is written through etcd, and is not ready while its relay is gone", func(ctx SpecContext) {
@@ -228,18 +228,18 @@ var _ = Describe("The node with --relay-listen", func() {
 		hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n := streams.Add(1)
 			w.Header().Set("Content-Type", "application/x-ndjson")
-			frames := []*relaywire.Frame{
-				{Type: relaywire.TypeHello, Version: relaywire.Version, Prefix: "/calico/v1", Status: "in-sync"},
-				{Type: relaywire.TypeSnapshotBegin, ClusterID: "c0ffee", Revision: 10, Count: 1 << 31},
+			frames := []*wire.Frame{
+				{Type: wire.TypeHello, Version: wire.Version, Prefix: "/calico/v1", Status: "in-sync"},
+				{Type: wire.TypeSnapshotBegin, ClusterID: "c0ffee", Revision: 10, Count: 1 << 31},
 			}
 			if n%2 == 0 { // one key announced, two sent
 				frames[1].Count = 1
-				frames = append(frames, &relaywire.Frame{Type: relaywire.TypeKVs, KVs: []relaywire.KV{
+				frames = append(frames, &wire.Frame{Type: wire.TypeKVs, KVs: []wire.KV{
 					{Key: "/calico/v1/a", Value: "1", Revision: 5}, {Key: "/calico/v1/b", Value: "2", Revision: 6}}})
 			}
 			var body []byte
 			for _, f := range frames {
-				body, _ = relaywire.Append(body, f)
+				body, _ = wire.Append(body, f)
 			}
 			_, _ = w.Write(body) // and the stream ends
 		}))
@@ -263,7 +263,7 @@ var _ = Describe("The node with --relay-listen", func() {
 		otherPrefix := startLeafNode(relays, "--prefix", "/other")
 		stderr := func(n *node) func() string { return func() string { return string(n.session.Err.Contents()) } }
 		Eventually(stderr(second)).WithContext(ctx).WithTimeout(10*time.Second).Should(And(
-			ContainSubstring(relays[0]), ContainSubstring(relaywire.CodeTooManyClients), MatchRegexp(`after=[5-6]\.\d+s`)),
+			ContainSubstring(relays[0]), ContainSubstring(wire.CodeTooManyClients), MatchRegexp(`after=[5-6]\.\d+s`)),
 			"refused, and told to wait the relay's Retry-After (5 s) or a little more")
 		Eventually(stderr(notRelay)).WithContext(ctx).WithTimeout(10 * time.Second).Should(And(
 			ContainSubstring(r.httpURL), ContainSubstring("not a relay stream")))

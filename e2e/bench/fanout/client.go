@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // clientBuffer is how much of the stream a Client holds at once. A kvs
@@ -86,17 +86,17 @@ func (c *Client) Request(r Request) error {
 // header. Apart, they let one goroutine send many clients' requests at
 // once before any of them reads.
 func (c *Client) Send(r Request) error {
-	q := url.Values{relaywire.ParamPrefix: {r.Prefix}}
+	q := url.Values{wire.ParamPrefix: {r.Prefix}}
 	if r.Features != "" {
-		q.Set(relaywire.ParamFeatures, r.Features)
+		q.Set(wire.ParamFeatures, r.Features)
 	}
 	if r.ClusterID != "" {
-		q.Set(relaywire.ParamClusterID, r.ClusterID)
-		q.Set(relaywire.ParamRevision, strconv.FormatUint(r.Revision, 10))
+		q.Set(wire.ParamClusterID, r.ClusterID)
+		q.Set(wire.ParamRevision, strconv.FormatUint(r.Revision, 10))
 	}
-	req := "GET " + relaywire.StreamPath + "?" + q.Encode() + " HTTP/1.1\r\nHost: relay\r\n"
+	req := "GET " + wire.StreamPath + "?" + q.Encode() + " HTTP/1.1\r\nHost: relay\r\n"
 	if r.Zstd {
-		req += "Accept-Encoding: " + relaywire.EncodingZstd + "\r\n"
+		req += "Accept-Encoding: " + wire.EncodingZstd + "\r\n"
 	}
 	if _, err := io.WriteString(c.conn, req+"\r\n"); err != nil {
 		return err
@@ -117,8 +117,8 @@ func (c *Client) ReadHeader() error {
 	}
 	c.wire = countingReader{r: resp.Body}
 	c.body = io.NopCloser(&c.wire)
-	if resp.Header.Get("Content-Encoding") == relaywire.EncodingZstd {
-		if c.body, err = relaywire.NewZstdReader(&c.wire); err != nil {
+	if resp.Header.Get("Content-Encoding") == wire.EncodingZstd {
+		if c.body, err = wire.NewZstdReader(&c.wire); err != nil {
 			return err
 		}
 	}

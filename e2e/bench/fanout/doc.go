@@ -1,5 +1,5 @@
 // Package fanout is the harness behind the fan-out figures of `make bench`
-// (issue 13, item 8): how a relay (supervisor/relay behind an upstream
+// (issue 13, item 8): how a relay (relay behind an upstream
 // syncer) moves one snapshot to many clients, how fast it passes writes on,
 // what an idle client costs it, and what etcd sees, each against a floor
 // measured in the same run.

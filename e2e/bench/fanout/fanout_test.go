@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/e2e/bench"
 	"github.com/etcdsync/etcdsync/e2e/bench/fanout"
 	"github.com/etcdsync/etcdsync/e2e/calico"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 	"github.com/etcdsync/etcdsync/supervisor"
 )
 
@@ -440,13 +440,13 @@ func position(b *testing.B, addr string) (clusterID string, revision uint64) {
 	if _, err := readOne(addr, false, &buf); err != nil {
 		b.Fatal(err)
 	}
-	dec := relaywire.NewDecoder(&buf, 0)
+	dec := wire.NewDecoder(&buf, 0)
 	for {
 		f, err := dec.Next()
 		if err != nil {
 			b.Fatalf("no snapshot-begin frame in the stream: %v", err)
 		}
-		if f.Type == relaywire.TypeSnapshotBegin {
+		if f.Type == wire.TypeSnapshotBegin {
 			if f.ClusterID == "" {
 				b.Fatal("the relay's snapshot has no resume position")
 			}
@@ -464,7 +464,7 @@ func connect(b *testing.B, addr string, n, keys int, resume *fanout.Request, see
 	if err != nil {
 		b.Fatal(err)
 	}
-	req := fanout.Request{Prefix: calico.Prefix, Features: relaywire.FeaturePing}
+	req := fanout.Request{Prefix: calico.Prefix, Features: wire.FeaturePing}
 	if resume != nil {
 		req.ClusterID, req.Revision = resume.ClusterID, resume.Revision
 	}

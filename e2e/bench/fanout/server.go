@@ -20,10 +20,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay"
+	"github.com/etcdsync/etcdsync/relay/wire"
 	"github.com/etcdsync/etcdsync/supervisor"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
 
 // Environment of a re-executed server process (Start, RunRole).
@@ -139,7 +139,7 @@ func runRelay(endpoints []string, prefix string) error {
 	}
 	rs.SetClusterIDSource(s.ClusterID)
 	mux := http.NewServeMux()
-	mux.Handle(relaywire.StreamPath, rs)
+	mux.Handle(wire.StreamPath, rs)
 	mux.HandleFunc(StatsPath, func(w http.ResponseWriter, _ *http.Request) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

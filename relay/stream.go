@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/internal/keyspace"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // writeChunk bounds one write, so that WriteTimeout bounds a stall rather
@@ -46,7 +46,7 @@ type handshake struct {
 // requestError is a refused request: the status and the error frame.
 type requestError struct {
 	status int
-	frame  relaywire.Frame
+	frame  wire.Frame
 }
 
 func (e *requestError) Error() string {
@@ -54,33 +54,33 @@ func (e *requestError) Error() string {
 }
 
 func badRequest(field, format string, args ...any) *requestError {
-	return &requestError{status: http.StatusBadRequest, frame: relaywire.Frame{
-		Type: relaywire.TypeError, Code: relaywire.CodeBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}}
+	return &requestError{status: http.StatusBadRequest, frame: wire.Frame{
+		Type: wire.TypeError, Code: wire.CodeBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}}
 }
 
 // parseHandshake validates a request against the protocol and cfg.
 func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 	var h handshake
 	if len(r.URL.RawPath)+len(r.URL.Path)+len(r.URL.RawQuery) > cfg.MaxRequestBytes {
-		return h, &requestError{status: http.StatusRequestURITooLong, frame: relaywire.Frame{Type: relaywire.TypeError,
-			Code: relaywire.CodeTooLarge, Field: "query", Message: fmt.Sprintf("the path and query are over %d bytes", cfg.MaxRequestBytes)}}
+		return h, &requestError{status: http.StatusRequestURITooLong, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeTooLarge, Field: "query", Message: fmt.Sprintf("the path and query are over %d bytes", cfg.MaxRequestBytes)}}
 	}
-	if r.URL.Path != relaywire.StreamPath {
+	if r.URL.Path != wire.StreamPath {
 		if m := versionPath.FindStringSubmatch(r.URL.Path); m != nil {
-			return h, &requestError{status: http.StatusBadRequest, frame: relaywire.Frame{Type: relaywire.TypeError,
-				Code: relaywire.CodeBadVersion, Field: "version",
-				Message: fmt.Sprintf("protocol version %s is not spoken here; this relay speaks %d at %s", m[1], relaywire.Version, relaywire.StreamPath)}}
+			return h, &requestError{status: http.StatusBadRequest, frame: wire.Frame{Type: wire.TypeError,
+				Code: wire.CodeBadVersion, Field: "version",
+				Message: fmt.Sprintf("protocol version %s is not spoken here; this relay speaks %d at %s", m[1], wire.Version, wire.StreamPath)}}
 		}
-		return h, &requestError{status: http.StatusNotFound, frame: relaywire.Frame{Type: relaywire.TypeError,
-			Code: relaywire.CodeNotFound, Field: "path", Message: fmt.Sprintf("%q is not a relay path; streams are at %s", r.URL.Path, relaywire.StreamPath)}}
+		return h, &requestError{status: http.StatusNotFound, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeNotFound, Field: "path", Message: fmt.Sprintf("%q is not a relay path; streams are at %s", r.URL.Path, wire.StreamPath)}}
 	}
 	if r.Method != http.MethodGet {
-		return h, &requestError{status: http.StatusMethodNotAllowed, frame: relaywire.Frame{Type: relaywire.TypeError,
-			Code: relaywire.CodeBadRequest, Field: "method", Message: r.Method + " is not GET"}}
+		return h, &requestError{status: http.StatusMethodNotAllowed, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeBadRequest, Field: "method", Message: r.Method + " is not GET"}}
 	}
 	if r.ContentLength != 0 {
-		return h, &requestError{status: http.StatusRequestEntityTooLarge, frame: relaywire.Frame{Type: relaywire.TypeError,
-			Code: relaywire.CodeTooLarge, Field: "body", Message: "a stream request has no body"}}
+		return h, &requestError{status: http.StatusRequestEntityTooLarge, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeTooLarge, Field: "body", Message: "a stream request has no body"}}
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -91,40 +91,40 @@ func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 			return h, badRequest(name, "given %d times", len(vs))
 		}
 	}
-	switch prefix := q.Get(relaywire.ParamPrefix); {
+	switch prefix := q.Get(wire.ParamPrefix); {
 	case prefix == "":
-		return h, badRequest(relaywire.ParamPrefix, "missing; this relay serves %s", cfg.Prefix)
+		return h, badRequest(wire.ParamPrefix, "missing; this relay serves %s", cfg.Prefix)
 	case keyspace.Prefix(prefix) != cfg.Prefix: // withDefaults made cfg.Prefix canonical
-		return h, badRequest(relaywire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
+		return h, badRequest(wire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
 	}
-	id, rev := q.Get(relaywire.ParamClusterID), q.Get(relaywire.ParamRevision)
+	id, rev := q.Get(wire.ParamClusterID), q.Get(wire.ParamRevision)
 	switch {
 	case id == "" && rev == "":
 	case id == "":
-		return h, badRequest(relaywire.ParamClusterID, "missing: %s needs it", relaywire.ParamRevision)
+		return h, badRequest(wire.ParamClusterID, "missing: %s needs it", wire.ParamRevision)
 	case rev == "":
-		return h, badRequest(relaywire.ParamRevision, "missing: %s needs it", relaywire.ParamClusterID)
+		return h, badRequest(wire.ParamRevision, "missing: %s needs it", wire.ParamClusterID)
 	case !clusterIDRe.MatchString(id):
-		return h, badRequest(relaywire.ParamClusterID, "%q is not an etcd cluster ID (lower-case hex)", id)
+		return h, badRequest(wire.ParamClusterID, "%q is not an etcd cluster ID (lower-case hex)", id)
 	default:
 		n, err := strconv.ParseUint(rev, 10, 64)
 		if err != nil || n == 0 {
-			return h, badRequest(relaywire.ParamRevision, "%q is not a positive integer", rev)
+			return h, badRequest(wire.ParamRevision, "%q is not a positive integer", rev)
 		}
 		h.clusterID, h.revision = id, n
 	}
-	if fs := q.Get(relaywire.ParamFeatures); fs != "" {
+	if fs := q.Get(wire.ParamFeatures); fs != "" {
 		list := strings.Split(fs, ",")
 		if len(list) > maxFeatures {
-			return h, badRequest(relaywire.ParamFeatures, "%d features; at most %d", len(list), maxFeatures)
+			return h, badRequest(wire.ParamFeatures, "%d features; at most %d", len(list), maxFeatures)
 		}
 		for _, f := range list {
 			if !featureRe.MatchString(f) {
-				return h, badRequest(relaywire.ParamFeatures, "%q is not a feature name", f)
+				return h, badRequest(wire.ParamFeatures, "%q is not a feature name", f)
 			}
 			// Features this server does not know are ignored: a newer
 			// client still syncs, with what both know.
-			h.ping = h.ping || f == relaywire.FeaturePing
+			h.ping = h.ping || f == wire.FeaturePing
 		}
 	}
 	h.zstd = acceptsZstd(r.Header.Values("Accept-Encoding"))
@@ -137,7 +137,7 @@ func acceptsZstd(values []string) bool {
 	for _, v := range values {
 		for _, coding := range strings.Split(v, ",") {
 			name, params, _ := strings.Cut(strings.TrimSpace(coding), ";")
-			if !strings.EqualFold(strings.TrimSpace(name), relaywire.EncodingZstd) {
+			if !strings.EqualFold(strings.TrimSpace(name), wire.EncodingZstd) {
 				continue
 			}
 			q := strings.ReplaceAll(params, " ", "")
@@ -159,11 +159,11 @@ func refuse(w http.ResponseWriter, e *requestError) {
 		w.Header().Set("Retry-After", strconv.Itoa(e.frame.RetryAfter))
 	}
 	w.WriteHeader(e.status)
-	body, _ := relaywire.Append(nil, &e.frame)
+	body, _ := wire.Append(nil, &e.frame)
 	_, _ = w.Write(body)
 }
 
-// ServeHTTP implements http.Handler: GET relaywire.StreamPath is a stream
+// ServeHTTP implements http.Handler: GET wire.StreamPath is a stream
 // (PROTOCOL.md); anything else is refused with a 4xx and an error frame
 // naming what is wrong. It returns when the client goes away, a write to it
 // fails or times out, or the server is closed.
@@ -182,8 +182,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-s.done:
-		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: relaywire.Frame{Type: relaywire.TypeError,
-			Code: relaywire.CodeShuttingDown, Message: "the relay is shutting down", RetryAfter: s.retryAfter()}})
+		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeShuttingDown, Message: "the relay is shutting down", RetryAfter: s.retryAfter()}})
 		return
 	default:
 	}
@@ -192,8 +192,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if n := s.stats.refused.Add(1); s.logNow(&s.lastRefusedLog) {
 			log.Warn("relay client refused: too many clients", "max", s.cfg.MaxClients, "refusedSoFar", n)
 		}
-		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: relaywire.Frame{Type: relaywire.TypeError,
-			Code: relaywire.CodeTooManyClients, Message: fmt.Sprintf("this relay serves at most %d clients", s.cfg.MaxClients),
+		refuse(w, &requestError{status: http.StatusServiceUnavailable, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeTooManyClients, Message: fmt.Sprintf("this relay serves at most %d clients", s.cfg.MaxClients),
 			RetryAfter: s.retryAfter()}})
 		return
 	}
@@ -277,29 +277,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		}
 		return nil
 	}
-	frame := func(f *relaywire.Frame) error {
-		raw, err := relaywire.Append(nil, f)
+	frame := func(f *wire.Frame) error {
+		raw, err := wire.Append(nil, f)
 		if err != nil {
 			return err
 		}
 		if h.zstd {
-			raw = relaywire.Compress(nil, raw)
+			raw = wire.Compress(nil, raw)
 		}
 		return write(raw)
 	}
 
 	s.mu.Lock()
 	next, resumed := s.log.resumeAt(h.clusterID, h.revision)
-	hello := &relaywire.Frame{Type: relaywire.TypeHello, Version: relaywire.Version, Prefix: s.cfg.Prefix,
+	hello := &wire.Frame{Type: wire.TypeHello, Version: wire.Version, Prefix: s.cfg.Prefix,
 		ClusterID: s.cluster, Revision: s.rev, Status: s.status.String(), Resume: resumed}
 	s.mu.Unlock()
 	if h.ping {
-		hello.Features = []string{relaywire.FeaturePing}
+		hello.Features = []string{wire.FeaturePing}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	if h.zstd {
-		w.Header().Set("Content-Encoding", relaywire.EncodingZstd)
+		w.Header().Set("Content-Encoding", wire.EncodingZstd)
 	}
 	w.WriteHeader(http.StatusOK)
 	if err := frame(hello); err != nil {
@@ -311,7 +311,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		// position elsewhere) learns the relay's, even from a quiet relay
 		// whose log has nothing after the position; the log that follows
 		// brings it to the relay's status now.
-		st := &relaywire.Frame{Type: relaywire.TypeStatus, Status: messages.InSync.String(),
+		st := &wire.Frame{Type: wire.TypeStatus, Status: messages.InSync.String(),
 			ClusterID: h.clusterID, Revision: h.revision}
 		if err := frame(st); err != nil {
 			return err
@@ -388,7 +388,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		select {
 		case <-changed:
 		case <-ping:
-			if err := frame(&relaywire.Frame{Type: relaywire.TypePing}); err != nil {
+			if err := frame(&wire.Frame{Type: wire.TypePing}); err != nil {
 				return err
 			}
 			if err := flush(); err != nil {
@@ -398,7 +398,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		case <-r.Context().Done():
 			return fmt.Errorf("%w: %w", errClientGone, context.Cause(r.Context()))
 		case <-s.done:
-			_ = frame(&relaywire.Frame{Type: relaywire.TypeError, Code: relaywire.CodeShuttingDown,
+			_ = frame(&wire.Frame{Type: wire.TypeError, Code: wire.CodeShuttingDown,
 				Message: "the relay is shutting down", RetryAfter: s.retryAfter()})
 			_ = flush()
 			return errClosed

@@ -1,4 +1,4 @@
-package relaywire
+package wire
 
 import (
 	"fmt"
@@ -56,7 +56,7 @@ var encoder = sync.OnceValue(func() *zstd.Encoder {
 	// its ratio matters more than its speed.
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 	if err != nil {
-		panic(fmt.Errorf("relaywire: zstd encoder: %w", err)) // only for bad options
+		panic(fmt.Errorf("relay/wire: zstd encoder: %w", err)) // only for bad options
 	}
 	return enc
 })
@@ -75,7 +75,7 @@ func NewZstdReader(r io.Reader) (io.ReadCloser, error) {
 	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdWindow),
 		zstd.WithDecoderMaxMemory(64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("relaywire: zstd decoder: %w", err)
+		return nil, fmt.Errorf("relay/wire: zstd decoder: %w", err)
 	}
 	return dec.IOReadCloser(), nil
 }

@@ -1,4 +1,4 @@
-package relaywire
+package wire
 
 import (
 	"errors"

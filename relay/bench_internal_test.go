@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/e2e/calico"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // loaded returns a server holding n Calico-shaped keys.
@@ -47,7 +47,7 @@ func BenchmarkSnapshotZstd(b *testing.B) {
 	raw := s.snapshotFor(time.Now(), &holder{interrupt: func() {}}).enc.raw
 	var z []byte
 	for b.Loop() {
-		z = relaywire.Compress(z[:0], raw)
+		z = wire.Compress(z[:0], raw)
 	}
 	b.ReportMetric(float64(len(z)), "zstd-bytes")
 	b.ReportMetric(float64(len(raw))/float64(len(z)), "ratio")
@@ -58,10 +58,10 @@ func BenchmarkSnapshotZstd(b *testing.B) {
 func BenchmarkSnapshotDecode(b *testing.B) {
 	s := loaded(b, 100_000)
 	raw := s.snapshotFor(time.Now(), &holder{interrupt: func() {}}).enc.raw
-	hello, _ := relaywire.Append(nil, &relaywire.Frame{Type: relaywire.TypeHello, Version: 1})
+	hello, _ := wire.Append(nil, &wire.Frame{Type: wire.TypeHello, Version: 1})
 	stream := append(hello, raw...)
 	for b.Loop() {
-		dec, m := relaywire.NewDecoder(bytes.NewReader(stream), 0), relaywire.NewMirror()
+		dec, m := wire.NewDecoder(bytes.NewReader(stream), 0), wire.NewMirror()
 		for {
 			f, err := dec.Next()
 			if err != nil {

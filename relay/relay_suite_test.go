@@ -19,9 +19,9 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/format"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/messages"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
+	"github.com/etcdsync/etcdsync/relay"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 func TestRelay(t *testing.T) {
@@ -53,13 +53,13 @@ func startServer(cfg relay.Config, clusterID *atomic.Pointer[string]) (*relay.Se
 }
 
 // client is a lightweight relay client: it reads its stream on a goroutine
-// and applies every frame to a relaywire.Mirror. Its reads can be paused.
+// and applies every frame to a wire.Mirror. Its reads can be paused.
 type client struct {
 	resp *http.Response
 
 	mu      sync.Mutex
-	m       *relaywire.Mirror
-	types   []relaywire.Type
+	m       *wire.Mirror
+	types   []wire.Type
 	err     error         // why the stream ended
 	resumed chan struct{} // non-nil while paused
 	done    chan struct{}
@@ -70,18 +70,18 @@ type dialOpts struct {
 	revision  uint64
 	features  string
 	zstd      bool
-	rcvbuf    int               // SO_RCVBUF of the client's socket, 0: the kernel's
-	from      *relaywire.Mirror // what a resuming client holds
+	rcvbuf    int          // SO_RCVBUF of the client's socket, 0: the kernel's
+	from      *wire.Mirror // what a resuming client holds
 }
 
 func query(o dialOpts) url.Values {
-	q := url.Values{relaywire.ParamPrefix: {prefix}}
+	q := url.Values{wire.ParamPrefix: {prefix}}
 	if o.clusterID != "" {
-		q.Set(relaywire.ParamClusterID, o.clusterID)
-		q.Set(relaywire.ParamRevision, strconv.FormatUint(o.revision, 10))
+		q.Set(wire.ParamClusterID, o.clusterID)
+		q.Set(wire.ParamRevision, strconv.FormatUint(o.revision, 10))
 	}
 	if o.features != "" {
-		q.Set(relaywire.ParamFeatures, o.features)
+		q.Set(wire.ParamFeatures, o.features)
 	}
 	return q
 }
@@ -99,7 +99,7 @@ func dial(ctx context.Context, base string, o dialOpts) (*client, *http.Response
 	}
 	tr := &http.Transport{DialContext: d.DialContext, DisableCompression: true}
 	DeferCleanup(tr.CloseIdleConnections)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+relaywire.StreamPath+"?"+query(o).Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+wire.StreamPath+"?"+query(o).Encode(), nil)
 	Expect(err).NotTo(HaveOccurred())
 	if o.zstd {
 		req.Header.Set("Accept-Encoding", "zstd")
@@ -109,13 +109,13 @@ func dial(ctx context.Context, base string, o dialOpts) (*client, *http.Response
 	if resp.StatusCode != http.StatusOK {
 		return nil, resp
 	}
-	c := &client{resp: resp, m: relaywire.NewMirror(), done: make(chan struct{})}
+	c := &client{resp: resp, m: wire.NewMirror(), done: make(chan struct{})}
 	if o.from != nil {
 		c.m = o.from.Resuming()
 	}
 	var body io.Reader = resp.Body
-	if resp.Header.Get("Content-Encoding") == relaywire.EncodingZstd {
-		zr, err := relaywire.NewZstdReader(resp.Body)
+	if resp.Header.Get("Content-Encoding") == wire.EncodingZstd {
+		zr, err := wire.NewZstdReader(resp.Body)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(zr.Close)
 		body = zr
@@ -130,11 +130,11 @@ func dial(ctx context.Context, base string, o dialOpts) (*client, *http.Response
 		c.mu.Unlock()
 		<-c.done
 	})
-	go c.read(relaywire.NewDecoder(body, 0))
+	go c.read(wire.NewDecoder(body, 0))
 	return c, resp
 }
 
-func (c *client) read(dec *relaywire.Decoder) {
+func (c *client) read(dec *wire.Decoder) {
 	defer close(c.done)
 	for {
 		c.mu.Lock()
@@ -182,7 +182,7 @@ func (c *client) Map() map[string]string {
 }
 
 // mirror returns a copy of the mirror's counters and position.
-func (c *client) mirror() *relaywire.Mirror {
+func (c *client) mirror() *wire.Mirror {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m.Clone()
@@ -214,11 +214,11 @@ func (c *client) ended() bool {
 }
 
 // errorFrame reads a refusal's body: one error frame.
-func errorFrame(resp *http.Response) *relaywire.Frame {
+func errorFrame(resp *http.Response) *wire.Frame {
 	GinkgoHelper()
 	defer resp.Body.Close()
-	f, err := relaywire.NewDecoder(resp.Body, 0).Next()
+	f, err := wire.NewDecoder(resp.Body, 0).Next()
 	Expect(err).NotTo(HaveOccurred())
-	Expect(f.Type).To(Equal(relaywire.TypeError))
+	Expect(f.Type).To(Equal(wire.TypeError))
 	return f
 }

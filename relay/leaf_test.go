@@ -14,8 +14,8 @@ import (
 
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
 )
 
 // Real leaves (syncers with Config.Relays) of relay.Servers in process,

@@ -1,4 +1,4 @@
-package relaywire
+package wire
 
 import (
 	"bytes"
@@ -114,10 +114,10 @@ const (
 )
 
 // ErrFrameTooLarge is returned by Decoder.Next for a frame over its limit.
-var ErrFrameTooLarge = errors.New("relaywire: frame too large")
+var ErrFrameTooLarge = errors.New("relay/wire: frame too large")
 
 // ErrBadFrame wraps every reason a line is not a valid frame.
-var ErrBadFrame = errors.New("relaywire: bad frame")
+var ErrBadFrame = errors.New("relay/wire: bad frame")
 
 // ChangeOf returns the wire form of an update.
 func ChangeOf(u messages.Update) Change {
@@ -161,7 +161,7 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(f); err != nil { // Encode ends the line
-		return dst, fmt.Errorf("relaywire: encoding a %s frame: %w", f.Type, err)
+		return dst, fmt.Errorf("relay/wire: encoding a %s frame: %w", f.Type, err)
 	}
 	return buf.Bytes(), nil
 }

@@ -1,4 +1,4 @@
-package relaywire
+package wire
 
 import (
 	"bufio"
@@ -79,7 +79,7 @@ func (d *Decoder) line() ([]byte, error) {
 			}
 			return nil, io.ErrUnexpectedEOF
 		default:
-			return nil, fmt.Errorf("relaywire: reading a frame: %w", err)
+			return nil, fmt.Errorf("relay/wire: reading a frame: %w", err)
 		}
 	}
 }

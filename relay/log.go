@@ -4,7 +4,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // encoded is bytes written to many streams: the frames as encoded once, and
@@ -21,7 +21,7 @@ func (e *encoded) bytes(zstd bool) []byte {
 	if !zstd {
 		return e.raw
 	}
-	e.once.Do(func() { e.zstdB = relaywire.Compress(nil, e.raw) })
+	e.once.Do(func() { e.zstdB = wire.Compress(nil, e.raw) })
 	return e.zstdB
 }
 

@@ -13,9 +13,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/messages"
-	"github.com/etcdsync/etcdsync/supervisor/relay"
+	"github.com/etcdsync/etcdsync/relay"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // upstream plays the syncer: it calls the server's callbacks, one at a
@@ -136,7 +136,7 @@ var _ = Describe("relay.Server", func() {
 
 	Describe("resume", func() {
 		// connectAndLeave returns what a client held when it went away.
-		connectAndLeave := func(ctx SpecContext) *relaywire.Mirror {
+		connectAndLeave := func(ctx SpecContext) *wire.Mirror {
 			c, resp := dial(ctx, base, dialOpts{})
 			Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 			up.set(key(5), "e")
@@ -425,12 +425,12 @@ var _ = Describe("relay.Server", func() {
 		BeforeEach(func() { cfg.Prefix = prefix + "/" })
 
 		It("says the prefix in its one form in the hello", func(ctx SpecContext) {
-			resp, err := http.Get(base + relaywire.StreamPath + "?" + query(dialOpts{}).Encode())
+			resp, err := http.Get(base + wire.StreamPath + "?" + query(dialOpts{}).Encode())
 			Expect(err).NotTo(HaveOccurred())
 			defer resp.Body.Close()
-			f, err := relaywire.NewDecoder(resp.Body, 0).Next()
+			f, err := wire.NewDecoder(resp.Body, 0).Next()
 			Expect(err).NotTo(HaveOccurred())
-			Expect(f.Type).To(Equal(relaywire.TypeHello))
+			Expect(f.Type).To(Equal(wire.TypeHello))
 			Expect(f.Prefix).To(Equal(prefix))
 		}, SpecTimeout(10*time.Second))
 	})
@@ -460,7 +460,7 @@ var _ = Describe("relay.Server", func() {
 	})
 
 	It("splits snapshots and deltas into frames under the client's limit, however large the values", func(ctx SpecContext) {
-		big := strings.Repeat("x", 200<<10) // 40 of them are past relaywire.DefaultMaxFrame
+		big := strings.Repeat("x", 200<<10) // 40 of them are past wire.DefaultMaxFrame
 		kv := make([]string, 0, 80)
 		for i := range 40 {
 			kv = append(kv, key(100+i), fmt.Sprint(i)+big)
@@ -495,7 +495,7 @@ var _ = Describe("relay.Server", func() {
 			Expect(resp.StatusCode).To(Equal(http.StatusServiceUnavailable))
 			Expect(resp.Header.Get("Retry-After")).To(Equal("7"))
 			f := errorFrame(resp)
-			Expect(f.Code).To(Equal(relaywire.CodeTooManyClients))
+			Expect(f.Code).To(Equal(wire.CodeTooManyClients))
 			Expect(f.RetryAfter).To(Equal(7))
 			Expect(f.Message).To(ContainSubstring("at most 2 clients"))
 			Expect(rs.Stats().Refused).To(BeEquivalentTo(1))
@@ -522,18 +522,18 @@ var _ = Describe("relay.Server", func() {
 		},
 		Entry("another protocol version", "/etcdsync/relay/v2/stream", "prefix="+prefix, http.StatusBadRequest, "version"),
 		Entry("not a relay path", "/v2/keys/calico", "", http.StatusNotFound, "path"),
-		Entry("no prefix", relaywire.StreamPath, "", http.StatusBadRequest, "prefix"),
-		Entry("another prefix", relaywire.StreamPath, "prefix=/other", http.StatusBadRequest, "prefix"),
-		Entry("a revision that is not a number", relaywire.StreamPath, "prefix="+prefix+"&clusterID=ab&revision=x1", http.StatusBadRequest, "revision"),
-		Entry("a revision without a cluster ID", relaywire.StreamPath, "prefix="+prefix+"&revision=5", http.StatusBadRequest, "clusterID"),
-		Entry("a cluster ID that is not hex", relaywire.StreamPath, "prefix="+prefix+"&clusterID=zz&revision=5", http.StatusBadRequest, "clusterID"),
-		Entry("a feature list with garbage", relaywire.StreamPath, "prefix="+prefix+"&features=ping,%00", http.StatusBadRequest, "features"),
-		Entry("a parameter given twice", relaywire.StreamPath, "prefix="+prefix+"&prefix="+prefix, http.StatusBadRequest, "prefix"),
-		Entry("an oversized query", relaywire.StreamPath, "prefix="+prefix+"&pad="+strings.Repeat("x", 5000), http.StatusRequestURITooLong, "query"),
+		Entry("no prefix", wire.StreamPath, "", http.StatusBadRequest, "prefix"),
+		Entry("another prefix", wire.StreamPath, "prefix=/other", http.StatusBadRequest, "prefix"),
+		Entry("a revision that is not a number", wire.StreamPath, "prefix="+prefix+"&clusterID=ab&revision=x1", http.StatusBadRequest, "revision"),
+		Entry("a revision without a cluster ID", wire.StreamPath, "prefix="+prefix+"&revision=5", http.StatusBadRequest, "clusterID"),
+		Entry("a cluster ID that is not hex", wire.StreamPath, "prefix="+prefix+"&clusterID=zz&revision=5", http.StatusBadRequest, "clusterID"),
+		Entry("a feature list with garbage", wire.StreamPath, "prefix="+prefix+"&features=ping,%00", http.StatusBadRequest, "features"),
+		Entry("a parameter given twice", wire.StreamPath, "prefix="+prefix+"&prefix="+prefix, http.StatusBadRequest, "prefix"),
+		Entry("an oversized query", wire.StreamPath, "prefix="+prefix+"&pad="+strings.Repeat("x", 5000), http.StatusRequestURITooLong, "query"),
 	)
 
 	It("refuses a request with a body", func(ctx SpecContext) {
-		resp, err := http.Post(base+relaywire.StreamPath+"?prefix="+prefix, "text/plain", strings.NewReader("hi"))
+		resp, err := http.Post(base+wire.StreamPath+"?prefix="+prefix, "text/plain", strings.NewReader("hi"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(resp.StatusCode).To(Equal(http.StatusMethodNotAllowed))
 		Expect(errorFrame(resp).Field).To(Equal("method"))
@@ -562,10 +562,10 @@ var _ = Describe("relay.Server", func() {
 		Eventually(c.Map).WithContext(ctx).Should(Equal(up.Map()))
 		rs.Close()
 		Eventually(c.ended).WithContext(ctx).Should(BeTrue())
-		Expect(c.Err()).To(MatchError(ContainSubstring(relaywire.CodeShuttingDown)))
+		Expect(c.Err()).To(MatchError(ContainSubstring(wire.CodeShuttingDown)))
 		_, resp := dial(ctx, base, dialOpts{})
 		Expect(resp.StatusCode).To(Equal(http.StatusServiceUnavailable))
-		Expect(errorFrame(resp).Code).To(Equal(relaywire.CodeShuttingDown))
+		Expect(errorFrame(resp).Code).To(Equal(wire.CodeShuttingDown))
 	}, SpecTimeout(10*time.Second))
 })
 

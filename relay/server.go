@@ -8,13 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/etcdsync/etcdsync/actors/relaywire"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // StreamPath is the HTTP path of the protocol version this server speaks,
 // for hosts that mount the server or log where it is.
-const StreamPath = relaywire.StreamPath
+const StreamPath = wire.StreamPath
 
 // Server is a relay: the messages.Callbacks of one upstream syncer, and the
 // http.Handler that serves what it was told to any number of clients.
@@ -39,7 +39,7 @@ type Server struct {
 	closeOnce sync.Once
 
 	mu      sync.Mutex // guards everything below it up to snapMu
-	view    map[string]relaywire.KV
+	view    map[string]wire.KV
 	status  messages.SyncStatus
 	cluster string // the current epoch's cluster; "" until known
 	rev     uint64 // highest revision delivered in the current epoch
@@ -85,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		cfg:     cfg,
 		done:    make(chan struct{}),
-		view:    map[string]relaywire.KV{},
+		view:    map[string]wire.KV{},
 		status:  messages.WaitForDatastore,
 		changed: make(chan struct{}),
 		log:     shared{maxEntries: cfg.LogEntries, maxBytes: cfg.LogBytes},
@@ -107,25 +107,25 @@ func (s *Server) currentClusterID() string {
 
 // OnUpdates implements messages.Callbacks: it applies the batch to the view
 // and appends it to the log, encoded once, in frames of at most
-// relaywire.MaxFrameChanges changes and about relaywire.MaxFrameValueBytes.
+// wire.MaxFrameChanges changes and about wire.MaxFrameValueBytes.
 func (s *Server) OnUpdates(updates []messages.Update) {
 	cluster := s.currentClusterID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.observeCluster(cluster)
-	runs := relaywire.Chunks(len(updates), func(i int) int { return len(updates[i].Key) + len(updates[i].Value) })
+	runs := wire.Chunks(len(updates), func(i int) int { return len(updates[i].Key) + len(updates[i].Value) })
 	frames := len(runs)
 	n := 0
 	for _, run := range runs {
 		chunk := updates[run[0]:run[1]]
-		f := &relaywire.Frame{Type: relaywire.TypeDelta, Changes: make([]relaywire.Change, len(chunk))}
+		f := &wire.Frame{Type: wire.TypeDelta, Changes: make([]wire.Change, len(chunk))}
 		for i, u := range chunk {
-			f.Changes[i] = relaywire.ChangeOf(u)
+			f.Changes[i] = wire.ChangeOf(u)
 			s.rev = max(s.rev, u.Revision)
 			if u.Type == messages.UpdateTypeDeleted {
 				delete(s.view, u.Key)
 			} else {
-				s.view[u.Key] = relaywire.KV{Key: u.Key, Value: u.Value, Revision: u.Revision}
+				s.view[u.Key] = wire.KV{Key: u.Key, Value: u.Value, Revision: u.Revision}
 			}
 		}
 		n++
@@ -165,7 +165,7 @@ func (s *Server) OnStatusAt(status messages.SyncStatus, index uint64) {
 	}
 	s.status = status
 	s.synced = status == messages.InSync
-	f := &relaywire.Frame{Type: relaywire.TypeStatus, Status: status.String()}
+	f := &wire.Frame{Type: wire.TypeStatus, Status: status.String()}
 	resumable := false
 	if s.synced && index > 0 && s.cluster != "" {
 		s.rev = max(s.rev, index)
@@ -202,8 +202,8 @@ func (s *Server) newEpoch(cluster string) {
 }
 
 // append encodes f once into the log. Called with mu held.
-func (s *Server) append(f *relaywire.Frame, resumable bool) {
-	raw, err := relaywire.Append(nil, f)
+func (s *Server) append(f *wire.Frame, resumable bool) {
+	raw, err := wire.Append(nil, f)
 	if err != nil {
 		// Every member is a string, a number or a slice of them.
 		panic(fmt.Errorf("relay: %w", err))
@@ -259,23 +259,23 @@ func (s *Server) snapshotFor(asked time.Time, h *holder) *snapshot {
 	// Copied under the lock, encoded outside it: OnUpdates waits only for
 	// the copy.
 	view, next, status := maps.Clone(s.view), s.log.head(), s.status
-	begin := &relaywire.Frame{Type: relaywire.TypeSnapshotBegin, Count: len(view)}
+	begin := &wire.Frame{Type: wire.TypeSnapshotBegin, Count: len(view)}
 	if s.consistent {
 		begin.ClusterID, begin.Revision = s.cluster, s.rev // a resume position
 	}
 	s.mu.Unlock()
 
 	keys := slices.Sorted(maps.Keys(view)) // sorted: the same view gives the same bytes
-	raw, _ := relaywire.Append(nil, begin)
-	for _, run := range relaywire.Chunks(len(keys), func(i int) int { return len(keys[i]) + len(view[keys[i]].Value) }) {
+	raw, _ := wire.Append(nil, begin)
+	for _, run := range wire.Chunks(len(keys), func(i int) int { return len(keys[i]) + len(view[keys[i]].Value) }) {
 		chunk := keys[run[0]:run[1]]
-		f := &relaywire.Frame{Type: relaywire.TypeKVs, KVs: make([]relaywire.KV, len(chunk))}
+		f := &wire.Frame{Type: wire.TypeKVs, KVs: make([]wire.KV, len(chunk))}
 		for i, k := range chunk {
 			f.KVs[i] = view[k]
 		}
-		raw, _ = relaywire.Append(raw, f)
+		raw, _ = wire.Append(raw, f)
 	}
-	raw, _ = relaywire.Append(raw, &relaywire.Frame{Type: relaywire.TypeSnapshotEnd, Status: status.String()})
+	raw, _ = wire.Append(raw, &wire.Frame{Type: wire.TypeSnapshotEnd, Status: status.String()})
 	sn := &snapshot{next: next, built: time.Now(), enc: encoded{raw: raw}, keys: len(keys)}
 	s.shed(first, len(raw))
 	s.snap = sn

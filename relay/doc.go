@@ -3,7 +3,7 @@
 // what that syncer delivered to any number of remote clients over HTTP
 // (it implements http.Handler), so that etcd sees one watch however many
 // hosts sync. The protocol is in PROTOCOL.md beside this file; the frames
-// and their codec are package actors/relaywire.
+// and their codec are package relay/wire.
 //
 // # Usage
 //
