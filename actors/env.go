@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"k8s.io/utils/clock"
 
+	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -48,19 +49,7 @@ type Env struct {
 	// they start, and times their waits; nil means protoactor's default
 	// dispatcher, plain goroutines and waits on Clock. A deterministic one
 	// (e2e/stepper) makes a schedule replay exactly.
-	Runner Runner
-}
-
-// Runner runs everything an actor does: its mailbox (as an
-// actor.Dispatcher), the goroutines it starts for blocking calls, and the
-// waits in them.
-type Runner interface {
-	actor.Dispatcher
-	// Go runs f in a goroutine of its own.
-	Go(f func())
-	// Sleep waits for d, or until ctx is done; it reports whether the
-	// wait ran its course.
-	Sleep(ctx context.Context, d time.Duration) bool
+	Runner replay.Runner
 }
 
 // Props returns the props of an actor made by producer, run by the Env's

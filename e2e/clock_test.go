@@ -11,8 +11,10 @@ import (
 	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/stepper"
+	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
 )
@@ -58,8 +60,9 @@ var _ = Describe("The syncer on the stepper's clock", func() {
 	BeforeEach(func() {
 		st = stepper.New(1, etcdsim.DefaultStart)
 		sim = etcdsim.NewWithConfig(etcdsim.Config{Park: st.Park})
-		cfg = supervisor.LoopbackConfig()
-		cfg.Runner, cfg.Clock, cfg.Logger = st, st.Clock(), logger
+		cfg = loopback.Config()
+		cfg.Clock, cfg.Logger = st.Clock(), logger
+		cfg = replay.With(cfg, replay.Hooks{Runner: st})
 		cfg.WatchStallTimeout = time.Hour
 	})
 	start := func(keys supervisor.KeysAPI) (*supervisor.Syncer, *recorder.Recorder) {
@@ -80,7 +83,7 @@ var _ = Describe("The syncer on the stepper's clock", func() {
 	DescribeTable("polls the cluster ID every ClusterIDPollInterval, jittered within ±10 %",
 		func(draw func(n int64) int64, lo, hi time.Duration) {
 			cfg.ClusterIDPollInterval = 10 * time.Second
-			cfg.Rand = draw
+			cfg = replay.With(cfg, replay.Hooks{Runner: st, Rand: draw})
 			polls := &pollTimes{KeysAPI: sim, clock: st.Clock()}
 			start(polls)
 			polls.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -106,7 +107,7 @@ var _ = Describe("Delivery", func() {
 	)
 	BeforeEach(func() {
 		sim = etcdsim.New()
-		cfg = supervisor.LoopbackConfig()
+		cfg = loopback.Config()
 		cfg.KeysAPI = sim
 		cfg.Logger = logger
 	})

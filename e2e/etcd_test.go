@@ -18,6 +18,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
@@ -36,7 +37,7 @@ var _ = Describe("Syncer on real etcd", Label("etcd"), func() {
 func realEtcdSpecs(mode supervisor.WatchMode) {
 	// config is LoopbackConfig in the watch mode under test.
 	config := func(endpoints ...string) supervisor.Config {
-		cfg := supervisor.LoopbackConfig(endpoints...)
+		cfg := loopback.Config(endpoints...)
 		cfg.WatchMode = mode
 		return cfg
 	}

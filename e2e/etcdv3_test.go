@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
@@ -69,7 +70,7 @@ func v3Load(ctx context.Context, cli *clientv3.Client, dir string, n int) {
 
 func v3Specs(version etcdproc.Version) {
 	config := func(endpoints ...string) supervisor.Config {
-		cfg := supervisor.LoopbackConfig(endpoints...)
+		cfg := loopback.Config(endpoints...)
 		cfg.API = supervisor.APIv3
 		return cfg
 	}
@@ -197,7 +198,7 @@ func v3Specs(version etcdproc.Version) {
 		cli := clientOf(etcd)
 		v3Load(ctx, cli, "host", 200)
 		r := startRelay(config(etcd.Endpoints()...), "127.0.0.1:0")
-		leaf := supervisor.LoopbackConfig()
+		leaf := loopback.Config()
 		leaf.Endpoints, leaf.Relays, leaf.RelayReadTimeout = nil, []string{r.url()}, 3*time.Second
 		counter := &leafCounter{}
 		leaf.Observer = counter
@@ -441,7 +442,7 @@ func v3Specs(version etcdproc.Version) {
 		It("refuses the v2 API with a message that names the missing API and the flag to use", func(ctx SpecContext) {
 			etcd := startEtcd(1)
 			var logs lockedBuffer
-			cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+			cfg := loopback.Config(etcd.Endpoints()...)
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			_, rec := startSyncer(cfg)
 			Eventually(logs.String).WithContext(ctx).Should(And(

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/messages"
@@ -93,12 +94,12 @@ func relaySpecs(mode supervisor.WatchMode) {
 		keys client.KeysAPI
 	)
 	relayConfig := func() supervisor.Config {
-		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+		cfg := loopback.Config(etcd.Endpoints()...)
 		cfg.WatchMode = mode
 		return cfg
 	}
 	leafConfig := func(relays ...string) supervisor.Config {
-		cfg := supervisor.LoopbackConfig()
+		cfg := loopback.Config()
 		cfg.Endpoints = nil
 		cfg.Relays = relays
 		cfg.RelayReadTimeout = 3 * time.Second

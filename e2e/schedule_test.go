@@ -17,9 +17,11 @@ import (
 	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/stepper"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
+	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -168,7 +170,7 @@ func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []
 	// The syncer talks to the simulation directly (a KeysAPI, long poll),
 	// or over HTTP (client/v2 and the streaming snapshot), by long poll or
 	// stream.
-	cfg := supervisor.LoopbackConfig()
+	cfg := loopback.Config()
 	mode := []string{"stepped", "http long-poll", "http stream"}[seed%3]
 	if relayed && mode == "stepped" {
 		mode = "http long-poll" // the relay's HTTP server and its clients are not stepped
@@ -181,9 +183,9 @@ func runScheduleWith(ctx context.Context, seed uint64, relayed bool) (journal []
 	if mode == "stepped" {
 		st = stepper.New(seed, etcdsim.DefaultStart)
 		sim.SetPark(st.Park)
-		cfg.KeysAPI, cfg.Runner, cfg.Clock = st.KeysAPI(sim), st, st.Clock()
+		cfg.KeysAPI, cfg.Clock = st.KeysAPI(sim), st.Clock()
 		rnd := rand.New(rand.NewPCG(seed, 1))
-		cfg.Rand = rnd.Int64N
+		cfg = replay.With(cfg, replay.Hooks{Runner: st, Rand: rnd.Int64N})
 	} else {
 		srv := httptest.NewServer(sim)
 		defer srv.Close()
@@ -395,7 +397,7 @@ func startScheduleRelays(ctx context.Context, cfg supervisor.Config, r *rand.Ran
 	}
 	GinkgoWriter.Printf("relays: %d\n", len(sr.relays))
 	for range 2 {
-		leaf := supervisor.LoopbackConfig()
+		leaf := loopback.Config()
 		leaf.Endpoints, leaf.Relays = nil, urls
 		leaf.RelayReadTimeout = 500 * time.Millisecond
 		leaf.Logger = logger

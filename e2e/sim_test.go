@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -43,7 +44,7 @@ var _ = Describe("Syncer on a simulated etcd", func() {
 
 	BeforeEach(func() {
 		sim = etcdsim.NewWithConfig(etcdsim.Config{ClusterID: "c0ffee0000000001"})
-		cfg = supervisor.LoopbackConfig()
+		cfg = loopback.Config()
 		cfg.KeysAPI = sim
 		DeferCleanup(sim.ReleaseWatches)
 		DeferCleanup(sim.ReleaseFollower)

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -83,7 +84,7 @@ func runV3Schedule(ctx context.Context, etcd *etcdproc.Cluster, seed uint64) {
 	p, err := tcpproxy.New(strings.TrimPrefix(etcd.Endpoints()[0], "http://"))
 	Expect(err).NotTo(HaveOccurred())
 	defer p.Close()
-	cfg := supervisor.LoopbackConfig(p.URL())
+	cfg := loopback.Config(p.URL())
 	cfg.API, cfg.Prefix, cfg.Logger = supervisor.APIv3, pfx, logger
 	rec := recorder.New()
 	s, err := supervisor.Start(system, cfg, rec)

@@ -72,7 +72,7 @@ func ExampleDecoder() {
 		"/apps/README":       "hello",
 	})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := supervisor.LoopbackConfig()
+	cfg := supervisor.DefaultConfig()
 	cfg.KeysAPI = sim
 	cfg.Prefix = "/apps"
 	cfg.Logger = logger

@@ -12,7 +12,9 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
 
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
+	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -51,10 +53,10 @@ var _ = Describe("a leaf of relay.Servers", func() {
 	// startLeaf starts a leaf of relays, at relays[len(relays)/2].
 	startLeaf := func(prefix string, relays ...string) *recorder.Recorder {
 		GinkgoHelper()
-		cfg := supervisor.LoopbackConfig()
+		cfg := loopback.Config()
 		cfg.Endpoints, cfg.Relays, cfg.Prefix = nil, relays, prefix
 		cfg.RelayReadTimeout = 3 * time.Second
-		cfg.Rand = func(n int64) int64 { return n / 2 }
+		cfg = replay.With(cfg, replay.Hooks{Rand: func(n int64) int64 { return n / 2 }})
 		cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(GinkgoWriter, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 		rec := recorder.New()
 		s, err := supervisor.Start(system, cfg, rec)

@@ -23,6 +23,7 @@ import (
 	"github.com/etcdsync/etcdsync/internal/etcdv2"
 	"github.com/etcdsync/etcdsync/internal/etcdv3"
 	"github.com/etcdsync/etcdsync/internal/keyspace"
+	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/internal/source"
 	"github.com/etcdsync/etcdsync/messages"
 )
@@ -242,14 +243,9 @@ type Config struct {
 
 	// Clock drives every timer; default the real clock. Tests pass a fake.
 	Clock clock.WithDelayedExecution
-	// Runner, when set, runs the actors and the goroutines they start; the
-	// default is protoactor's dispatcher and plain goroutines. Tests pass
-	// e2e/stepper's, with its clock as Clock, to replay a schedule exactly;
-	// with Endpoints it cannot control the HTTP client's goroutines.
-	Runner Runner
-	// Rand returns a uniform value in [0, n) and jitters every delay;
-	// default math/rand/v2.
-	Rand func(n int64) int64
+	// replay holds the hooks a spec sets (internal/replay) to run the
+	// syncer deterministically; a host cannot.
+	replay replay.Hooks
 }
 
 // BackoffConfig bounds a Backoff; zero fields take the defaults.
@@ -259,8 +255,8 @@ type BackoffConfig struct {
 
 // DefaultConfig returns a Config holding every default: what Start uses for
 // each field left zero. It has no etcd connection (Endpoints, KeysAPI or
-// Relays), and no Logger, Observer, Clock or Rand, which Start fills in with
-// slog.Default(), none, the real clock and math/rand/v2. A host or a command
+// Relays), and no Logger, Observer or Clock, which Start fills in with
+// slog.Default(), none and the real clock. A host or a command
 // line can start from it, so that no default is written twice.
 func DefaultConfig() Config {
 	return Config{
@@ -280,19 +276,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoopbackConfig returns a Config for a syncer talking to an etcd on the same
-// machine, as specs do: short retry and poll intervals, so that faults are
-// recovered from in well under a second.
-func LoopbackConfig(endpoints ...string) Config {
-	return Config{
-		Endpoints:             endpoints,
-		ClusterIDPollInterval: 200 * time.Millisecond,
-		WatchStallTimeout:     time.Second,
-		RequestTimeout:        2 * time.Second,
-		StaleSnapshotTimeout:  2 * time.Second,
-		StaleReadRetry:        20 * time.Millisecond,
-		Backoff:               BackoffConfig{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond, ResetAfter: 5 * time.Second},
-	}
+func init() {
+	replay.Register(func(cfg any, h replay.Hooks) any {
+		c := cfg.(Config)
+		c.replay = h
+		return c
+	})
 }
 
 // ConfigError is an invalid Config; Field names the field.
@@ -416,8 +405,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Int64N
+	if cfg.replay.Rand == nil {
+		cfg.replay.Rand = rand.Int64N
 	}
 	return cfg, nil
 }

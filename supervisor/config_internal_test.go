@@ -14,7 +14,7 @@ func TestDefaultConfigIsWhatStartFillsIn(t *testing.T) {
 	want := DefaultConfig()
 	want.Endpoints = got.Endpoints
 	// What Start makes rather than defaults.
-	got.Logger, got.Observer, got.Clock, got.Rand = nil, nil, nil, nil
+	got.Logger, got.Observer, got.Clock, got.replay.Rand = nil, nil, nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("withDefaults of a bare Config:\n got %+v\nwant %+v", got, want)
 	}
@@ -22,7 +22,7 @@ func TestDefaultConfigIsWhatStartFillsIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again.Logger, again.Observer, again.Clock, again.Rand = nil, nil, nil, nil
+	again.Logger, again.Observer, again.Clock, again.replay.Rand = nil, nil, nil, nil
 	if !reflect.DeepEqual(again, want) {
 		t.Errorf("DefaultConfig is not left as it is by withDefaults:\n got %+v\nwant %+v", again, want)
 	}

@@ -65,7 +65,7 @@ func ExampleStart() {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := supervisor.NewSystem(logger)
 
-	cfg := supervisor.LoopbackConfig()
+	cfg := supervisor.DefaultConfig()
 	cfg.KeysAPI = sim // or cfg.Endpoints = []string{"http://127.0.0.1:2379"}
 	cfg.Prefix = "/calico/v1"
 	cfg.Logger = logger
@@ -128,7 +128,7 @@ func ExampleConfig_hostPID() {
 		}
 	}))
 
-	cfg := supervisor.LoopbackConfig()
+	cfg := supervisor.DefaultConfig()
 	cfg.KeysAPI = sim
 	cfg.Logger = logger
 	cfg.HostPID = host
@@ -155,7 +155,7 @@ func ExampleConfig_calicoDecoder() {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := supervisor.NewSystem(logger)
 
-	cfg := supervisor.LoopbackConfig()
+	cfg := supervisor.DefaultConfig()
 	cfg.KeysAPI = sim
 	cfg.Logger = logger
 	cfg.Decoder = calicov1.Decoder{}

@@ -18,6 +18,4 @@ type (
 	// KeysAPI is the part of client/v2's KeysAPI the syncer calls
 	// (Config.KeysAPI).
 	KeysAPI = etcdv2.KeysAPI
-	// Runner runs the actors and their goroutines (Config.Runner).
-	Runner = actors.Runner
 )

@@ -90,11 +90,11 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		HostCalls:  &sync.WaitGroup{},
 		Stopped:    &atomic.Bool{},
 		NewBackoff: func() actors.Delayer {
-			return cfg.Backoff.New(cfg.Clock, cfg.Rand)
+			return cfg.Backoff.New(cfg.Clock, cfg.replay.Rand)
 		},
-		Rand:     cfg.Rand,
+		Rand:     cfg.replay.Rand,
 		Observer: cfg.Observer,
-		Runner:   cfg.Runner,
+		Runner:   cfg.replay.Runner,
 	}
 	r := &root{
 		cfg:    cfg,
@@ -104,7 +104,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		status: &s.status,
 		policy: policy{
 			onReset:  cfg.OnClusterReset,
-			backoff:  cfg.Backoff.New(cfg.Clock, cfg.Rand),
+			backoff:  cfg.Backoff.New(cfg.Clock, cfg.replay.Rand),
 			failures: map[string]*failureCount{},
 		},
 		relays: relays,

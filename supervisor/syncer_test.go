@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -31,7 +32,7 @@ var _ = Describe("Syncer on a real etcd", Label("etcd"), Ordered, func() {
 
 	It("reaches in-sync on an empty etcd, then follows writes and deletes", func(ctx SpecContext) {
 		rec := recorder.New()
-		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+		cfg := loopback.Config(etcd.Endpoints()...)
 		cfg.Prefix = "/smoke"
 		cfg.Logger = logger
 		s, err := supervisor.Start(system, cfg, rec)

@@ -3,7 +3,7 @@
 // the same interleaving, the same outcome, on an idle machine or a busy
 // one.
 //
-// A Stepper is the syncer's actors.Runner and clock: every mailbox runs on
+// A Stepper is the syncer's replay.Runner and clock: every mailbox runs on
 // the goroutine that drives the Stepper, the goroutines the actors start
 // run only when the Stepper starts them, one at a time, and every wait
 // they make (a Sleep, a call into the simulated etcd that Park holds) is
@@ -14,7 +14,8 @@
 //
 //	st := stepper.New(seed, start)
 //	sim := etcdsim.NewWithConfig(etcdsim.Config{Park: st.Park}) // its watches wait through the stepper
-//	cfg.KeysAPI, cfg.Runner, cfg.Clock = st.KeysAPI(sim), st, st.Clock()
+//	cfg.KeysAPI, cfg.Clock = st.KeysAPI(sim), st.Clock()
+//	cfg = replay.With(cfg, replay.Hooks{Runner: st})
 //	s, _ := supervisor.Start(system, cfg, host)
 //	ok := st.RunUntil(func() bool { return host.InSync() }, time.Minute) // steps, then moves time
 //
@@ -43,11 +44,11 @@ import (
 	"go.etcd.io/etcd/client/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/etcdsync/etcdsync/actors"
 	"github.com/etcdsync/etcdsync/internal/etcdv2"
+	"github.com/etcdsync/etcdsync/internal/replay"
 )
 
-// Stepper is a deterministic actors.Runner and clock. Its methods for the
+// Stepper is a deterministic replay.Runner and clock. Its methods for the
 // syncer (Schedule, Go, Sleep, Park, the clock's) are safe for concurrent
 // use; the driver's (Settle, Step, Advance, RunUntil, Stop) are called from
 // one goroutine.
@@ -94,7 +95,7 @@ func New(seed uint64, start time.Time) *Stepper {
 	return s
 }
 
-var _ actors.Runner = (*Stepper)(nil)
+var _ replay.Runner = (*Stepper)(nil)
 
 // Schedule implements actor.Dispatcher: the mailbox runs when Settle gets
 // to it, on the driver's goroutine.
@@ -108,7 +109,7 @@ func (s *Stepper) Schedule(fn func()) {
 // Throughput implements actor.Dispatcher.
 func (s *Stepper) Throughput() int { return 300 }
 
-// Go implements actors.Runner: f starts when Settle gets to it.
+// Go implements replay.Runner: f starts when Settle gets to it.
 func (s *Stepper) Go(f func()) {
 	s.mu.Lock()
 	s.starts = append(s.starts, f)
@@ -116,7 +117,7 @@ func (s *Stepper) Go(f func()) {
 	s.changed.Broadcast()
 }
 
-// Sleep implements actors.Runner: a wait on the Stepper's clock.
+// Sleep implements replay.Runner: a wait on the Stepper's clock.
 func (s *Stepper) Sleep(ctx context.Context, d time.Duration) bool {
 	s.mu.Lock()
 	deadline := s.now.Add(d)
