@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -21,10 +20,6 @@ type PollerConfig struct {
 	Cluster *ClusterIDGuard
 }
 
-type pollerShared struct {
-	gens atomic.Uint64
-}
-
 // NewClusterIDPollerProps returns the props of a cluster-ID poller actor. It polls
 // etcd with a quorum read, so that a rebuilt or restored etcd is noticed
 // even while nothing else talks to it. It fails with
@@ -34,20 +29,18 @@ type pollerShared struct {
 // would otherwise wait silently for an index the restored store will reach
 // only with different writes.
 func NewClusterIDPollerProps(env *Env, cfg PollerConfig) *actor.Props {
-	shared := &pollerShared{}
-	return env.Props(func() actor.Actor {
-		return &clusterIDPoller{env: env, cfg: cfg, shared: shared}
+	return shellProps(env, &struct{}{}, 1, func(_ *struct{}, tasks []*task) lifecycle {
+		return &clusterIDPoller{env: env, cfg: cfg, task: tasks[0]}
 	})
 }
 
 // clusterIDPoller is the cluster-ID poller actor; see
 // NewClusterIDPollerProps.
 type clusterIDPoller struct {
-	env    *Env
-	cfg    PollerConfig
-	shared *pollerShared
-	task   task // a poll, or the timer until the next
-	timer  clock.Timer
+	env   *Env
+	cfg   PollerConfig
+	task  *task // a poll, or the timer until the next
+	timer clock.Timer
 }
 
 // What a poll, or the timer, posts to the actor.
@@ -60,28 +53,24 @@ type (
 	}
 )
 
-// Receive implements actor.Actor.
-func (p *clusterIDPoller) Receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		p.task = newTask(&p.shared.gens)
-		p.poll(c) // learn the ID at once
-	case *actor.Stopping, *actor.Restarting:
-		p.task.stop()
-		if p.timer != nil {
-			p.timer.Stop()
-		}
-	case taskMessage:
-		msg, ok := p.task.message(m)
-		if !ok {
-			return
-		}
-		switch msg := msg.(type) {
-		case pollNow:
-			p.poll(c)
-		case pollResult:
-			p.handleResult(c, msg)
-		}
+func (p *clusterIDPoller) started(c actor.Context) {
+	p.poll(c) // learn the ID at once
+}
+
+func (p *clusterIDPoller) stopping() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+}
+
+func (p *clusterIDPoller) received(actor.Context, any) {}
+
+func (p *clusterIDPoller) posted(c actor.Context, _ *task, msg any) {
+	switch msg := msg.(type) {
+	case pollNow:
+		p.poll(c)
+	case pollResult:
+		p.handleResult(c, msg)
 	}
 }
 
@@ -110,4 +99,4 @@ func (p *clusterIDPoller) handleResult(c actor.Context, r pollResult) {
 	p.timer = p.env.Clock.AfterFunc(time.Duration(float64(p.cfg.Interval)*jitter), func() { post(pollNow{}) })
 }
 
-var _ actor.Actor = (*clusterIDPoller)(nil)
+var _ stopper = (*clusterIDPoller)(nil)

@@ -51,7 +51,6 @@ func (p *CallbackPanic) Error() string {
 // batch has failed, and the batch decoded, once decoding it has succeeded
 // (a host call sets it; the actor reads it only after that call has ended).
 type consumerShared struct {
-	gens     atomic.Uint64
 	outbox   Outbox
 	attempts int
 	decoded  *messages.Deliver
@@ -70,64 +69,65 @@ type consumerShared struct {
 // within AckTimeout, fails the batch as a panicking callback does.
 func NewConsumerProps(env *Env, cfg ConsumerConfig) *actor.Props {
 	shared := &consumerShared{outbox: Outbox{FoldAt: cfg.CoalesceAfter}}
-	return env.Props(func() actor.Actor {
-		return &consumer{env: env, cfg: cfg, shared: shared}
+	return shellProps(env, shared, 1, func(shared *consumerShared, tasks []*task) lifecycle {
+		return &consumer{env: env, cfg: cfg, shared: shared, task: tasks[0]}
 	})
 }
 
 // consumer is the consumer actor; see NewConsumerProps.
 type consumer struct {
-	env      *Env
-	cfg      ConsumerConfig
-	shared   *consumerShared
-	task     task // the host call
-	stopping bool
+	env     *Env
+	cfg     ConsumerConfig
+	shared  *consumerShared
+	task    *task // the host call
+	closing bool  // Stopping or Restarting came: start no batch
 }
 
 // What a host call posts to its actor: nil when it returned, or how it
 // panicked.
 type callbackDone struct{ p *CallbackPanic }
 
-// Receive implements actor.Actor.
-func (k *consumer) Receive(c actor.Context) {
+func (k *consumer) started(c actor.Context) {
 	sh := k.shared
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		k.task = newTask(&sh.gens)
-		if b, busy := sh.outbox.InFlight(); busy {
-			if sh.attempts >= max(1, k.cfg.MaxAttempts) {
-				panic(fmt.Errorf("%w: %d attempts at a batch of %d updates (status %v)",
-					messages.ErrPoisonBatch, sh.attempts, len(b.Updates), b.Status))
-			}
-			k.env.Logger.Warn("delivering a batch again after the host callback panicked",
-				"updates", len(b.Updates), "attempt", sh.attempts+1)
-			k.start(c)
-			return
+	if b, busy := sh.outbox.InFlight(); busy {
+		if sh.attempts >= max(1, k.cfg.MaxAttempts) {
+			panic(fmt.Errorf("%w: %d attempts at a batch of %d updates (status %v)",
+				messages.ErrPoisonBatch, sh.attempts, len(b.Updates), b.Status))
 		}
-		k.next(c)
-	case *actor.Stopping, *actor.Restarting:
-		k.stopping = true
-	case messages.Deliver:
-		sh.outbox.Push(m)
-		k.next(c)
-	case taskMessage:
-		msg, ok := k.task.message(m)
-		if !ok {
-			return
-		}
-		if done := msg.(callbackDone); done.p != nil {
-			panic(done.p)
-		}
-		k.delivered()
-		sh.attempts, sh.decoded = 0, nil
-		sh.outbox.Done()
+		k.env.Logger.Warn("delivering a batch again after the host callback panicked",
+			"updates", len(b.Updates), "attempt", sh.attempts+1)
+		k.start(c)
+		return
+	}
+	k.next(c)
+}
+
+// stopping keeps the next batch from starting; the host call under way
+// cannot be cancelled (its end is no longer heard: a restart delivers its
+// batch again).
+func (k *consumer) stopping() { k.closing = true }
+
+func (k *consumer) received(c actor.Context, msg any) {
+	if m, ok := msg.(messages.Deliver); ok {
+		k.shared.outbox.Push(m)
 		k.next(c)
 	}
 }
 
+func (k *consumer) posted(c actor.Context, _ *task, msg any) {
+	sh := k.shared
+	if done := msg.(callbackDone); done.p != nil {
+		panic(done.p)
+	}
+	k.delivered()
+	sh.attempts, sh.decoded = 0, nil
+	sh.outbox.Done()
+	k.next(c)
+}
+
 // next starts delivering the next batch, if the host is free.
 func (k *consumer) next(c actor.Context) {
-	if k.stopping || k.env.Stopped.Load() {
+	if k.closing || k.env.Stopped.Load() {
 		return
 	}
 	if _, ok := k.shared.outbox.Take(); ok { // not while the host has one
@@ -288,4 +288,4 @@ func (k *consumer) decode(b messages.Deliver) messages.Deliver {
 	return b
 }
 
-var _ actor.Actor = (*consumer)(nil)
+var _ stopper = (*consumer)(nil)

@@ -24,8 +24,8 @@
 // The cores take inputs and return outputs; they hold no goroutines, clocks
 // or actor types, and are tested by script. The actors only move messages in
 // and out; every blocking call (etcd, the host) runs as a task (task.go),
-// which the actor cancels on stop or restart and whose stale results it drops
-// in one place. Env carries what they share, and its Runner lets e2e/stepper
+// which is cancelled on stop or restart and whose stale results are dropped
+// in one place: the shell the actors run on (shell.go). Env carries what they share, and its Runner lets e2e/stepper
 // run them one step at a time. Supervision policy does not live here: an
 // actor fails by panicking with a typed error, and its parent in package
 // supervisor decides.

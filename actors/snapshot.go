@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -31,7 +30,6 @@ type SnapshotConfig struct {
 // snapshotShared is what outlives one incarnation of the reader: the
 // request being served, so that a restarted reader serves it again.
 type snapshotShared struct {
-	gens        atomic.Uint64
 	requester   *actor.PID
 	request     *messages.SnapshotRequest
 	requestedAt time.Time // when the request came, for the read's duration
@@ -47,9 +45,8 @@ type snapshotShared struct {
 // with backoff; a datastore that stays behind the request is
 // messages.ErrIndexRegressed.
 func NewSnapshotReaderProps(env *Env, cfg SnapshotConfig) *actor.Props {
-	shared := &snapshotShared{}
-	return env.Props(func() actor.Actor {
-		return &snapshotReader{env: env, cfg: cfg, shared: shared}
+	return shellProps(env, &snapshotShared{}, 1, func(shared *snapshotShared, tasks []*task) lifecycle {
+		return &snapshotReader{env: env, cfg: cfg, shared: shared, task: tasks[0]}
 	})
 }
 
@@ -58,7 +55,7 @@ type snapshotReader struct {
 	env    *Env
 	cfg    SnapshotConfig
 	shared *snapshotShared
-	task   task // the read
+	task   *task // the read
 }
 
 // What the read posts to its actor, besides the SnapshotBatch and
@@ -68,38 +65,33 @@ type (
 	snapshotFailed  struct{ err error }
 )
 
-// Receive implements actor.Actor.
-func (s *snapshotReader) Receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		s.task = newTask(&s.shared.gens)
-		if s.shared.request != nil {
-			s.start(c) // a restart interrupted a read: serve it again
-		}
-	case *actor.Stopping, *actor.Restarting:
-		s.task.stop()
-	case messages.SnapshotRequest:
+func (s *snapshotReader) started(c actor.Context) {
+	if s.shared.request != nil {
+		s.start(c) // a restart interrupted a read: serve it again
+	}
+}
+
+func (s *snapshotReader) received(c actor.Context, msg any) {
+	if m, ok := msg.(messages.SnapshotRequest); ok {
 		s.shared.requester, s.shared.request = c.Sender(), &m
 		s.shared.requestedAt, s.shared.keys = s.env.Clock.Now(), 0
 		s.start(c)
-	case taskMessage:
-		msg, ok := s.task.message(m)
-		if !ok {
-			return
-		}
-		switch msg := msg.(type) {
-		case messages.SnapshotBatch:
-			s.shared.keys += len(msg.KVs)
-			c.Send(s.shared.requester, msg)
-		case messages.SnapshotFinished:
-			s.shared.request = nil
-			s.env.Observer.SnapshotRead(s.env.Clock.Since(s.shared.requestedAt), s.shared.keys)
-			c.Send(s.shared.requester, msg)
-		case snapshotTrouble:
-			s.env.Logger.Warn("snapshot read failed; retrying", "err", msg.err)
-		case snapshotFailed:
-			panic(msg.err)
-		}
+	}
+}
+
+func (s *snapshotReader) posted(c actor.Context, _ *task, msg any) {
+	switch msg := msg.(type) {
+	case messages.SnapshotBatch:
+		s.shared.keys += len(msg.KVs)
+		c.Send(s.shared.requester, msg)
+	case messages.SnapshotFinished:
+		s.shared.request = nil
+		s.env.Observer.SnapshotRead(s.env.Clock.Since(s.shared.requestedAt), s.shared.keys)
+		c.Send(s.shared.requester, msg)
+	case snapshotTrouble:
+		s.env.Logger.Warn("snapshot read failed; retrying", "err", msg.err)
+	case snapshotFailed:
+		panic(msg.err)
 	}
 }
 
@@ -180,4 +172,4 @@ func (s *snapshotReader) read(ctx context.Context, send func(any), minIdx uint64
 	}
 }
 
-var _ actor.Actor = (*snapshotReader)(nil)
+var _ lifecycle = (*snapshotReader)(nil)

@@ -29,7 +29,6 @@ type WatcherConfig struct {
 
 // watcherShared is what outlives one incarnation of the watcher.
 type watcherShared struct {
-	gens   atomic.Uint64
 	starts atomic.Uint64
 }
 
@@ -40,9 +39,8 @@ type watcherShared struct {
 // messages.ErrLostSync) when the watch loses its position; its supervisor
 // restarts it.
 func NewWatcherProps(env *Env, cfg WatcherConfig) *actor.Props {
-	shared := &watcherShared{}
-	return env.Props(func() actor.Actor {
-		return &watcher{env: env, cfg: cfg, shared: shared}
+	return shellProps(env, &watcherShared{}, 1, func(shared *watcherShared, tasks []*task) lifecycle {
+		return &watcher{env: env, cfg: cfg, shared: shared, task: tasks[0]}
 	})
 }
 
@@ -51,7 +49,7 @@ type watcher struct {
 	env    *Env
 	cfg    WatcherConfig
 	shared *watcherShared
-	task   task   // the watch
+	task   *task  // the watch
 	cause  string // why this incarnation watches: "start" or "watcher-restart"
 }
 
@@ -66,35 +64,28 @@ type (
 	watchFailed  struct{ err error }
 )
 
-// Receive implements actor.Actor.
-func (w *watcher) Receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		w.task = newTask(&w.shared.gens)
-		w.cause = "start"
-		if w.shared.starts.Add(1) > 1 {
-			w.cause = "watcher-restart"
-		}
-		w.task.start(c, w.env, w.env.Goroutines, w.run)
-	case *actor.Stopping, *actor.Restarting:
-		w.task.stop()
-	case taskMessage:
-		msg, ok := w.task.message(m)
-		if !ok {
-			return
-		}
-		switch m := msg.(type) {
-		case watchStarted:
-			w.judgeClusterID(c, m.clusterID)
-			w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
-			c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
-		case watchEvent:
-			w.handleEvent(c, m.changes)
-		case watchTrouble:
-			w.env.Logger.Warn("watch error; retrying from the same index", "err", m.err)
-		case watchFailed:
-			w.fail(c, m.err)
-		}
+func (w *watcher) started(c actor.Context) {
+	w.cause = "start"
+	if w.shared.starts.Add(1) > 1 {
+		w.cause = "watcher-restart"
+	}
+	w.task.start(c, w.env, w.env.Goroutines, w.run)
+}
+
+func (w *watcher) received(actor.Context, any) {}
+
+func (w *watcher) posted(c actor.Context, _ *task, msg any) {
+	switch m := msg.(type) {
+	case watchStarted:
+		w.judgeClusterID(c, m.clusterID)
+		w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
+		c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
+	case watchEvent:
+		w.handleEvent(c, m.changes)
+	case watchTrouble:
+		w.env.Logger.Warn("watch error; retrying from the same index", "err", m.err)
+	case watchFailed:
+		w.fail(c, m.err)
 	}
 }
 
@@ -236,4 +227,4 @@ func (w *watcher) checkStall(ctx context.Context, watch source.Watch, startID st
 	return nil
 }
 
-var _ actor.Actor = (*watcher)(nil)
+var _ lifecycle = (*watcher)(nil)
