@@ -17,7 +17,7 @@ type PollerConfig struct {
 	// Applied returns the highest etcd index merged so far.
 	Applied func() uint64
 	// Cluster is the pipeline's cluster-ID guard.
-	Cluster *ClusterIDGuard
+	Cluster *SharedClusterIDCheck
 }
 
 // NewClusterIDPollerProps returns the props of a cluster-ID poller actor. It polls
@@ -89,7 +89,7 @@ func (p *clusterIDPoller) handleResult(c actor.Context, r pollResult) {
 		p.env.Logger.Warn("polling etcd's cluster ID failed", "err", r.err)
 	} else {
 		p.env.Observer.EtcdIndex(r.head.Index)
-		if err := p.cfg.Cluster.JudgePoll(r.head.ClusterID, r.head.Index, r.applied, p.env.Logger); err != nil {
+		if err := p.cfg.Cluster.CheckQuorumRead(r.head.ClusterID, r.head.Index, r.applied, p.env.Logger); err != nil {
 			panic(err)
 		}
 	}

@@ -12,14 +12,14 @@ import (
 // --initial-cluster-token: two such clusters cannot be told apart.
 const defaultClusterID = "7e27652122e8b2ae"
 
-// ClusterIDCheck remembers the etcd cluster ID first seen and judges every
+// ClusterIDCheck remembers the etcd cluster ID first seen and checks every
 // later observation against it. Not safe for concurrent use.
 type ClusterIDCheck struct {
 	id string
 }
 
-// ClusterIDVerdict is what one observation means.
-type ClusterIDVerdict struct {
+// ClusterIDOutcome is what one cluster ID seen means.
+type ClusterIDOutcome struct {
 	// Err wraps messages.ErrClusterIDChanged or messages.ErrIndexRegressed
 	// when the datastore is no longer the one we synced from.
 	Err error
@@ -32,26 +32,26 @@ type ClusterIDVerdict struct {
 // ID returns the cluster ID learnt, or "".
 func (c *ClusterIDCheck) ID() string { return c.id }
 
-// ObserveID judges a cluster ID seen on any response. An empty ID (etcd
+// Check checks a cluster ID seen on any response. An empty ID (etcd
 // errors carry none) says nothing.
-func (c *ClusterIDCheck) ObserveID(id string) ClusterIDVerdict {
+func (c *ClusterIDCheck) Check(id string) ClusterIDOutcome {
 	switch {
 	case id == "":
-		return ClusterIDVerdict{}
+		return ClusterIDOutcome{}
 	case c.id == "":
 		c.id = id
-		return ClusterIDVerdict{First: true, Default: id == defaultClusterID}
+		return ClusterIDOutcome{First: true, Default: id == defaultClusterID}
 	case id != c.id:
-		return ClusterIDVerdict{Err: fmt.Errorf("%w: was %s, now %s", messages.ErrClusterIDChanged, c.id, id)}
+		return ClusterIDOutcome{Err: fmt.Errorf("%w: was %s, now %s", messages.ErrClusterIDChanged, c.id, id)}
 	}
-	return ClusterIDVerdict{}
+	return ClusterIDOutcome{}
 }
 
-// ObservePoll judges a quorum read: its cluster ID, and its index against
+// CheckQuorumRead checks a quorum read: its cluster ID, and its index against
 // applied, the highest index merged before the read was sent. A quorum read
 // is never stale, so an index below applied means etcd went back in time.
-func (c *ClusterIDCheck) ObservePoll(id string, index, applied uint64) ClusterIDVerdict {
-	v := c.ObserveID(id)
+func (c *ClusterIDCheck) CheckQuorumRead(id string, index, applied uint64) ClusterIDOutcome {
+	v := c.Check(id)
 	if v.Err == nil && index < applied {
 		v.Err = fmt.Errorf("%w: quorum read at index %d, below the %d already applied (cluster %s)",
 			messages.ErrIndexRegressed, index, applied, c.id)
@@ -59,36 +59,36 @@ func (c *ClusterIDCheck) ObservePoll(id string, index, applied uint64) ClusterID
 	return v
 }
 
-// ClusterIDGuard is the ClusterIDCheck that the actors of one pipeline share:
-// the watcher, the snapshot reader and the poller judge every cluster ID
+// SharedClusterIDCheck is the ClusterIDCheck that the actors of one pipeline share:
+// the watcher, the snapshot reader and the poller check every cluster ID
 // they see with it before anything of the response reaches the merger, so
 // that data of a rebuilt cluster is never merged into the old one's state.
 // (Reported to the poller instead, a snapshot of the new cluster could be
 // merged, and in-sync reported, before the poller escalated.) A new pipeline,
 // after a reset, gets a new guard. Safe for concurrent use.
-type ClusterIDGuard struct {
+type SharedClusterIDCheck struct {
 	mu    sync.Mutex
 	check ClusterIDCheck
 }
 
-// Judge judges a cluster ID seen on a response, logging the ID when it is
+// Check checks a cluster ID seen on a response, logging the ID when it is
 // learnt; the error wraps messages.ErrClusterIDChanged.
-func (g *ClusterIDGuard) Judge(id string, log *slog.Logger) error {
+func (g *SharedClusterIDCheck) Check(id string, log *slog.Logger) error {
 	g.mu.Lock()
-	v := g.check.ObserveID(id)
+	v := g.check.Check(id)
 	g.mu.Unlock()
 	return g.report(v, log)
 }
 
-// JudgePoll is ClusterIDCheck.ObservePoll, logged as Judge.
-func (g *ClusterIDGuard) JudgePoll(id string, index, applied uint64, log *slog.Logger) error {
+// CheckQuorumRead is ClusterIDCheck.CheckQuorumRead, logged as Check is.
+func (g *SharedClusterIDCheck) CheckQuorumRead(id string, index, applied uint64, log *slog.Logger) error {
 	g.mu.Lock()
-	v := g.check.ObservePoll(id, index, applied)
+	v := g.check.CheckQuorumRead(id, index, applied)
 	g.mu.Unlock()
 	return g.report(v, log)
 }
 
-func (g *ClusterIDGuard) report(v ClusterIDVerdict, log *slog.Logger) error {
+func (g *SharedClusterIDCheck) report(v ClusterIDOutcome, log *slog.Logger) error {
 	if v.First {
 		log.Info("etcd cluster ID known", "clusterID", g.ID())
 	}
@@ -100,7 +100,7 @@ func (g *ClusterIDGuard) report(v ClusterIDVerdict, log *slog.Logger) error {
 }
 
 // ID returns the cluster ID learnt, or "".
-func (g *ClusterIDGuard) ID() string {
+func (g *SharedClusterIDCheck) ID() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.check.ID()

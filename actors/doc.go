@@ -11,7 +11,7 @@
 //   - the merger (merger.go) feeds MergeCore (mergecore.go), the merge state
 //     machine, and keeps nothing of its own.
 //   - the cluster-ID poller (clusterid.go) watches for a rebuilt or restored
-//     etcd; ClusterIDGuard (clusteridcheck.go) judges the cluster ID of every
+//     etcd; SharedClusterIDCheck (clusteridcheck.go) checks the cluster ID of every
 //     response before its data reaches the merger.
 //   - the relay client (relayclient.go) takes the place of the watcher, the
 //     snapshot reader and the poller for a syncer that reads from relays

@@ -28,7 +28,7 @@ type RelayClientConfig struct {
 	Client *http.Client
 	// Cluster judges the cluster ID of every resume position, as the
 	// watcher judges etcd's responses, before the merger hears of it.
-	Cluster *ClusterIDGuard
+	Cluster *SharedClusterIDCheck
 	// ReadTimeout is how long a stream may stay silent before the client
 	// drops it and moves on: the relay pings every 10 s by default, so
 	// silence means a dead or black-holed connection.
@@ -166,7 +166,7 @@ func (r *relayClient) Receive(c actor.Context) {
 				}
 			}
 			if m.f.ClusterID != "" {
-				if err := r.cfg.Cluster.Judge(m.f.ClusterID, r.env.Logger); err != nil {
+				if err := r.cfg.Cluster.Check(m.f.ClusterID, r.env.Logger); err != nil {
 					r.send(c, sh.feed.Disconnected(err), err)
 				}
 			}

@@ -15,7 +15,7 @@ import (
 type SnapshotConfig struct {
 	// Cluster judges the cluster ID of every snapshot before anything of it
 	// is sent.
-	Cluster *ClusterIDGuard
+	Cluster *SharedClusterIDCheck
 	// BatchSize is the most keys one SnapshotBatch carries.
 	BatchSize int
 	// StaleRetry is how long to wait before re-reading a snapshot that came
@@ -117,7 +117,7 @@ func (s *snapshotReader) read(ctx context.Context, send func(any), minIdx uint64
 		batch := make([]messages.KV, 0, size)
 		head := func(h source.Head) error {
 			idx, id = h.Index, h.ClusterID
-			if err := s.cfg.Cluster.Judge(id, s.env.Logger); err != nil {
+			if err := s.cfg.Cluster.Check(id, s.env.Logger); err != nil {
 				return err
 			}
 			if idx < minIdx {

@@ -18,7 +18,7 @@ type WatcherConfig struct {
 	Merger *actor.PID // receives WatcherNeedsSnapshot, WatcherUpdate, WatcherDeletion
 	// Cluster judges the cluster ID of every response before the merger
 	// hears of it.
-	Cluster *ClusterIDGuard
+	Cluster *SharedClusterIDCheck
 	// ErrorLimit is how many retryable errors in a row make the watcher
 	// give up and fail.
 	ErrorLimit int
@@ -77,7 +77,7 @@ func (w *watcher) received(actor.Context, any) {}
 func (w *watcher) posted(c actor.Context, _ *task, msg any) {
 	switch m := msg.(type) {
 	case watchStarted:
-		w.judgeClusterID(c, m.clusterID)
+		w.checkClusterID(c, m.clusterID)
 		w.env.Logger.Info("watching", "prefix", w.env.Prefix, "afterIndex", m.index, "cause", w.cause)
 		c.Send(w.cfg.Merger, messages.WatcherNeedsSnapshot{MinIndex: m.index, Cause: w.cause})
 	case watchEvent:
@@ -90,7 +90,7 @@ func (w *watcher) posted(c actor.Context, _ *task, msg any) {
 }
 
 func (w *watcher) handleEvent(c actor.Context, ch source.Changes) {
-	w.judgeClusterID(c, ch.ClusterID)
+	w.checkClusterID(c, ch.ClusterID)
 	if ch.Progress {
 		w.env.Observer.EtcdIndex(ch.Index) // etcd's revision when it answered
 	} else {
@@ -109,9 +109,9 @@ func (w *watcher) fail(c actor.Context, err error) {
 	panic(err)
 }
 
-// judgeClusterID fails the watcher if id is not the pipeline's cluster.
-func (w *watcher) judgeClusterID(c actor.Context, id string) {
-	if err := w.cfg.Cluster.Judge(id, w.env.Logger); err != nil {
+// checkClusterID fails the watcher if id is not the pipeline's cluster.
+func (w *watcher) checkClusterID(c actor.Context, id string) {
+	if err := w.cfg.Cluster.Check(id, w.env.Logger); err != nil {
 		w.fail(c, err)
 	}
 }

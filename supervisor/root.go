@@ -120,7 +120,7 @@ func (r *root) pipelineName(base string) string {
 // those spawned before it.
 func (r *root) spawnPipeline(c actor.Context) {
 	r.pipelines++
-	cluster := &actors.ClusterIDGuard{} // one cluster per pipeline: a reset starts another
+	cluster := &actors.SharedClusterIDCheck{} // one cluster per pipeline: a reset starts another
 	r.syncer.cluster.Store(cluster)
 	if len(r.cfg.Relays) > 0 {
 		r.spawnRelayPipeline(c, cluster)
@@ -154,7 +154,7 @@ func (r *root) spawnPipeline(c actor.Context) {
 // spawnRelayPipeline spawns the merger and, in the place of the watcher, the
 // snapshot reader and the poller, a relay client that feeds it. Each needs
 // the other's PID, so the client is told the merger's once both exist.
-func (r *root) spawnRelayPipeline(c actor.Context, cluster *actors.ClusterIDGuard) {
+func (r *root) spawnRelayPipeline(c actor.Context, cluster *actors.SharedClusterIDCheck) {
 	var observer actors.RelayObserver
 	if o, ok := r.cfg.Observer.(actors.RelayObserver); ok {
 		observer = o

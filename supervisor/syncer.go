@@ -41,7 +41,7 @@ type Syncer struct {
 	conns     *connTracker // the syncer's own transport's; nil with a host's KeysAPI or Transport
 	source    source.Source
 	status    atomic.Uint32
-	cluster   atomic.Pointer[actors.ClusterIDGuard] // the current pipeline's; nil before the first
+	cluster   atomic.Pointer[actors.SharedClusterIDCheck] // the current pipeline's; nil before the first
 
 	errOnce sync.Once
 	err     error
