@@ -295,62 +295,91 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // withDefaults returns cfg validated and with every default filled in.
 func (cfg Config) withDefaults() (Config, error) {
-	bad := func(field, format string, args ...any) (Config, error) {
-		return Config{}, &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
-	}
-	switch {
-	case len(cfg.Relays) > 0 && cfg.KeysAPI != nil:
-		return bad("Relays", "Relays and KeysAPI are exclusive: sync from relays or from etcd")
-	case len(cfg.Relays) > 0 && len(cfg.Endpoints) > 0:
-		return bad("Relays", "Relays and Endpoints are exclusive: sync from relays or from etcd")
-	case len(cfg.Relays) > 0 && cfg.WatchMode != WatchLongPoll:
-		return bad("WatchMode", "a syncer reading from relays does not watch etcd")
-	case len(cfg.Relays) > 0 && cfg.API != APIv2:
-		return bad("API", "a syncer reading from relays does not read etcd; the relay's API is the relay's business")
-	case cfg.API > APIv3:
-		return bad("API", "unknown API %d", cfg.API)
-	case cfg.API == APIv3 && cfg.KeysAPI != nil:
-		return bad("KeysAPI", "a KeysAPI is etcd v2's; an APIv3 syncer reads Endpoints")
-	case cfg.API == APIv3 && cfg.Transport != nil:
-		return bad("Transport", "Transport carries v2 requests; an APIv3 syncer dials Endpoints over gRPC (set TLS instead)")
-	case cfg.API == APIv3 && cfg.WatchMode != WatchLongPoll:
-		return bad("WatchMode", "a v3 watch is always a stream; leave WatchMode unset with APIv3")
-	}
-	for i, ep := range cfg.Relays {
-		if err := ValidateEndpoint(ep); err != nil {
-			return Config{}, &ConfigError{Field: fmt.Sprintf("Relays[%d]", i), Err: err}
-		}
-	}
-	if cfg.KeysAPI == nil && len(cfg.Relays) == 0 {
-		if len(cfg.Endpoints) == 0 {
-			return bad("Endpoints", "no etcd endpoint given (and no KeysAPI or Relays)")
-		}
-		for i, ep := range cfg.Endpoints {
-			if err := ValidateEndpoint(ep); err != nil {
-				return Config{}, &ConfigError{Field: fmt.Sprintf("Endpoints[%d]", i), Err: err}
-			}
-		}
+	if err := cfg.checkSource(); err != nil {
+		return Config{}, err
 	}
 	def := DefaultConfig()
 	if cfg.Prefix == "" {
 		cfg.Prefix = def.Prefix
 	}
 	if !strings.HasPrefix(cfg.Prefix, "/") {
-		return bad("Prefix", "%q does not start with /", cfg.Prefix)
+		return Config{}, badField("Prefix", "%q does not start with /", cfg.Prefix)
 	}
-	cfg.Prefix = keyspace.Prefix(cfg.Prefix)
-	if cfg.Prefix == "" {
-		return bad("Prefix", "syncing the whole keyspace (/) is not supported; name a directory")
+	if cfg.Prefix = keyspace.Prefix(cfg.Prefix); cfg.Prefix == "" {
+		return Config{}, badField("Prefix", "syncing the whole keyspace (/) is not supported; name a directory")
 	}
 	if cfg.OnClusterReset > StopOnReset {
-		return bad("OnClusterReset", "unknown policy %d", cfg.OnClusterReset)
+		return Config{}, badField("OnClusterReset", "unknown policy %d", cfg.OnClusterReset)
 	}
+	if err := cfg.fillLimits(def); err != nil {
+		return Config{}, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = actors.NopObserver{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.replay.Rand == nil {
+		cfg.replay.Rand = rand.Int64N
+	}
+	return cfg, nil
+}
+
+// badField returns a *ConfigError naming field.
+func badField(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// checkSource checks the choice of source: relays, a KeysAPI or
+// endpoints, and the API and watch mode that go with it.
+func (cfg Config) checkSource() error {
+	relays := len(cfg.Relays) > 0
 	switch {
+	case relays && cfg.KeysAPI != nil:
+		return badField("Relays", "Relays and KeysAPI are exclusive: sync from relays or from etcd")
+	case relays && len(cfg.Endpoints) > 0:
+		return badField("Relays", "Relays and Endpoints are exclusive: sync from relays or from etcd")
+	case relays && cfg.WatchMode != WatchLongPoll:
+		return badField("WatchMode", "a syncer reading from relays does not watch etcd")
+	case relays && cfg.API != APIv2:
+		return badField("API", "a syncer reading from relays does not read etcd; the relay's API is the relay's business")
+	case cfg.API > APIv3:
+		return badField("API", "unknown API %d", cfg.API)
+	case cfg.API == APIv3 && cfg.KeysAPI != nil:
+		return badField("KeysAPI", "a KeysAPI is etcd v2's; an APIv3 syncer reads Endpoints")
+	case cfg.API == APIv3 && cfg.Transport != nil:
+		return badField("Transport", "Transport carries v2 requests; an APIv3 syncer dials Endpoints over gRPC (set TLS instead)")
+	case cfg.API == APIv3 && cfg.WatchMode != WatchLongPoll:
+		return badField("WatchMode", "a v3 watch is always a stream; leave WatchMode unset with APIv3")
 	case cfg.WatchMode > WatchStream:
-		return bad("WatchMode", "unknown mode %d", cfg.WatchMode)
+		return badField("WatchMode", "unknown mode %d", cfg.WatchMode)
 	case cfg.WatchMode == WatchStream && cfg.KeysAPI != nil:
-		return bad("WatchMode", "streaming needs Endpoints; a KeysAPI cannot stream")
+		return badField("WatchMode", "streaming needs Endpoints; a KeysAPI cannot stream")
+	case !relays && cfg.KeysAPI == nil && len(cfg.Endpoints) == 0:
+		return badField("Endpoints", "no etcd endpoint given (and no KeysAPI or Relays)")
 	}
+	for i, ep := range cfg.Relays {
+		if err := ValidateEndpoint(ep); err != nil {
+			return &ConfigError{Field: fmt.Sprintf("Relays[%d]", i), Err: err}
+		}
+	}
+	if cfg.KeysAPI == nil {
+		for i, ep := range cfg.Endpoints {
+			if err := ValidateEndpoint(ep); err != nil {
+				return &ConfigError{Field: fmt.Sprintf("Endpoints[%d]", i), Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// fillLimits gives every duration and count left zero its default from
+// def, and refuses a negative one.
+func (cfg *Config) fillLimits(def Config) error {
 	durations := []struct {
 		field string
 		d     *time.Duration
@@ -369,14 +398,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
-			return bad(d.field, "negative duration %v", *d.d)
+			return badField(d.field, "negative duration %v", *d.d)
 		}
 		if *d.d == 0 {
 			*d.d = d.def
 		}
 	}
 	if cfg.Backoff.Max < cfg.Backoff.Initial {
-		return bad("Backoff.Max", "%v is below Backoff.Initial %v", cfg.Backoff.Max, cfg.Backoff.Initial)
+		return badField("Backoff.Max", "%v is below Backoff.Initial %v", cfg.Backoff.Max, cfg.Backoff.Initial)
 	}
 	counts := []struct {
 		field string
@@ -390,25 +419,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	for _, c := range counts {
 		if *c.n < 0 {
-			return bad(c.field, "negative count %d", *c.n)
+			return badField(c.field, "negative count %d", *c.n)
 		}
 		if *c.n == 0 {
 			*c.n = c.def
 		}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Observer == nil {
-		cfg.Observer = actors.NopObserver{}
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.RealClock{}
-	}
-	if cfg.replay.Rand == nil {
-		cfg.replay.Rand = rand.Int64N
-	}
-	return cfg, nil
+	return nil
 }
 
 // source returns the etcd source the config chooses: Config.KeysAPI, or
