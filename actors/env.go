@@ -15,7 +15,7 @@ import (
 	"github.com/etcdsync/etcdsync/messages"
 )
 
-// Delayer yields retry delays (supervisor.Backoff is one).
+// Delayer yields retry delays (the supervisor's restart backoff is one).
 type Delayer interface {
 	Next() time.Duration
 	Reset()

@@ -6,14 +6,14 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Backoff yields the delays before restarting a failed actor: exponential,
+// restartBackoff yields the delays before restarting a failed actor: exponential,
 // with full jitter, forgetting past failures once the actor has stayed up
 // for ResetAfter. It never sleeps; it reads its clock and its randomness
 // from fields, so tests can pin both. Not safe for concurrent use.
 //
 // protoactor-go's own exponential strategy is linear with nanosecond jitter
 // and stamps time.Now; this replaces it.
-type Backoff struct {
+type restartBackoff struct {
 	Initial    time.Duration // first ceiling; doubles per failure
 	Max        time.Duration // the ceiling's cap
 	ResetAfter time.Duration // a failure this long after the last starts over
@@ -29,20 +29,16 @@ type Backoff struct {
 // reset after two minutes without a failure.
 var defaultBackoff = BackoffConfig{Initial: 800 * time.Millisecond, Max: 30 * time.Second, ResetAfter: 2 * time.Minute}
 
-// DefaultBackoff returns the default restart backoff, full jitter.
-func DefaultBackoff(c clock.PassiveClock, rand func(int64) int64) *Backoff {
-	return defaultBackoff.New(c, rand)
-}
-
-// New returns a Backoff with these bounds, reading c and drawing from rand.
-func (b BackoffConfig) New(c clock.PassiveClock, rand func(int64) int64) *Backoff {
-	return &Backoff{Initial: b.Initial, Max: b.Max, ResetAfter: b.ResetAfter, Clock: c, Rand: rand}
+// newBackoff returns a restartBackoff with these bounds, reading c and
+// drawing from rand.
+func (b BackoffConfig) newBackoff(c clock.PassiveClock, rand func(int64) int64) *restartBackoff {
+	return &restartBackoff{Initial: b.Initial, Max: b.Max, ResetAfter: b.ResetAfter, Clock: c, Rand: rand}
 }
 
 // Next counts a failure and returns how long to wait before the restart: a
 // uniform draw from [0, ceiling), where the ceiling is Initial doubled once
 // per earlier consecutive failure, capped at Max.
-func (b *Backoff) Next() time.Duration {
+func (b *restartBackoff) Next() time.Duration {
 	now := b.Clock.Now()
 	if b.failures > 0 && now.Sub(b.last) >= b.ResetAfter {
 		b.failures = 0
@@ -58,7 +54,7 @@ func (b *Backoff) Next() time.Duration {
 
 // Ceiling returns the upper bound of the next delay, without counting a
 // failure.
-func (b *Backoff) Ceiling() time.Duration {
+func (b *restartBackoff) Ceiling() time.Duration {
 	ceiling := b.Initial
 	for i := 0; i < b.failures && ceiling < b.Max; i++ {
 		ceiling *= 2
@@ -67,6 +63,6 @@ func (b *Backoff) Ceiling() time.Duration {
 }
 
 // Reset forgets every failure.
-func (b *Backoff) Reset() {
+func (b *restartBackoff) Reset() {
 	b.failures = 0
 }

@@ -17,7 +17,7 @@
 // # Supervision
 //
 // The root restarts a failed watcher after a jittered exponential backoff
-// (Backoff; protoactor-go's own strategies cannot be given a clock), and the
+// (Config.Backoff; protoactor-go's own strategies cannot be given a clock), and the
 // merger, snapshot reader, poller and consumer at once. A cluster-ID change
 // or an index regression is escalated to Config.OnClusterReset: rebuild the
 // actors against the new datastore keeping the host's keys, or stop and

@@ -39,11 +39,11 @@ type decision struct {
 
 // policy is the root's restart policy, apart from its effects: reset policy,
 // poison batches, the watcher's backoff and the counting of restart storms.
-// decide is deterministic given the Backoff's clock and randomness. Not
+// decide is deterministic given the restartBackoff's clock and randomness. Not
 // safe for concurrent use; the root calls it from its own goroutine.
 type policy struct {
 	onReset  ResetPolicy
-	backoff  *Backoff
+	backoff  *restartBackoff
 	failures map[string]*failureCount // storm counting, per child ID
 }
 

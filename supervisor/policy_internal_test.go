@@ -35,7 +35,7 @@ func TestPolicyDecides(t *testing.T) {
 		{"but the consumer does", ResyncOnReset, "consumer", boom, false, true, actRestartNow, actor.RestartDirective},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := policy{onReset: tc.onReset, backoff: defaultBackoff.New(nil, nil), failures: map[string]*failureCount{}}
+			p := policy{onReset: tc.onReset, backoff: defaultBackoff.newBackoff(nil, nil), failures: map[string]*failureCount{}}
 			p.backoff.Clock, p.backoff.Rand = fixedClock{}, func(n int64) int64 { return n - 1 }
 			d := p.decide(tc.child, tc.err, time.Time{}, "watcher", "consumer", tc.stopping, tc.resetting)
 			if d.action != tc.want || d.directive != tc.directive {

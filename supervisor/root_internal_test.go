@@ -95,7 +95,7 @@ func newRootHarness(t *testing.T, onReset ResetPolicy) *rootHarness {
 		cfg:    cfg,
 		env:    &actors.Env{Observer: h.obs},
 		syncer: &Syncer{system: h.system},
-		policy: policy{onReset: onReset, backoff: defaultBackoff.New(h.clock, top), failures: map[string]*failureCount{}},
+		policy: policy{onReset: onReset, backoff: defaultBackoff.newBackoff(h.clock, top), failures: map[string]*failureCount{}},
 		self:   probe,
 	}
 	for _, name := range []string{"consumer", "clusterid", "snapshot", "merger", "watcher"} {

@@ -90,7 +90,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		HostCalls:  &sync.WaitGroup{},
 		Stopped:    &atomic.Bool{},
 		NewBackoff: func() actors.Delayer {
-			return cfg.Backoff.New(cfg.Clock, cfg.replay.Rand)
+			return cfg.Backoff.newBackoff(cfg.Clock, cfg.replay.Rand)
 		},
 		Rand:     cfg.replay.Rand,
 		Observer: cfg.Observer,
@@ -104,7 +104,7 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		status: &s.status,
 		policy: policy{
 			onReset:  cfg.OnClusterReset,
-			backoff:  cfg.Backoff.New(cfg.Clock, cfg.replay.Rand),
+			backoff:  cfg.Backoff.newBackoff(cfg.Clock, cfg.replay.Rand),
 			failures: map[string]*failureCount{},
 		},
 		relays: relays,

@@ -1,4 +1,4 @@
-package supervisor_test
+package supervisor
 
 import (
 	"time"
@@ -6,8 +6,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	clocktesting "k8s.io/utils/clock/testing"
-
-	"github.com/etcdsync/etcdsync/supervisor"
 )
 
 var _ = Describe("Backoff", func() {
@@ -15,14 +13,14 @@ var _ = Describe("Backoff", func() {
 		clk   *clocktesting.FakeClock
 		draws []int64 // the ceilings Rand was asked for
 		pick  func(n int64) int64
-		b     *supervisor.Backoff
+		b     *restartBackoff
 	)
 
 	BeforeEach(func() {
 		clk = clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
 		draws = nil
 		pick = func(n int64) int64 { return n - 1 } // the top of the range
-		b = supervisor.DefaultBackoff(clk, func(n int64) int64 { draws = append(draws, n); return pick(n) })
+		b = defaultBackoff.newBackoff(clk, func(n int64) int64 { draws = append(draws, n); return pick(n) })
 	})
 
 	It("doubles its ceiling from 0.8 s up to 30 s", func() {
