@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +18,6 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
 	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
-	"github.com/etcdsync/etcdsync/e2e/tcpproxy"
-	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
 )
@@ -88,231 +85,75 @@ func (c *leafCounter) RelayStream(_ string, resumed bool) {
 }
 func (c *leafCounter) RelayDisconnected(string, error) { c.dropped.Add(1) }
 
+// relaySpecs are the specs every watch mode of the relay's syncer must
+// pass: fanning out (relay_fanout_test.go) and resuming, failing over and
+// passing resets on (relay_resume_test.go).
 func relaySpecs(mode supervisor.WatchMode) {
-	var (
-		etcd *etcdproc.Cluster
-		keys client.KeysAPI
-	)
-	relayConfig := func() supervisor.Config {
-		cfg := loopback.Config(etcd.Endpoints()...)
-		cfg.WatchMode = mode
-		return cfg
-	}
-	leafConfig := func(relays ...string) supervisor.Config {
-		cfg := loopback.Config()
-		cfg.Endpoints = nil
-		cfg.Relays = relays
-		cfg.RelayReadTimeout = 3 * time.Second
-		return cfg
-	}
-	startLeaves := func(n int, cfg supervisor.Config) ([]*recorder.Recorder, []*leafCounter) {
-		GinkgoHelper()
-		recs, counters := make([]*recorder.Recorder, n), make([]*leafCounter, n)
-		for i := range recs {
-			counters[i] = &leafCounter{}
-			cfg.Observer = counters[i]
-			_, recs[i] = startSyncer(cfg)
-		}
-		return recs, counters
-	}
-	// allInSync passes when every leaf is in sync with a quorum read.
-	allInSync := func(ctx context.Context, recs []*recorder.Recorder) func(Gomega) {
-		return func(g Gomega) {
-			want, err := etcdMap(ctx, keys, prefix)
-			g.Expect(err).NotTo(HaveOccurred())
-			for i, rec := range recs {
-				g.Expect(rec.InSyncMap()).To(Equal(want), "leaf %d", i)
-			}
-		}
-	}
-	updates := func(recs []*recorder.Recorder) []int {
-		out := make([]int, len(recs))
-		for i, rec := range recs {
-			_, out[i] = rec.Calls()
-		}
-		return out
-	}
-
+	e := &relayEnv{mode: mode}
 	BeforeEach(func(ctx SpecContext) {
 		var err error
-		etcd, err = etcdproc.StartCluster(1, etcdproc.Options{Output: GinkgoWriter})
+		e.etcd, err = etcdproc.StartCluster(1, etcdproc.Options{Output: GinkgoWriter})
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(etcd.Stop)
-		keys, err = etcd.KeysAPI()
+		DeferCleanup(e.etcd.Stop)
+		e.keys, err = e.etcd.KeysAPI()
 		Expect(err).NotTo(HaveOccurred())
-		load(ctx, keys, 300, 4)
+		load(ctx, e.keys, 300, 4)
 	})
+	relayFanoutSpecs(e)
+	relayResumeSpecs(e)
+}
 
-	It("brings every leaf in sync and keeps it there through writes, deletes and directory deletes", func(ctx SpecContext) {
-		r := startRelay(relayConfig(), "127.0.0.1:0")
-		recs, _ := startLeaves(5, leafConfig(r.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
+// relayEnv is what the relay specs of one watch mode share: one etcd
+// member, started for each spec, holding 300 keys at its start.
+type relayEnv struct {
+	mode supervisor.WatchMode
+	etcd *etcdproc.Cluster
+	keys client.KeysAPI
+}
 
-		for i := range 200 {
-			k := fmt.Sprintf("%s/host/h%d/k%d", prefix, i%7, i%60)
-			var err error
-			switch i % 5 {
-			case 0:
-				_, err = keys.Delete(ctx, k, nil)
-				if client.IsKeyNotFound(err) {
-					err = nil
-				}
-			case 1:
-				if i%50 == 1 {
-					_, err = keys.Delete(ctx, fmt.Sprintf("%s/host/h%d", prefix, i%7), &client.DeleteOptions{Recursive: true})
-					if client.IsKeyNotFound(err) {
-						err = nil
-					}
-					break
-				}
-				fallthrough
-			default:
-				_, err = keys.Set(ctx, k, fmt.Sprintf("v%d", i), nil)
-			}
-			Expect(err).NotTo(HaveOccurred())
-		}
-		_, err := keys.Set(ctx, prefix+"/quiet", "end", nil)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-	}, SpecTimeout(60*time.Second))
+func (e *relayEnv) relayConfig() supervisor.Config {
+	cfg := loopback.Config(e.etcd.Endpoints()...)
+	cfg.WatchMode = e.mode
+	return cfg
+}
 
-	It("forms tiers: leaves of a relay that syncs from another relay converge and follow", func(ctx SpecContext) {
-		top := startRelay(relayConfig(), "127.0.0.1:0")
-		mid := startRelay(leafConfig(top.url()), "127.0.0.1:0")
-		recs, _ := startLeaves(3, leafConfig(mid.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		_, err := keys.Set(ctx, prefix+"/tiered", "x", nil)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = keys.Delete(ctx, prefix+"/host", &client.DeleteOptions{Recursive: true})
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		Expect(mid.server.Stats().Clients).To(Equal(len(recs)))
-		Expect(top.server.Stats().Clients).To(Equal(1), "the top relay serves the middle one only")
-	}, SpecTimeout(60*time.Second))
+func (e *relayEnv) leafConfig(relays ...string) supervisor.Config {
+	cfg := loopback.Config()
+	cfg.Endpoints = nil
+	cfg.Relays = relays
+	cfg.RelayReadTimeout = 3 * time.Second
+	return cfg
+}
 
-	It("keeps etcd's watcher count at the relay's, whatever the number of leaves", func(ctx SpecContext) {
-		watchers := func() float64 { return etcdMetric(ctx, etcd.Endpoints()[0], "etcd_debugging_store_watchers") }
-		idle := watchers()
-		r := startRelay(relayConfig(), "127.0.0.1:0")
-		Eventually(r.syncer.Status).WithContext(ctx).Should(Equal(messages.InSync))
-		Eventually(watchers).WithContext(ctx).Should(BeNumerically(">", idle))
-		one := idle + 1 // the relay's watch (a long poll re-registers per event: at most one)
-		recs, _ := startLeaves(20, leafConfig(r.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		_, err := keys.Set(ctx, prefix+"/more", "x", nil)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		Consistently(watchers).WithContext(ctx).WithTimeout(time.Second).Should(BeNumerically("<=", one), "20 leaves, and etcd still sees the relay's watch only")
-	}, SpecTimeout(60*time.Second))
+func (e *relayEnv) startLeaves(n int, cfg supervisor.Config) ([]*recorder.Recorder, []*leafCounter) {
+	GinkgoHelper()
+	recs, counters := make([]*recorder.Recorder, n), make([]*leafCounter, n)
+	for i := range recs {
+		counters[i] = &leafCounter{}
+		cfg.Observer = counters[i]
+		_, recs[i] = startSyncer(cfg)
+	}
+	return recs, counters
+}
 
-	It("resumes every leaf across a relay restart, with no update for a key that did not change", func(ctx SpecContext) {
-		r := startRelay(relayConfig(), "127.0.0.1:0")
-		recs, counters := startLeaves(4, leafConfig(r.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		before := updates(recs)
-
-		r.stop(ctx)
-		_, err := keys.Set(ctx, prefix+"/while-down", "x", nil)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() []messages.SyncStatus {
-			var out []messages.SyncStatus
-			for _, rec := range recs {
-				out = append(out, rec.Status())
-			}
-			return out
-		}).WithContext(ctx).ShouldNot(ContainElement(messages.InSync), "a leaf cut off from its relay is not in sync")
-
-		startRelay(relayConfig(), r.addr)
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
-		after := updates(recs)
-		for i := range recs {
-			Expect(after[i]-before[i]).To(Equal(1), "leaf %d: only the key written while the relay was down", i)
-			Expect(counters[i].streams.Load()).To(BeNumerically(">=", 2))
-		}
-	}, SpecTimeout(90*time.Second))
-
-	It("resumes from the relay's log, with no snapshot, after the leaf's stream broke", func(ctx SpecContext) {
-		r := startRelay(relayConfig(), "127.0.0.1:0")
-		front, err := tcpproxy.New(r.addr)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(front.Close)
-		recs, counters := startLeaves(2, leafConfig(front.URL()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		before := updates(recs)
-		sent := r.server.Stats().SnapshotsSent
-
-		front.CutAll()
-		_, err = keys.Set(ctx, prefix+"/while-cut", "x", nil)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
-		Expect(r.server.Stats().SnapshotsSent).To(Equal(sent), "the leaves resumed from the log")
-		for i, c := range counters {
-			Expect(c.resumed.Load()).To(BeNumerically(">=", 1), "leaf %d", i)
-		}
-		after := updates(recs)
-		for i := range recs {
-			Expect(after[i] - before[i]).To(Equal(1))
-		}
-	}, SpecTimeout(60*time.Second))
-
-	It("fails over to the next relay when one goes away", func(ctx SpecContext) {
-		a := startRelay(relayConfig(), "127.0.0.1:0")
-		b := startRelay(relayConfig(), "127.0.0.1:0")
-		recs, _ := startLeaves(4, leafConfig(a.url(), b.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		before := updates(recs)
-		a.stop(ctx)
-		b.stop(ctx)
-		c := startRelay(relayConfig(), b.addr)
-		_, err := keys.Set(ctx, prefix+"/after-failover", "x", nil)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
-		Expect(c.server.Stats().Clients).To(Equal(len(recs)), "every leaf moved to the relay that is left")
-		after := updates(recs)
-		for i := range recs {
-			Expect(after[i] - before[i]).To(Equal(1))
-		}
-	}, SpecTimeout(90*time.Second))
-
-	It("passes staleness on: no leaf is in sync within 2 s of the relay leaving in-sync, and all are again once it is back", func(ctx SpecContext) {
-		r := startRelay(relayConfig(), "127.0.0.1:0")
-		recs, _ := startLeaves(4, leafConfig(r.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-
-		Expect(etcd.Kill(0)).To(Succeed())
-		Eventually(r.syncer.Status).WithContext(ctx).WithTimeout(30 * time.Second).ShouldNot(Equal(messages.InSync))
-		left := time.Now()
+// allInSync passes when every leaf is in sync with a quorum read.
+func (e *relayEnv) allInSync(ctx context.Context, recs []*recorder.Recorder) func(Gomega) {
+	return func(g Gomega) {
+		want, err := etcdMap(ctx, e.keys, prefix)
+		g.Expect(err).NotTo(HaveOccurred())
 		for i, rec := range recs {
-			Eventually(rec.Status).WithContext(ctx).WithTimeout(2*time.Second-time.Since(left)).
-				ShouldNot(Equal(messages.InSync), "leaf %d", i)
+			g.Expect(rec.InSyncMap()).To(Equal(want), "leaf %d", i)
 		}
-		Expect(etcd.Restart(0)).To(Succeed())
-		_, err := keys.Set(ctx, prefix+"/after-outage", "x", nil)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
-	}, SpecTimeout(120*time.Second))
+	}
+}
 
-	It("carries the relay's cluster reset to the leaves, which converge on the new cluster", func(ctx SpecContext) {
-		r := startRelay(relayConfig(), "127.0.0.1:0")
-		recs, _ := startLeaves(3, leafConfig(r.url()))
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).Should(Succeed())
-		stopping := leafConfig(r.url())
-		stopping.OnClusterReset = supervisor.StopOnReset
-		stopper, _ := startSyncer(stopping)
-
-		Expect(etcd.Rebuild()).To(Succeed())
-		var err error
-		keys, err = etcd.KeysAPI()
-		Expect(err).NotTo(HaveOccurred())
-		for i := range 50 {
-			_, err := keys.Set(ctx, fmt.Sprintf("%s/host/h%d/k%d", prefix, i%5, i), "rebuilt", nil)
-			Expect(err).NotTo(HaveOccurred())
-		}
-		Eventually(allInSync(ctx, recs)).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
-		Eventually(stopper.Done()).WithContext(ctx).Should(BeClosed(), "a leaf under StopOnReset stops")
-		Expect(errors.Is(stopper.Err(), messages.ErrUpstreamReset) || errors.Is(stopper.Err(), messages.ErrClusterIDChanged)).
-			To(BeTrue(), "got %v", stopper.Err())
-	}, SpecTimeout(120*time.Second))
+// updates returns how many updates each leaf's host was given.
+func (e *relayEnv) updates(recs []*recorder.Recorder) []int {
+	out := make([]int, len(recs))
+	for i, rec := range recs {
+		_, out[i] = rec.Calls()
+	}
+	return out
 }
 
 // etcdMetric reads one unlabelled series from an etcd member's /metrics.
