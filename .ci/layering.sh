@@ -4,7 +4,9 @@
 # beside the actors, below supervisor, which builds them.
 # Nothing outside e2e/ depends on e2e/; messages and hwm depend on no package
 # of ours; actors not on supervisor; cmd/node imports no actors (what a host
-# may use is declared in supervisor and messages). `make lint` runs this.
+# may use is declared in supervisor and messages); the relay's frames
+# (relay/wire) are the business of the relay server, the relay client
+# actor and the specs only. `make lint` runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -33,6 +35,10 @@ while read -r pkg deps; do
 done < <($GO list -f '{{.ImportPath}} {{join .Deps " "}}' ./...)
 while read -r pkg imports; do
 	for imp in $imports; do
+		if [[ $imp == "$mod/relay/wire" ]]; then
+			echo "layering: ${pkg#"$mod"} imports relay/wire: frames are the relay's and its client's business" >&2
+			fail=1
+		fi
 		if [[ $imp == "$mod/actors" ]]; then
 			echo "layering: ${pkg#"$mod"} imports actors: a host uses what supervisor and messages declare" >&2
 			fail=1
