@@ -57,6 +57,24 @@ type Config struct {
 	MaxRequestBytes int
 }
 
+// DefaultConfig returns a Config holding every default: what New uses for
+// each field left zero. It has no Prefix, which is required, and no Logger
+// (nil: discarded). A host or a command line can start from it, so that no
+// default is written twice.
+func DefaultConfig() Config {
+	return Config{
+		MaxClients:      10000,
+		RetryAfter:      5 * time.Second,
+		LogEntries:      10000,
+		LogBytes:        64 << 20,
+		SnapshotShare:   time.Second,
+		SnapshotBytes:   256 << 20,
+		PingInterval:    10 * time.Second,
+		WriteTimeout:    10 * time.Second,
+		MaxRequestBytes: 4096,
+	}
+}
+
 // ConfigError names the bad Config field.
 type ConfigError struct {
 	Field string
@@ -79,16 +97,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	def := DefaultConfig()
 	ints := []struct {
 		name string
 		v    *int
 		def  int
 	}{
-		{"MaxClients", &cfg.MaxClients, 10000},
-		{"LogEntries", &cfg.LogEntries, 10000},
-		{"LogBytes", &cfg.LogBytes, 64 << 20},
-		{"SnapshotBytes", &cfg.SnapshotBytes, 256 << 20},
-		{"MaxRequestBytes", &cfg.MaxRequestBytes, 4096},
+		{"MaxClients", &cfg.MaxClients, def.MaxClients},
+		{"LogEntries", &cfg.LogEntries, def.LogEntries},
+		{"LogBytes", &cfg.LogBytes, def.LogBytes},
+		{"SnapshotBytes", &cfg.SnapshotBytes, def.SnapshotBytes},
+		{"MaxRequestBytes", &cfg.MaxRequestBytes, def.MaxRequestBytes},
 	}
 	for _, f := range ints {
 		switch {
@@ -103,10 +122,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"RetryAfter", &cfg.RetryAfter, 5 * time.Second},
-		{"SnapshotShare", &cfg.SnapshotShare, time.Second},
-		{"PingInterval", &cfg.PingInterval, 10 * time.Second},
-		{"WriteTimeout", &cfg.WriteTimeout, 10 * time.Second},
+		{"RetryAfter", &cfg.RetryAfter, def.RetryAfter},
+		{"SnapshotShare", &cfg.SnapshotShare, def.SnapshotShare},
+		{"PingInterval", &cfg.PingInterval, def.PingInterval},
+		{"WriteTimeout", &cfg.WriteTimeout, def.WriteTimeout},
 	}
 	for _, f := range durations {
 		switch {
