@@ -25,6 +25,10 @@ func TestParseFlagsDefaults(t *testing.T) {
 		t.Fatalf("parseFlags(nil) = %v", err)
 	}
 	want := config{
+		Role:                  roleEmbedded,
+		EtcdTLS:               tlsFlags{name: "etcd"},
+		EtcdLogin:             login{flag: "etcd-username", env: envPassword},
+		RelayTLS:              tlsFlags{name: "relay"},
 		EmbeddedListen:        "127.0.0.1:2379",
 		EmbeddedPeerListen:    "127.0.0.1:2380",
 		DataDir:               ".data/etcd",
@@ -32,21 +36,20 @@ func TestParseFlagsDefaults(t *testing.T) {
 		WatchMode:             supervisor.WatchLongPoll,
 		OnClusterReset:        supervisor.ResyncOnReset,
 		ClusterIDPollInterval: 10 * time.Second,
-		ShutdownTimeout:       5 * time.Second,
 		Output:                "jsonl",
 		Model:                 "raw",
-		Listen:                "127.0.0.1:9095",
 		RelayLogEntries:       10000,    // relay.Config's default
 		RelayLogBytes:         64 << 20, // likewise
 		RelayMaxClients:       10000,
-		LogFormat:             "text",
-		LogLevel:              slog.LevelInfo,
+		processFlags: processFlags{
+			Listen:          "127.0.0.1:9095",
+			ShutdownTimeout: 5 * time.Second,
+			LogFormat:       "text",
+			LogLevel:        slog.LevelInfo,
+		},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
-	}
-	if !c.embedded() {
-		t.Errorf("the default is not the embedded etcd")
 	}
 }
 
@@ -70,7 +73,7 @@ func TestParseFlagsExternal(t *testing.T) {
 	if got := strings.Join(c.Endpoints, ","); got != "http://a:2379,https://b:2379" {
 		t.Errorf("endpoints %q: the flag must win over the environment", got)
 	}
-	if c.embedded() || c.Password != "s3cret" || c.Username != "calico" || c.OnClusterReset != supervisor.StopOnReset || c.WatchMode != supervisor.WatchStream ||
+	if c.Role != roleExternal || c.EtcdLogin.Password != "s3cret" || c.EtcdLogin.Username != "calico" || c.OnClusterReset != supervisor.StopOnReset || c.WatchMode != supervisor.WatchStream ||
 		c.ClusterIDPollInterval != 250*time.Millisecond || c.Output != "none" || c.LogFormat != "json" ||
 		c.LogLevel != slog.LevelDebug || c.Prefix != "/other/" {
 		t.Errorf("parsed %+v", c)
@@ -82,7 +85,7 @@ func TestParseFlagsEndpointsFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parseFlags = %v", err)
 	}
-	if len(c.Endpoints) != 1 || c.Endpoints[0] != "http://127.0.0.1:4001" || c.embedded() {
+	if len(c.Endpoints) != 1 || c.Endpoints[0] != "http://127.0.0.1:4001" || c.Role != roleExternal {
 		t.Errorf("endpoints %v, want the environment's", c.Endpoints)
 	}
 }
@@ -125,9 +128,9 @@ func TestParseFlagsLeaf(t *testing.T) {
 			t.Errorf("parseFlags(%q, %v) = %v", tc.args, tc.env, err)
 			continue
 		}
-		if !slices.Equal(c.RelayEndpoints, tc.want) || c.embedded() || !c.leaf() {
-			t.Errorf("parseFlags(%q, %v): relays %q (embedded %v), want %q and no etcd", tc.args, tc.env,
-				c.RelayEndpoints, c.embedded(), tc.want)
+		if !slices.Equal(c.RelayEndpoints, tc.want) || c.Role != roleLeaf {
+			t.Errorf("parseFlags(%q, %v): relays %q (role %v), want %q and a leaf", tc.args, tc.env,
+				c.RelayEndpoints, c.Role, tc.want)
 		}
 	}
 }

@@ -27,16 +27,67 @@ import (
 const embeddedReadyTimeout = time.Minute
 
 // embeddedEtcd is the single-member etcd the node runs in-process when no
-// --etcd-endpoints is given.
+// --etcd-endpoints is given: the first component of roleEmbedded.
 type embeddedEtcd struct {
-	etcd      *embed.Etcd
+	c         config
 	clientURL string // what the syncer and the user connect to
+	logger    *slog.Logger
+	fail      func(error)
+
+	etcd     *embed.Etcd
+	stopping chan struct{} // closed when stop begins
 }
 
-// startEmbedded starts an etcd with the v2 API on c.EmbeddedListen (peers
-// on c.EmbeddedPeerListen), data in c.DataDir, and waits until it serves or
-// ctx is done. A taken port or an unusable data directory is a *flagError.
-func startEmbedded(ctx context.Context, c config, logger *slog.Logger) (*embeddedEtcd, error) {
+func newEmbeddedEtcd(c config, logger *slog.Logger, fail func(error)) *embeddedEtcd {
+	// Connect to an address that can be dialled: 0.0.0.0 cannot.
+	clientURL := url.URL{Scheme: "http", Host: dialable(c.EmbeddedListen)}
+	return &embeddedEtcd{c: c, clientURL: clientURL.String(), logger: logger, fail: fail}
+}
+
+func (e *embeddedEtcd) name() string { return "embedded etcd" }
+
+// start starts an etcd with the v2 API on --embedded-etcd-listen (peers on
+// --embedded-etcd-peer-listen), data in --data-dir, and waits until it
+// serves or ctx is done. A taken port or an unusable data directory is a
+// *flagError.
+func (e *embeddedEtcd) start(ctx context.Context) error {
+	etcd, err := startEmbedded(ctx, e.c, e.logger)
+	if err != nil {
+		return err
+	}
+	e.etcd, e.stopping = etcd, make(chan struct{})
+	go func() {
+		select {
+		case err := <-etcd.Err():
+			e.fail(fmt.Errorf("embedded etcd failed: %w", err))
+		case <-e.stopping:
+		}
+	}()
+	e.logger.Info("embedded etcd ready; write a key with the command in 'try'",
+		"clientURL", e.clientURL, "dataDir", e.c.DataDir, "try", e.tryCommand(e.c.API, e.c.Prefix))
+	return nil
+}
+
+// stop stops the embedded etcd, waiting until ctx is done at the most.
+// etcd's own Close has no deadline: it waits for its open client requests.
+func (e *embeddedEtcd) stop(ctx context.Context) error {
+	close(e.stopping)
+	done := make(chan struct{})
+	go func() {
+		e.etcd.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("embedded etcd still stopping after %v", e.c.ShutdownTimeout)
+	}
+}
+
+// startEmbedded starts the embedded etcd for c and waits until it serves
+// or ctx is done.
+func startEmbedded(ctx context.Context, c config, logger *slog.Logger) (*embed.Etcd, error) {
 	if err := checkDataDir(c.DataDir); err != nil {
 		return nil, err
 	}
@@ -52,13 +103,37 @@ func startEmbedded(ctx context.Context, c config, logger *slog.Logger) (*embedde
 		}
 		_ = l.Close()
 	}
+	e, err := embed.StartEtcd(embedConfig(c, logger))
+	if err != nil {
+		return nil, classifyStartError(c, err)
+	}
+	timeout := time.NewTimer(embeddedReadyTimeout)
+	defer timeout.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
+	case <-timeout.C:
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd not ready after %v (data in --data-dir %s)", embeddedReadyTimeout, c.DataDir)
+	case <-ctx.Done():
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd not ready yet: %w", context.Cause(ctx))
+	}
+}
 
+// embedConfig is etcd's configuration of the embedded etcd.
+func embedConfig(c config, logger *slog.Logger) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = "etcdsync"
 	cfg.Dir = c.DataDir
 	cfg.EnableV2 = true
-	// Listen where told; advertise (and connect to) an address that can be
-	// dialled: 0.0.0.0 cannot.
+	// Listen where told; advertise an address that can be dialled: 0.0.0.0
+	// cannot.
 	clientURL := url.URL{Scheme: "http", Host: dialable(c.EmbeddedListen)}
 	peerURL := url.URL{Scheme: "http", Host: dialable(c.EmbeddedPeerListen)}
 	cfg.ListenClientUrls = []url.URL{{Scheme: "http", Host: c.EmbeddedListen}}
@@ -76,28 +151,7 @@ func startEmbedded(ctx context.Context, c config, logger *slog.Logger) (*embedde
 		logger: logger.With("component", "etcd"),
 		min:    zapcore.WarnLevel,
 	}))
-
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, classifyStartError(c, err)
-	}
-	timeout := time.NewTimer(embeddedReadyTimeout)
-	defer timeout.Stop()
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
-	case <-timeout.C:
-		e.Server.Stop()
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd not ready after %v (data in --data-dir %s)", embeddedReadyTimeout, c.DataDir)
-	case <-ctx.Done():
-		e.Server.Stop()
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd not ready yet: %w", context.Cause(ctx))
-	}
-	return &embeddedEtcd{etcd: e, clientURL: clientURL.String()}, nil
+	return cfg
 }
 
 // checkDataDir creates dir if needed and checks that files can be written
@@ -138,25 +192,6 @@ func classifyStartError(c config, err error) error {
 		return badFlag("data-dir", "embedded etcd cannot use %s: %w", pathErr.Path, err)
 	}
 	return fmt.Errorf("starting the embedded etcd: %w", err)
-}
-
-// Err delivers a fatal error of the embedded etcd while the node runs.
-func (e *embeddedEtcd) Err() <-chan error { return e.etcd.Err() }
-
-// Close stops the embedded etcd, waiting at most timeout. etcd's own Close
-// has no deadline: it waits for its open client requests.
-func (e *embeddedEtcd) Close(timeout time.Duration) error {
-	done := make(chan struct{})
-	go func() {
-		e.etcd.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("embedded etcd still stopping after %v", timeout)
-	}
 }
 
 // dialable returns hostPort with an unspecified host (0.0.0.0, ::, none)

@@ -36,13 +36,7 @@ type stateBody struct {
 //	GET /metrics  Prometheus text format, from registry
 func newHandler(v stateReader, alive func() bool, registry *prometheus.Registry, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !alive() {
-			http.Error(w, "syncer stopped", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /healthz", healthz(alive))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		s := v.Status()
 		if s != messages.InSync || !alive() {
@@ -63,6 +57,18 @@ func newHandler(v stateReader, alive func() bool, registry *prometheus.Registry,
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
 	return mux
+}
+
+// healthz answers 200 "ok" while the syncer runs (alive reports true),
+// else 503.
+func healthz(alive func() bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if !alive() {
+			http.Error(w, "syncer stopped", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
 }
 
 // newServer returns the HTTP server for handler, with timeouts so that a

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -41,7 +40,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintf(stderr, "node migrate: %v\nRun 'node migrate --help' for the flags.\n", err)
 		return exitUsage
 	}
-	logger := newLogger(config{LogFormat: c.LogFormat, LogLevel: c.LogLevel}, stderr).With("cmd", "migrate")
+	logger := newLogger(c.processFlags, stderr).With("cmd", "migrate")
 	summary, code, err := runMigration(ctx, c, logger)
 	if err != nil {
 		logger.Error("migration failed; nothing is claimed", append([]any{"err", err, "exitCode", code}, errorArgs(err)...)...)
@@ -54,83 +53,115 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	return code
 }
 
+// migration is a running node migrate: its components, and what --once
+// reads at its end.
+type migration struct {
+	c       migrateConfig
+	logger  *slog.Logger
+	cs      *components
+	ls      *listeners
+	v2      *migrate.V2Reader
+	target  *migrate.Target
+	host    *migrate.Host
+	syncer  *syncer
+	writer  *writer
+	started time.Time
+}
+
 // runMigration runs the migration until --once is done, ctx is done or
 // something fails. It returns the --once summary (nil in continuous mode),
 // the exit code, and the error to log if it is not exitOK.
 func runMigration(ctx context.Context, c migrateConfig, logger *slog.Logger) (*migrateSummary, int, error) {
-	srcTLS, err := clientTLS("etcd-ca-file", c.CAFile, "etcd-cert-file", c.CertFile, c.KeyFile)
+	mg, err := newMigration(c, logger)
 	if err != nil {
-		return nil, exitUsage, err
+		return nil, codeFor(err), err
 	}
-	dstTLS, err := clientTLS("to-ca-file", c.ToCAFile, "to-cert-file", c.ToCertFile, c.ToKeyFile)
-	if err != nil {
-		return nil, exitUsage, err
+	switch err := mg.cs.start(ctx); {
+	case errors.Is(err, errStoppedStarting) && !c.Once:
+		return nil, exitOK, nil
+	case errors.Is(err, errStoppedStarting):
+		return mg.interrupted(ctx)
+	case err != nil:
+		return nil, codeFor(err), err
 	}
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return nil, exitUsage, badFlag("listen", "cannot listen on %s: %w", c.Listen, err)
+	defer mg.cs.stop(ctx)
+	logger.Info("migrating", "from", c.Endpoints, "to", c.ToEndpoints, "prefix", c.Prefix, "once", c.Once,
+		"http", "http://"+mg.ls.http.Addr().String())
+	mg.started = time.Now()
+	copied := mg.host.Copied()
+	for {
+		select {
+		case <-ctx.Done():
+			return mg.interrupted(ctx)
+		case err := <-mg.cs.failures:
+			return nil, exitFailed, err
+		case <-copied:
+			copied = nil
+			st := mg.host.Stats()
+			logger.Info("copied: v3 holds the v2 prefix as the syncer first saw it", "written", st.Written,
+				"deleted", st.Deleted, "unchanged", st.Unchanged, "took", time.Since(mg.started).Round(time.Millisecond))
+			if c.Once {
+				return mg.finishOnce(ctx)
+			}
+		}
 	}
-	defer ln.Close()
+}
 
+// interrupted is the end of a migration stopped by a signal: done in
+// continuous mode, a failure with --once.
+func (mg *migration) interrupted(ctx context.Context) (*migrateSummary, int, error) {
+	if mg.c.Once {
+		return nil, exitFailed, fmt.Errorf("stopped (%v) before the copy was verified", context.Cause(ctx))
+	}
+	mg.logger.Info("shutting down", "cause", context.Cause(ctx))
+	return nil, exitOK, nil
+}
+
+// newMigration returns node migrate's components, in start order: the
+// listener, the v2 source's check, the v3 target's client, the syncer on
+// v2, the host writing into v3, the HTTP server. Nothing has started yet;
+// an error is a TLS file that cannot be used.
+func newMigration(c migrateConfig, logger *slog.Logger) (*migration, error) {
+	srcTLS, err := c.TLS.load()
+	if err != nil {
+		return nil, err
+	}
+	dstTLS, err := c.ToTLS.load()
+	if err != nil {
+		return nil, err
+	}
+	mg := &migration{c: c, logger: logger, cs: newComponents(logger, c.ShutdownTimeout), ls: &listeners{httpAddr: c.Listen}}
 	// The source: the syncer reads it, and v2 answers the TTLs it does not
 	// carry.
-	v2 := &migrate.V2Reader{
+	mg.v2 = &migrate.V2Reader{
 		Endpoints: c.Endpoints,
 		Client: &http.Client{Transport: &http.Transport{
 			TLSClientConfig:       srcTLS,
 			ResponseHeaderTimeout: c.RequestTimeout,
 			MaxIdleConnsPerHost:   4,
 		}},
-		Username: c.Username, Password: c.Password,
+		Username: c.Login.Username, Password: c.Login.Password,
 	}
-	checkCtx, cancel := context.WithTimeout(ctx, c.RequestTimeout)
-	err = v2.CheckPrefix(checkCtx, c.Prefix)
-	cancel()
-	if err != nil {
-		return nil, exitFailed, &flagError{Flag: "--etcd-endpoints", Err: fmt.Errorf("the v2 source %v: %w", c.Endpoints, err)}
-	}
-
-	// The target.
-	cl, err := clientv3.New(clientv3.Config{
-		Endpoints:   c.ToEndpoints,
-		TLS:         dstTLS,
-		Username:    c.ToUsername,
-		Password:    c.ToPassword,
-		DialTimeout: c.RequestTimeout,
-		Logger:      zap.NewNop(), // its failures reach us as errors
-	})
-	if err != nil {
-		return nil, exitFailed, &flagError{Flag: "--to-endpoints", Err: fmt.Errorf("connecting to the v3 target %v: %w", c.ToEndpoints, err)}
-	}
-	defer cl.Close()
-	target := &migrate.Target{
-		Client:         cl,
+	mg.target = &migrate.Target{ // its Client is made at start
 		Prefix:         c.Prefix,
 		Batcher:        migrate.Batcher{MaxOps: c.MaxTxnOps, MaxBytes: c.MaxTxnBytes},
 		Parallel:       c.ParallelTxns,
 		TLS:            dstTLS,
 		RequestTimeout: c.RequestTimeout,
 	}
-	if err := target.Check(ctx); err != nil {
-		return nil, exitFailed, &flagError{Flag: "--to-endpoints", Err: fmt.Errorf("the v3 target: %w", err)}
-	}
-
-	host := migrate.NewHost()
-	host.Prefix, host.V2, host.V3, host.Logger = c.Prefix, v2, target, logger
+	mg.host = migrate.NewHost()
+	mg.host.Prefix, mg.host.V2, mg.host.V3, mg.host.Logger = c.Prefix, mg.v2, mg.target, logger
 	if !c.Once {
-		host.ReconcileEvery = c.ReconcileInterval
+		mg.host.ReconcileEvery = c.ReconcileInterval
 	}
 	m := newMetrics()
-	registerMigrateMetrics(m, host)
-
-	system := supervisor.NewSystem(actorSystemLogger(config{LogLevel: c.LogLevel}, logger))
-	defer system.Shutdown()
-	s, err := supervisor.Start(system, supervisor.Config{
+	registerMigrateMetrics(m, mg.host)
+	mg.syncer = &syncer{cfg: supervisor.Config{
 		Endpoints:             c.Endpoints,
 		API:                   supervisor.APIv2,
 		TLS:                   srcTLS,
-		Username:              c.Username,
-		Password:              c.Password,
+		Username:              c.Login.Username,
+		Password:              c.Login.Password,
 		Prefix:                c.Prefix,
 		WatchMode:             c.WatchMode,
 		Logger:                logger,
@@ -138,89 +169,125 @@ func runMigration(ctx context.Context, c migrateConfig, logger *slog.Logger) (*m
 		ClusterIDPollInterval: c.ClusterIDPollInterval,
 		RequestTimeout:        c.RequestTimeout,
 		Observer:              m,
-	}, host)
+	}, host: mg.host, systemLogger: actorSystemLogger(c.processFlags, logger), stopped: migrateSyncerStopped, fail: mg.cs.fail}
+	mg.writer = &writer{host: mg.host, to: c.ToEndpoints, fail: mg.cs.fail}
+	srv := newServer(migrateHandler(mg.host, mg.syncer, m.registry), logger)
+	for _, part := range []component{mg.ls, &v2Source{mg.v2, c}, &v3Target{mg.target, c}, mg.syncer, mg.writer,
+		&httpServer{srv: srv, ln: &mg.ls.http, addr: c.Listen, fail: mg.cs.fail}} {
+		mg.cs.add(part)
+	}
+	return mg, nil
+}
+
+// finishOnce is --once's end: it stops following v2, and compares both
+// sides as they are now.
+func (mg *migration) finishOnce(ctx context.Context) (*migrateSummary, int, error) {
+	mg.cs.stopNow(ctx, mg.syncer)
+	mg.cs.stopNow(ctx, mg.writer)
+	if err := mg.writer.runErr(); err != nil && !errors.Is(err, context.Canceled) {
+		return nil, exitFailed, fmt.Errorf("writing into the v3 target %v: %w", mg.c.ToEndpoints, err)
+	}
+	return verifyOnce(ctx, mg.c, mg.v2, mg.target, mg.host, mg.logger, mg.started)
+}
+
+// v2Source checks, before the syncer starts, that the v2 source answers
+// and holds the prefix as a directory.
+type v2Source struct {
+	v2 *migrate.V2Reader
+	c  migrateConfig
+}
+
+func (s *v2Source) name() string { return "v2 source" }
+
+func (s *v2Source) start(ctx context.Context) error {
+	checkCtx, cancel := context.WithTimeout(ctx, s.c.RequestTimeout)
+	defer cancel()
+	if err := s.v2.CheckPrefix(checkCtx, s.c.Prefix); err != nil {
+		return notUsage{&flagError{Flag: "--etcd-endpoints", Err: fmt.Errorf("the v2 source %v: %w", s.c.Endpoints, err)}}
+	}
+	return nil
+}
+
+func (s *v2Source) stop(context.Context) error { return nil }
+
+// v3Target connects to the v3 target and checks that it serves v3.
+type v3Target struct {
+	target *migrate.Target
+	c      migrateConfig
+}
+
+func (t *v3Target) name() string { return "v3 target" }
+
+func (t *v3Target) start(ctx context.Context) error {
+	cl, err := clientv3.New(clientv3.Config{
+		Endpoints:   t.c.ToEndpoints,
+		TLS:         t.target.TLS,
+		Username:    t.c.ToLogin.Username,
+		Password:    t.c.ToLogin.Password,
+		DialTimeout: t.c.RequestTimeout,
+		Logger:      zap.NewNop(), // its failures reach us as errors
+	})
 	if err != nil {
-		return nil, codeFor(err), configError(err)
+		return notUsage{&flagError{Flag: "--to-endpoints", Err: fmt.Errorf("connecting to the v3 target %v: %w", t.c.ToEndpoints, err)}}
 	}
-	syncerStopped := false
-	stopSyncer := func() {
-		if syncerStopped {
-			return
-		}
-		syncerStopped = true
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
-		defer cancel()
-		if err := s.Stop(stopCtx); err != nil {
-			logger.Warn("stopping the syncer", "err", err)
-		}
+	t.target.Client = cl
+	if err := t.target.Check(ctx); err != nil {
+		cl.Close()
+		return notUsage{&flagError{Flag: "--to-endpoints", Err: fmt.Errorf("the v3 target: %w", err)}}
 	}
-	defer stopSyncer()
+	return nil
+}
 
-	hostCtx, stopHost := context.WithCancel(context.WithoutCancel(ctx))
-	hostErr := make(chan error, 1)
-	go func() { hostErr <- host.Run(hostCtx) }()
-	defer func() {
-		stopHost()
-		<-hostErr
-	}()
+func (t *v3Target) stop(context.Context) error {
+	_ = t.target.Client.Close() // its requests fail; the writer has stopped
+	return nil
+}
 
-	alive := func() bool {
-		select {
-		case <-s.Done():
-			return false
-		default:
-			return true
-		}
-	}
-	srv := newServer(migrateHandler(host, s, alive, m.registry), logger)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	defer func() {
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(shutdownCtx); err != nil {
-			logger.Warn("stopping the HTTP server", "err", err)
+// writer runs the host's writes into v3 (migrate.Host.Run) until stopped.
+type writer struct {
+	host *migrate.Host
+	to   []string // the target's endpoints, for errors
+	fail func(error)
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error         // Run's, once done is closed
+}
+
+func (w *writer) name() string { return "v3 writer" }
+
+func (w *writer) start(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel, w.done = cancel, make(chan struct{})
+	go func() {
+		defer close(w.done)
+		w.err = w.host.Run(runCtx)
+		if runCtx.Err() == nil {
+			w.fail(fmt.Errorf("writing into the v3 target %v: %w", w.to, w.err))
 		}
 	}()
-	logger.Info("migrating", "from", c.Endpoints, "to", c.ToEndpoints, "prefix", c.Prefix, "once", c.Once,
-		"http", "http://"+ln.Addr().String())
+	return nil
+}
 
-	started := time.Now()
-	fail := func(err error) (*migrateSummary, int, error) { return nil, exitFailed, err }
-	copied := host.Copied()
-	for {
-		select {
-		case <-ctx.Done():
-			if c.Once {
-				return fail(fmt.Errorf("stopped (%v) before the copy was verified", context.Cause(ctx)))
-			}
-			logger.Info("shutting down", "cause", context.Cause(ctx))
-			return nil, exitOK, nil
-		case <-s.Done():
-			return fail(migrateSyncerStopped(s.Err()))
-		case err := <-hostErr:
-			hostErr <- err // for the deferred wait
-			return fail(fmt.Errorf("writing into the v3 target %v: %w", c.ToEndpoints, err))
-		case err := <-serveErr:
-			return fail(fmt.Errorf("HTTP server on --listen %s failed: %w", c.Listen, err))
-		case <-copied:
-			copied = nil
-			st := host.Stats()
-			logger.Info("copied: v3 holds the v2 prefix as the syncer first saw it", "written", st.Written,
-				"deleted", st.Deleted, "unchanged", st.Unchanged, "took", time.Since(started).Round(time.Millisecond))
-			if !c.Once {
-				continue
-			}
-			// Stop following v2 and compare both sides as they are now.
-			stopSyncer()
-			stopHost()
-			if err := <-hostErr; err != nil && !errors.Is(err, context.Canceled) {
-				hostErr <- err
-				return fail(fmt.Errorf("writing into the v3 target %v: %w", c.ToEndpoints, err))
-			}
-			hostErr <- nil
-			return verifyOnce(ctx, c, v2, target, host, logger, started)
-		}
+// runErr is what Run returned, or nil while it runs.
+func (w *writer) runErr() error {
+	select {
+	case <-w.done:
+		return w.err
+	default:
+		return nil
+	}
+}
+
+// stop stops the writes and waits for Run to return; it may be called
+// again.
+func (w *writer) stop(ctx context.Context) error {
+	w.cancel()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("still writing into the v3 target: %w", ctx.Err())
 	}
 }
 
@@ -271,22 +338,16 @@ func migrateSyncerStopped(err error) error {
 //	GET /readyz   200 "equal" while v3 equals the in-sync view of v2 (every
 //	              change written), else 503 and why
 //	GET /metrics  Prometheus text format
-func migrateHandler(host *migrate.Host, s *supervisor.Syncer, alive func() bool, registry *prometheus.Registry) http.Handler {
+func migrateHandler(host *migrate.Host, s *syncer, registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !alive() {
-			http.Error(w, "syncer stopped", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /healthz", healthz(s.alive))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		st := host.Stats()
 		switch {
-		case !alive():
+		case !s.alive():
 			http.Error(w, "syncer stopped", http.StatusServiceUnavailable)
-		case s.Status() != messages.InSync:
-			http.Error(w, "v2 "+s.Status().String(), http.StatusServiceUnavailable)
+		case s.status() != messages.InSync:
+			http.Error(w, "v2 "+s.status().String(), http.StatusServiceUnavailable)
 		case st.Err != "":
 			http.Error(w, "v3 write failing: "+st.Err, http.StatusServiceUnavailable)
 		case !st.Ready:

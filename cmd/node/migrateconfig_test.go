@@ -21,21 +21,27 @@ func TestParseMigrateFlagsDefaults(t *testing.T) {
 	}
 	want := migrateConfig{
 		Endpoints:             []string{"http://a:2379"},
+		TLS:                   tlsFlags{name: "etcd"},
+		Login:                 login{flag: "etcd-username", env: envPassword},
 		ToEndpoints:           []string{"http://a:2379"}, // one etcd 3.5 serves both APIs
+		ToTLS:                 tlsFlags{name: "to"},
+		ToLogin:               login{flag: "to-username", env: envToPassword},
 		WatchMode:             supervisor.WatchLongPoll,
 		OnClusterReset:        supervisor.ResyncOnReset,
 		ClusterIDPollInterval: 10 * time.Second,
 		Prefix:                "/calico/v1",
-		Listen:                "127.0.0.1:9095",
 		MaxTxnOps:             migrate.DefaultMaxTxnOps,
 		MaxTxnBytes:           migrate.DefaultMaxTxnBytes,
 		ParallelTxns:          4,
 		MaxVerifyRounds:       5,
 		ReconcileInterval:     5 * time.Minute,
 		RequestTimeout:        10 * time.Second,
-		ShutdownTimeout:       5 * time.Second,
-		LogFormat:             "text",
-		LogLevel:              slog.LevelInfo,
+		processFlags: processFlags{
+			Listen:          "127.0.0.1:9095",
+			ShutdownTimeout: 5 * time.Second,
+			LogFormat:       "text",
+			LogLevel:        slog.LevelInfo,
+		},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -54,7 +60,7 @@ func TestParseMigrateFlagsTargetAndSecrets(t *testing.T) {
 	if !reflect.DeepEqual(c.ToEndpoints, []string{"https://x:2379", "https://y:2379"}) || c.Endpoints[0] != "http://a:2379" {
 		t.Errorf("endpoints: %v -> %v", c.Endpoints, c.ToEndpoints)
 	}
-	if c.Password != "pw2" || c.ToPassword != "pw3" || c.Prefix != "/p" || !c.Once || c.MaxVerifyRounds != 2 {
+	if c.Login.Password != "pw2" || c.ToLogin.Password != "pw3" || c.Prefix != "/p" || !c.Once || c.MaxVerifyRounds != 2 {
 		t.Errorf("got %+v", c)
 	}
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 
 	"github.com/etcdsync/etcdsync/internal/redact"
 	"github.com/etcdsync/etcdsync/messages"
@@ -29,10 +27,11 @@ const (
 	exitUsage  = 2 // a bad flag or setting
 )
 
-// run is the node: it parses args, starts the embedded etcd (unless
-// --etcd-endpoints), the syncer and the HTTP server, waits for ctx to be
-// done or for one of them to fail, stops them in that order and returns
-// the exit code.
+// run is the node: it parses args, starts the components of its role (the
+// embedded etcd unless --etcd-endpoints or --relay-endpoints, a relay
+// server with --relay-listen, the HTTP server and the syncer), waits for
+// ctx to be done or for one of them to fail, stops them in reverse order
+// and returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	c, err := parseFlags(args, getenv, stdout) // --help goes to stdout: it is asked for
 	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
@@ -44,7 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "node: %v\nRun 'node --help' for the flags.\n", err)
 		return exitUsage
 	}
-	logger := newLogger(c, stderr)
+	logger := newLogger(c.processFlags, stderr)
 	code, err := runNode(ctx, c, logger, stdout)
 	if err != nil {
 		logger.Error("exiting on error", append([]any{"err", err, "exitCode", code}, errorArgs(err)...)...)
@@ -55,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // newLogger returns the logger for --log-format and --log-level.
-func newLogger(c config, w io.Writer) *slog.Logger {
+func newLogger(c processFlags, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
 	if c.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -83,7 +82,7 @@ func (h minLevel) WithGroup(name string) slog.Handler {
 // unless --log-level is debug. protoactor logs each restart ("Recovering")
 // and each message to a stopped actor ("DeadLetter") at info, which the
 // supervisor's own lines already say better.
-func actorSystemLogger(c config, logger *slog.Logger) *slog.Logger {
+func actorSystemLogger(c processFlags, logger *slog.Logger) *slog.Logger {
 	if c.LogLevel <= slog.LevelDebug {
 		return logger
 	}
@@ -102,25 +101,81 @@ func errorArgs(err error) []any {
 // runNode runs the node until ctx is done or something fails. It returns
 // the exit code, and the error to log if the code is not exitOK.
 func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Writer) (int, error) {
+	cs, ls, err := nodeComponents(c, logger, stdout)
+	if err != nil {
+		return codeFor(err), err
+	}
+	switch c.Role {
+	case roleLeaf:
+		logger.Info("a leaf: syncing from relays, not etcd", "relays", redact.URLs(c.RelayEndpoints),
+			"tls", c.RelayTLS.on())
+	case roleExternal:
+		logger.Info("using an external etcd", describeEndpoints(c)...)
+	}
+	if err := cs.start(ctx); errors.Is(err, errStoppedStarting) {
+		return exitOK, nil
+	} else if err != nil {
+		return codeFor(err), err
+	}
+	logger.Info("node running", "http", "http://"+ls.http.Addr().String(), "prefix", c.Prefix, "output", c.Output)
+	failure := cs.wait(ctx)
+	cs.stop(ctx)
+	if failure != nil {
+		return exitFailed, failure
+	}
+	return exitOK, nil
+}
+
+// nodeComponents returns the node's components for its role, in start
+// order: the listeners, the embedded etcd (roleEmbedded), the relay server
+// (--relay-listen), the HTTP server and the syncer. So they stop in the
+// order the node has always stopped in: the syncer and its connections
+// first (it reads etcd and feeds the view and the relay), then the HTTP
+// server, the relay server and the embedded etcd. It also returns the
+// listeners, to say where they listen once bound. Nothing has started yet;
+// an error is a file named by a flag that cannot be used, or a bad relay
+// setting.
+func nodeComponents(c config, logger *slog.Logger, stdout io.Writer) (*components, *listeners, error) {
 	m := newMetrics()
 	var out io.Writer
 	if c.Output == "jsonl" {
 		out = stdout
 	}
 	v := newView(out, logger, m.setStatus)
-
-	// Bound before anything starts, so a taken port fails fast.
-	ln, err := net.Listen("tcp", c.Listen)
+	sy, err := newSyncer(c, logger, m)
 	if err != nil {
-		return exitUsage, badFlag("listen", "cannot listen on %s: %w", c.Listen, err)
+		return nil, nil, err
 	}
-	defer ln.Close() // after Serve this is a no-op
+	cs := newComponents(logger, c.ShutdownTimeout)
+	ls := &listeners{httpAddr: c.Listen, relayAddr: c.RelayListen}
+	cs.add(ls)
+	sy.host, sy.fail = v, cs.fail
+	if c.Role == roleEmbedded {
+		emb := newEmbeddedEtcd(c, logger, cs.fail)
+		sy.cfg.Endpoints = []string{emb.clientURL}
+		cs.add(emb)
+	}
+	if c.RelayListen != "" {
+		r, err := newRelayServer(c, logger, m, &ls.relay, cs.fail)
+		if err != nil {
+			return nil, nil, err
+		}
+		sy.host, sy.relay = fanout{view: v, relay: r.server}, r.server
+		cs.add(r)
+	}
+	srv := newServer(newHandler(v, sy.alive, m.registry, logger), logger)
+	cs.add(&httpServer{srv: srv, ln: &ls.http, addr: c.Listen, fail: cs.fail})
+	cs.add(sy)
+	return cs, ls, nil
+}
 
+// newSyncer returns the syncer component for c, without its host.
+func newSyncer(c config, logger *slog.Logger, m *metrics) (*syncer, error) {
 	cfg := supervisor.Config{
 		Endpoints:             c.Endpoints,
 		API:                   c.API,
-		Username:              c.Username,
-		Password:              c.Password,
+		Username:              c.EtcdLogin.Username,
+		Password:              c.EtcdLogin.Password,
 		Prefix:                c.Prefix,
 		WatchMode:             c.WatchMode,
 		Logger:                logger,
@@ -131,132 +186,31 @@ func runNode(ctx context.Context, c config, logger *slog.Logger, stdout io.Write
 	if c.Model == "calicov1" {
 		cfg.Decoder = calicov1.Decoder{}
 	}
-	tlsConfig, err := etcdTLS(c)
-	if err != nil {
-		return exitUsage, err
-	}
-	cfg.TLS = tlsConfig
-	var etcdErr <-chan error // stays nil with an external etcd
-	switch {
-	case c.leaf():
+	if c.Role == roleLeaf {
 		cfg.Endpoints, cfg.Relays, cfg.API = nil, c.RelayEndpoints, supervisor.APIv2
-		logger.Info("a leaf: syncing from relays, not etcd", "relays", redact.URLs(c.RelayEndpoints),
-			"tls", c.RelayCAFile != "" || c.RelayCertFile != "")
-	case c.embedded():
-		emb, err := startEmbedded(ctx, c, logger)
-		if err != nil {
-			if ctx.Err() != nil { // a signal while etcd was starting: not a failure
-				logger.Info("stopped while the embedded etcd was starting", "cause", context.Cause(ctx))
-				return exitOK, nil
-			}
-			return codeFor(err), err
-		}
-		defer func() {
-			if err := emb.Close(c.ShutdownTimeout); err != nil {
-				logger.Warn("stopping the embedded etcd", "err", err)
-			}
-		}()
-		etcdErr = emb.Err()
-		cfg.Endpoints = []string{emb.clientURL}
-		logger.Info("embedded etcd ready; write a key with the command in 'try'",
-			"clientURL", emb.clientURL, "dataDir", c.DataDir, "try", emb.tryCommand(c.API, c.Prefix))
-	default:
-		logger.Info("using an external etcd", describeEndpoints(c)...)
 	}
-
-	var host messages.Callbacks = v
-	var relayServer *relay.Server
-	var relayHTTP *http.Server
-	relayErr := make(chan error, 1) // stays empty without a relay
-	if c.RelayListen != "" {
-		rln, err := net.Listen("tcp", c.RelayListen)
-		if err != nil {
-			return exitUsage, badFlag("relay-listen", "cannot listen on %s: %w", c.RelayListen, err)
-		}
-		defer rln.Close()
-		scheme := "http"
-		relayTLSConfig, err := relayTLS(c)
-		if err != nil {
-			return exitUsage, err
-		}
-		if relayTLSConfig != nil {
-			rln, scheme = tls.NewListener(rln, relayTLSConfig), "https"
-		}
-		relayLogger := logger.With("component", "relay")
-		relayServer, err = relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger,
-			LogEntries: c.RelayLogEntries, LogBytes: c.RelayLogBytes, MaxClients: c.RelayMaxClients})
-		if err != nil {
-			return exitFailed, fmt.Errorf("starting the relay server: %w", err)
-		}
-		host = fanout{view: v, relay: relayServer}
-		m.registry.MustRegister(newRelayCollector(relayServer))
-		relayHTTP = newServer(relayServer, relayLogger)
-		relayHTTP.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
-		go func() { relayErr <- relayHTTP.Serve(rln) }()
-		logger.Info("relay serving", "url", scheme+"://"+rln.Addr().String()+relay.StreamPath,
-			"clientCertificates", c.RelayClientCAFile != "", "allowedNames", c.RelayAllowedNames)
+	var err error
+	if cfg.TLS, err = etcdTLS(c); err != nil {
+		return nil, err
 	}
+	return &syncer{cfg: cfg, systemLogger: actorSystemLogger(c.processFlags, logger), stopped: syncerStopped}, nil
+}
 
-	system := supervisor.NewSystem(actorSystemLogger(c, logger))
-	defer system.Shutdown()
-	s, err := supervisor.Start(system, cfg, host)
+// newRelayServer returns the relay server component for c, serving on the
+// listener *ln will hold.
+func newRelayServer(c config, logger *slog.Logger, m *metrics, ln *net.Listener, fail func(error)) (*relayServer, error) {
+	relayTLSConfig, err := relayTLS(c)
 	if err != nil {
-		return codeFor(err), configError(err)
+		return nil, err
 	}
-	if relayServer != nil {
-		relayServer.SetClusterIDSource(s.ClusterID)
+	relayLogger := logger.With("component", "relay")
+	server, err := relay.New(relay.Config{Prefix: c.Prefix, Logger: relayLogger,
+		LogEntries: c.RelayLogEntries, LogBytes: c.RelayLogBytes, MaxClients: c.RelayMaxClients})
+	if err != nil {
+		return nil, fmt.Errorf("starting the relay server: %w", err)
 	}
-	stopSyncer := func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
-		defer cancel()
-		if err := s.Stop(stopCtx); err != nil {
-			logger.Warn("stopping the syncer", "err", err)
-		}
-	}
-
-	alive := func() bool {
-		select {
-		case <-s.Done():
-			return false
-		default:
-			return true
-		}
-	}
-	srv := newServer(newHandler(v, alive, m.registry, logger), logger)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("node running", "http", "http://"+ln.Addr().String(), "prefix", c.Prefix, "output", c.Output)
-
-	code, failure := exitOK, error(nil)
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "cause", context.Cause(ctx))
-	case <-s.Done():
-		code, failure = exitFailed, syncerStopped(s.Err())
-	case err := <-serveErr:
-		code, failure = exitFailed, fmt.Errorf("HTTP server on --listen %s failed: %w", c.Listen, err)
-	case err := <-relayErr:
-		code, failure = exitFailed, fmt.Errorf("relay server on --relay-listen %s failed: %w", c.RelayListen, err)
-	case err := <-etcdErr:
-		code, failure = exitFailed, fmt.Errorf("embedded etcd failed: %w", err)
-	}
-
-	// The order matters: the syncer and its connections first (it reads
-	// etcd and feeds the view), then the HTTP server, then (deferred) the
-	// embedded etcd.
-	stopSyncer()
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("stopping the HTTP server", "err", err)
-	}
-	if relayServer != nil {
-		relayServer.Close() // its streams end; Shutdown waits for them
-		if err := relayHTTP.Shutdown(shutdownCtx); err != nil {
-			logger.Warn("stopping the relay server", "err", err)
-		}
-	}
-	return code, failure
+	m.registry.MustRegister(newRelayCollector(server))
+	return &relayServer{server: server, tls: relayTLSConfig, ln: ln, c: c, logger: relayLogger, fail: fail}, nil
 }
 
 // syncerStopped is the error for a syncer that stopped by itself.
@@ -270,10 +224,19 @@ func syncerStopped(err error) error {
 	return fmt.Errorf("syncer stopped itself: %w", err)
 }
 
+// notUsage marks an error that names a flag yet is no usage error: the
+// etcd the flag names cannot be used (exit 1, not 2).
+type notUsage struct{ error }
+
+func (e notUsage) Unwrap() error { return e.error }
+
 // codeFor returns the exit code for a start-up failure.
 func codeFor(err error) int {
 	var fe *flagError
 	var ce *supervisor.ConfigError
+	if errors.As(err, new(notUsage)) {
+		return exitFailed
+	}
 	if errors.As(err, &fe) || errors.As(err, &ce) {
 		return exitUsage
 	}

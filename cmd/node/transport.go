@@ -11,15 +11,15 @@ import (
 	"github.com/etcdsync/etcdsync/internal/redact"
 )
 
-// etcdTLS returns the TLS configuration the etcd TLS flags name (nil if
-// none): the CA and the client certificate. A file that cannot be used is a
+// etcdTLS returns the TLS configuration of the syncer's upstream (nil if
+// none): the etcd TLS flags', or a leaf's relay TLS flags'. A file that cannot be used is a
 // *flagError. The syncer's own transport uses it, and closes every
 // connection it opened when the syncer stops.
 func etcdTLS(c config) (*tls.Config, error) {
-	if c.leaf() {
-		return clientTLS("relay-ca-file", c.RelayCAFile, "relay-cert-file", c.RelayCertFile, c.RelayKeyFile)
+	if c.Role == roleLeaf {
+		return c.RelayTLS.load()
 	}
-	return clientTLS("etcd-ca-file", c.CAFile, "etcd-cert-file", c.CertFile, c.KeyFile)
+	return c.EtcdTLS.load()
 }
 
 // clientTLS loads a CA bundle and a client certificate for a client's TLS
@@ -109,5 +109,5 @@ func allowedName(cert *x509.Certificate, allowed []string) bool {
 // on, never the password.
 func describeEndpoints(c config) []any {
 	return []any{"endpoints", redact.URLs(c.Endpoints), // http://user:xxxxx@host
-		"tls", c.CAFile != "" || c.CertFile != "", "user", c.Username}
+		"tls", c.EtcdTLS.on(), "user", c.EtcdLogin.Username}
 }

@@ -45,13 +45,13 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 }
 
 func TestEtcdTLS(t *testing.T) {
-	tc, err := etcdTLS(config{Endpoints: []string{"http://a:1"}})
+	tc, err := etcdTLS(config{Role: roleExternal, Endpoints: []string{"http://a:1"}, EtcdTLS: tlsFlags{name: "etcd"}})
 	if err != nil || tc != nil {
 		t.Errorf("no TLS flags: %v, TLS config %v", err, tc)
 	}
 	dir := t.TempDir()
 	cert, key := writeCert(t, dir)
-	tc, err = etcdTLS(config{CAFile: cert, CertFile: cert, KeyFile: key})
+	tc, err = etcdTLS(config{EtcdTLS: tlsFlags{name: "etcd", CAFile: cert, CertFile: cert, KeyFile: key}})
 	if err != nil {
 		t.Fatalf("etcdTLS: %v", err)
 	}
@@ -67,9 +67,9 @@ func TestEtcdTLS(t *testing.T) {
 		c    config
 		flag string
 	}{
-		{config{CAFile: filepath.Join(dir, "missing.pem")}, "--etcd-ca-file"},
-		{config{CAFile: notPEM}, "--etcd-ca-file"},
-		{config{CertFile: cert, KeyFile: notPEM}, "--etcd-cert-file"},
+		{config{EtcdTLS: tlsFlags{name: "etcd", CAFile: filepath.Join(dir, "missing.pem")}}, "--etcd-ca-file"},
+		{config{EtcdTLS: tlsFlags{name: "etcd", CAFile: notPEM}}, "--etcd-ca-file"},
+		{config{EtcdTLS: tlsFlags{name: "etcd", CertFile: cert, KeyFile: notPEM}}, "--etcd-cert-file"},
 	} {
 		_, err := etcdTLS(tc.c)
 		var fe *flagError
@@ -80,7 +80,7 @@ func TestEtcdTLS(t *testing.T) {
 }
 
 func TestDescribeEndpointsHidesPasswords(t *testing.T) {
-	args := describeEndpoints(config{Endpoints: []string{"http://u:hunter2@a:1"}, Password: "s3cret", Username: "u"})
+	args := describeEndpoints(config{Endpoints: []string{"http://u:hunter2@a:1"}, EtcdLogin: login{Password: "s3cret", Username: "u"}})
 	for _, a := range args {
 		s, _ := a.(string)
 		if ss, ok := a.([]string); ok {
