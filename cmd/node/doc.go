@@ -78,8 +78,12 @@
 //
 // # Lifecycle and exit codes
 //
-// SIGINT or SIGTERM stops the syncer, then the HTTP server, then the
-// embedded etcd, and exits 0; a second signal kills at once. If the
+// The node is embedded, external or a leaf (role.go), decided once from
+// --etcd-endpoints and --relay-endpoints; --relay-listen adds a relay
+// server to any of them. It runs as a list of components (component.go),
+// started in order and stopped in reverse. SIGINT or SIGTERM stops the
+// syncer, then the HTTP server, then the relay server and the embedded
+// etcd, and exits 0; a second signal kills at once. If the
 // syncer stops by itself (a poison batch, or a cluster reset under
 // --on-cluster-reset stop), or the HTTP server or embedded etcd fails, the
 // node logs one error line and exits 1. A bad flag, a taken port or an

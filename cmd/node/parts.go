@@ -80,7 +80,7 @@ type relayServer struct {
 	tls    *tls.Config // nil: plain http
 	ln     *net.Listener
 	c      config
-	logger *slog.Logger
+	logger *slog.Logger // the node's; the server's own says component=relay
 	fail   func(error)
 	http   *http.Server
 }
@@ -92,7 +92,7 @@ func (r *relayServer) start(context.Context) error {
 	if r.tls != nil {
 		rln, scheme = tls.NewListener(rln, r.tls), "https"
 	}
-	r.http = newServer(r.server, r.logger)
+	r.http = newServer(r.server, r.logger.With("component", "relay"))
 	r.http.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
 	go func() {
 		if err := r.http.Serve(rln); !errors.Is(err, http.ErrServerClosed) {

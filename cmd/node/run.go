@@ -210,7 +210,7 @@ func newRelayServer(c config, logger *slog.Logger, m *metrics, ln *net.Listener,
 		return nil, fmt.Errorf("starting the relay server: %w", err)
 	}
 	m.registry.MustRegister(newRelayCollector(server))
-	return &relayServer{server: server, tls: relayTLSConfig, ln: ln, c: c, logger: relayLogger, fail: fail}, nil
+	return &relayServer{server: server, tls: relayTLSConfig, ln: ln, c: c, logger: logger, fail: fail}, nil
 }
 
 // syncerStopped is the error for a syncer that stopped by itself.
