@@ -36,7 +36,7 @@ func (l *listeners) start(context.Context) error {
 		return nil
 	}
 	if l.relay, err = net.Listen("tcp", l.relayAddr); err != nil {
-		l.http.Close()
+		_ = l.http.Close()
 		return badFlag("relay-listen", "cannot listen on %s: %w", l.relayAddr, err)
 	}
 	return nil
