@@ -26,6 +26,19 @@ type Config struct {
 	MaxClients int
 	// RetryAfter is the hint given with that refusal (default 5 s).
 	RetryAfter time.Duration
+	// MaxConns bounds the connections the relay holds at once, counted
+	// from accept (through Server.Listener): streams, and those still in
+	// their TLS handshake or request, or being refused. One more is closed
+	// at accept. Default MaxClients plus a quarter (at least 32): the
+	// headroom lets a full relay still answer 503 and a Retry-After to
+	// that many clients at once, and is all that connections which never
+	// finish their request can take beyond the streams. It must be at
+	// least MaxClients.
+	MaxConns int
+	// HandshakeTimeout bounds a connection's TLS handshake, and then its
+	// request's headers, each (default 5 s): a connection that stalls
+	// there is closed (Server.HTTPServer).
+	HandshakeTimeout time.Duration
 
 	// LogEntries and LogBytes bound the retained log of encoded frames
 	// (defaults 10000 entries and 64 MiB): a client further behind than
@@ -72,6 +85,8 @@ func DefaultConfig() Config {
 		PingInterval:    10 * time.Second,
 		WriteTimeout:    10 * time.Second,
 		MaxRequestBytes: 4096,
+		// MaxConns stays 0: it follows MaxClients (Config.maxConns).
+		HandshakeTimeout: 5 * time.Second,
 	}
 }
 
@@ -108,6 +123,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"LogBytes", &cfg.LogBytes, def.LogBytes},
 		{"SnapshotBytes", &cfg.SnapshotBytes, def.SnapshotBytes},
 		{"MaxRequestBytes", &cfg.MaxRequestBytes, def.MaxRequestBytes},
+		{"MaxConns", &cfg.MaxConns, 0}, // 0: derived from MaxClients (maxConns)
 	}
 	for _, f := range ints {
 		switch {
@@ -116,6 +132,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		case *f.v == 0:
 			*f.v = f.def
 		}
+	}
+	if cfg.MaxConns != 0 && cfg.MaxConns < cfg.MaxClients {
+		return cfg, &ConfigError{Field: "MaxConns", Err: fmt.Errorf("%d is below MaxClients (%d): streams past it could never be accepted", cfg.MaxConns, cfg.MaxClients)}
 	}
 	durations := []struct {
 		name string
@@ -126,6 +145,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"SnapshotShare", &cfg.SnapshotShare, def.SnapshotShare},
 		{"PingInterval", &cfg.PingInterval, def.PingInterval},
 		{"WriteTimeout", &cfg.WriteTimeout, def.WriteTimeout},
+		{"HandshakeTimeout", &cfg.HandshakeTimeout, def.HandshakeTimeout},
 	}
 	for _, f := range durations {
 		switch {
@@ -136,4 +156,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// maxConns is MaxConns, or, for 0, its default: MaxClients and a quarter,
+// at least 32 more. Derived rather than filled in, so that a Config that
+// changes MaxClients from DefaultConfig's gets the headroom of its own.
+func (cfg Config) maxConns() int {
+	if cfg.MaxConns > 0 {
+		return cfg.MaxConns
+	}
+	return cfg.MaxClients + max(cfg.MaxClients/4, 32)
 }

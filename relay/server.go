@@ -30,8 +30,8 @@ const StreamPath = wire.StreamPath
 //
 // The syncer calls OnUpdates and OnStatusUpdated one at a time, as
 // messages.Callbacks promises; they never block on a client. ServeHTTP,
-// Stats, SetClusterIDSource and Close are safe for concurrent use with them
-// and with each other.
+// Stats, SetClusterIDSource, Close and the listener of Listener are safe
+// for concurrent use with them and with each other.
 type Server struct {
 	cfg       Config
 	clusterID atomic.Pointer[func() string]
@@ -61,12 +61,13 @@ type Server struct {
 	live   []*snapshot // the snapshots streams are writing, oldest first
 
 	clients atomic.Int64
+	conns   atomic.Int64 // connections open through Listener
 	// streams holds, for each open stream, the seq of the next log entry
 	// it will send, for Stats' lag.
 	streams sync.Map // *atomic.Uint64 -> struct{}
 	stats   counters
 	// When a refusal was last logged (UnixNano), per kind; see logNow.
-	lastBadLog, lastRefusedLog atomic.Int64
+	lastBadLog, lastRefusedLog, lastConnLog atomic.Int64
 }
 
 // New returns a server for cfg, in status WaitForDatastore with an empty
@@ -376,6 +377,8 @@ type Stats struct {
 	SnapshotsSent   uint64 // snapshots written to streams
 	Resumes         uint64 // streams that resumed from the log, without a snapshot
 	Refused         uint64 // streams refused for MaxClients
+	Conns           int    // connections open now through Listener, streams included
+	ConnsRefused    uint64 // connections closed at accept for MaxConns
 	BadRequests     uint64 // requests refused as malformed
 	LogEntries      int    // entries retained
 	LogBytes        int    // their encoded size
@@ -400,6 +403,7 @@ const (
 
 type counters struct {
 	snapshotsBuilt, snapshotsShared, snapshotsSent, resumes, refused, badRequests, logAppends atomic.Uint64
+	connsRefused                                                                              atomic.Uint64
 	bytesSent                                                                                 atomic.Uint64
 	clientGone, slow, writeError, shutdown, shed                                              atomic.Uint64
 }
@@ -432,6 +436,8 @@ func (s *Server) Stats() Stats {
 		SnapshotsSent:   s.stats.snapshotsSent.Load(),
 		Resumes:         s.stats.resumes.Load(),
 		Refused:         s.stats.refused.Load(),
+		Conns:           int(s.conns.Load()),
+		ConnsRefused:    s.stats.connsRefused.Load(),
 		BadRequests:     s.stats.badRequests.Load(),
 		LogEntries:      entries,
 		LogBytes:        bytes,

@@ -155,6 +155,9 @@ func acceptsZstd(values []string) bool {
 // refuse writes a refusal: the status, and the error frame as the body.
 func refuse(w http.ResponseWriter, e *requestError) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	// Whatever the host's http.Server: a refused client waits seconds, or
+	// goes elsewhere, so an idle connection would only hold a descriptor.
+	w.Header().Set("Connection", "close")
 	if e.frame.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.frame.RetryAfter))
 	}
