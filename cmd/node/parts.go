@@ -88,12 +88,14 @@ type relayServer struct {
 func (r *relayServer) name() string { return "relay server" }
 
 func (r *relayServer) start(context.Context) error {
-	rln, scheme := *r.ln, "http"
+	// Connections are counted from accept, so before their TLS handshake:
+	// the relay holds at most relay.Config.MaxConns.
+	rln, scheme := r.server.Listener(*r.ln), "http"
 	if r.tls != nil {
 		rln, scheme = tls.NewListener(rln, r.tls), "https"
 	}
-	r.http = newServer(r.server, r.logger.With("component", "relay"))
-	r.http.MaxHeaderBytes = relayMaxHeader // the handshake is a short GET
+	r.http = r.server.HTTPServer() // handshake and header timeouts, one request a connection
+	r.http.ErrorLog = slog.NewLogLogger(r.logger.With("component", "relay").Handler(), slog.LevelWarn)
 	go func() {
 		if err := r.http.Serve(rln); !errors.Is(err, http.ErrServerClosed) {
 			r.fail(fmt.Errorf("relay server on --relay-listen %s failed: %w", r.c.RelayListen, err))

@@ -11,8 +11,8 @@ import (
 type relayCollector struct {
 	rs *relay.Server
 
-	clients, refused, snapshotsBuilt, snapshotsShared, snapshotsSent, resumes *prometheus.Desc
-	bytesSent, ended, lag, logEntries, logBytes                               *prometheus.Desc
+	clients, conns, refused, snapshotsBuilt, snapshotsShared, snapshotsSent, resumes *prometheus.Desc
+	bytesSent, ended, lag, logEntries, logBytes                                      *prometheus.Desc
 }
 
 func newRelayCollector(rs *relay.Server) *relayCollector {
@@ -22,7 +22,8 @@ func newRelayCollector(rs *relay.Server) *relayCollector {
 	return &relayCollector{
 		rs:              rs,
 		clients:         d("etcdsync_relay_clients", "Relay clients connected now."),
-		refused:         d("etcdsync_relay_requests_refused_total", "Relay requests refused, by reason: too-many-clients or bad-request.", "reason"),
+		conns:           d("etcdsync_relay_connections", "Connections the relay holds now, streams and handshakes (at most relay.Config.MaxConns)."),
+		refused:         d("etcdsync_relay_requests_refused_total", "Relay requests refused, by reason: too-many-clients, bad-request, or too-many-connections (closed at accept).", "reason"),
 		snapshotsBuilt:  d("etcdsync_relay_snapshots_built_total", "Snapshots the relay encoded (one serves every client of a burst)."),
 		snapshotsShared: d("etcdsync_relay_snapshots_shared_total", "Times a snapshot built for an earlier client was handed to another."),
 		snapshotsSent:   d("etcdsync_relay_snapshots_sent_total", "Snapshots written to relay clients."),
@@ -37,7 +38,7 @@ func newRelayCollector(rs *relay.Server) *relayCollector {
 
 // Describe implements prometheus.Collector.
 func (c *relayCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.clients, c.refused, c.snapshotsBuilt, c.snapshotsShared, c.snapshotsSent,
+	for _, d := range []*prometheus.Desc{c.clients, c.conns, c.refused, c.snapshotsBuilt, c.snapshotsShared, c.snapshotsSent,
 		c.resumes, c.bytesSent, c.ended, c.lag, c.logEntries, c.logBytes} {
 		ch <- d
 	}
@@ -55,6 +56,8 @@ func (c *relayCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.clients, float64(st.Clients))
 	counter(c.refused, st.Refused, "too-many-clients")
 	counter(c.refused, st.BadRequests, "bad-request")
+	gauge(c.conns, float64(st.Conns))
+	counter(c.refused, st.ConnsRefused, "too-many-connections")
 	counter(c.snapshotsBuilt, st.SnapshotsBuilt)
 	counter(c.snapshotsShared, st.SnapshotsShared)
 	counter(c.snapshotsSent, st.SnapshotsSent)

@@ -16,10 +16,6 @@ import (
 	"github.com/etcdsync/etcdsync/supervisor"
 )
 
-// relayMaxHeader bounds a relay request's headers: a handshake is a short
-// GET, so anything bigger is refused (431) before it reaches the relay.
-const relayMaxHeader = 8 << 10
-
 // Exit codes.
 const (
 	exitOK     = 0 // stopped by SIGINT or SIGTERM, or --help, --version
