@@ -102,8 +102,9 @@ type relayClient struct {
 type (
 	relayAccepted struct{} // the relay answered 200; frames follow
 	relayFrame    struct {
-		relay string
-		f     *wire.Frame
+		relay   string
+		f       *wire.Frame
+		credits chan struct{} // the stream's window: take one out once taken
 	}
 	relayEnded struct {
 		relay      string
@@ -157,6 +158,10 @@ func (r *relayClient) Receive(c actor.Context) {
 		case relayAccepted:
 			sh.feed.Connected()
 		case relayFrame:
+			select {
+			case <-m.credits: // the reader may decode one more
+			default:
+			}
 			if m.f.Type == wire.TypeHello {
 				sh.backoff.Reset()
 				r.env.Logger.Info("relay stream accepted", "relay", m.relay, "resumed", m.f.Resume,
@@ -257,8 +262,18 @@ func (r *relayClient) connect(c actor.Context, delay time.Duration) {
 // errSilent: the stream stayed silent for ReadTimeout.
 var errSilent = errors.New("relay stream silent")
 
-// read opens one stream to base, and posts its frames until it ends, and
-// returns why it ended and, for a refusal, how long the relay asked to wait.
+// framesInFlight bounds the frames a stream's reader has decoded and the
+// actor has not yet taken. Past it the reader stops reading, so TCP
+// back-pressure reaches the relay, which drops the leaf after its
+// WriteTimeout if the actor stays behind that long; the leaf then resumes.
+// Without it, a relay faster than the actor would fill the actor's mailbox
+// without bound. A frame is at most wire.DefaultMaxFrame (8 MiB) and
+// usually under 1 MiB, which bounds what waits; a window of frames, not of
+// one, keeps the reader decoding while the actor applies.
+const framesInFlight = 16
+
+// read opens one stream to base, and posts its frames until it ends, at
+// most framesInFlight ahead of the actor, and returns why it ended and, for a refusal, how long the relay asked to wait.
 // relay is base without its password, for the error text: base is never in
 // it (net/http strips the password from its errors too).
 func (r *relayClient) read(ctx context.Context, post func(any), base, relay, cluster string, rev uint64) (error, time.Duration) {
@@ -302,6 +317,7 @@ func (r *relayClient) read(ctx context.Context, post func(any), base, relay, clu
 		body = zr
 	}
 	dec := wire.NewDecoder(body, 0)
+	credits := make(chan struct{}, framesInFlight)
 	for {
 		f, err := dec.Next()
 		if err != nil {
@@ -314,7 +330,20 @@ func (r *relayClient) read(ctx context.Context, post func(any), base, relay, clu
 		if f.Type == wire.TypeError {
 			return fmt.Errorf("relay %s: %s: %s", relay, f.Code, f.Message), time.Duration(f.RetryAfter) * time.Second
 		}
-		post(relayFrame{relay, f})
+		select {
+		case credits <- struct{}{}:
+		default:
+			// The actor is behind: wait for it, without counting the wait
+			// as the relay's silence.
+			silent.Stop()
+			select {
+			case credits <- struct{}{}:
+			case <-ctx.Done():
+				return fmt.Errorf("relay %s: %w", relay, context.Cause(ctx)), 0
+			}
+			silent.Reset(r.cfg.ReadTimeout)
+		}
+		post(relayFrame{relay, f, credits})
 	}
 }
 
