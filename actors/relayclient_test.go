@@ -160,4 +160,3 @@ var _ = Describe("the relay client actor", func() {
 		Eventually(stopped).WithContext(ctx).Should(BeClosed())
 	}, SpecTimeout(60*time.Second))
 })
-
