@@ -10,8 +10,8 @@
 //	rs, err := relay.New(relay.Config{Prefix: "/calico/v1", Logger: logger})
 //	s, err := supervisor.Start(system, cfg, rs) // or a host fanning out to rs and its own view
 //	rs.SetClusterIDSource(s.ClusterID)
-//	srv := &http.Server{Handler: rs, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
-//	go srv.Serve(ln)
+//	srv := rs.HTTPServer()     // handshake and header timeouts, one request a connection
+//	go srv.Serve(rs.Listener(ln)) // at most MaxConns connections; TLS: tls.NewListener around it
 //	...
 //	rs.Close()                 // ends the streams, which never go idle by themselves
 //	srv.Shutdown(ctx)
