@@ -152,9 +152,9 @@ var _ = Describe("the relay client actor", func() {
 		Expect(relay.written.Load()-paused).To(BeNumerically("<", 24<<20),
 			"what the relay wrote after the pause: socket buffers and the frames in flight")
 
-		By("the actor stops: its reader ends")
+		By("the actor is stopped while its reader waits for it: the reader ends")
+		system.Root.Stop(client) // run before the frames it holds: system messages come first
 		runner.resume()
-		system.Root.Stop(client)
 		stopped := make(chan struct{})
 		go func() { goroutines.Wait(); close(stopped) }()
 		Eventually(stopped).WithContext(ctx).Should(BeClosed())
