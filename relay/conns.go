@@ -92,3 +92,12 @@ func (c *countedConn) Close() error {
 	}
 	return c.Conn.Close()
 }
+
+// CloseWrite half-closes a TCP connection, as net/http does to let a client
+// read a response before the connection is closed.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
