@@ -1,0 +1,31 @@
+package relay
+
+import (
+	"testing"
+
+	"github.com/etcdsync/etcdsync/e2e/calico"
+	"github.com/etcdsync/etcdsync/messages"
+)
+
+// BenchmarkOnUpdates measures the write path a relay pays for every batch
+// its syncer delivers in sync: apply to the view, encode once, append to
+// the log. Each op is one batch of 100 Calico-shaped updates to keys the
+// view holds (of 10^4), so the view keeps its size.
+func BenchmarkOnUpdates(b *testing.B) {
+	const keys, batch = 10_000, 100
+	s := loaded(b, keys)
+	kvs := calico.KVs(keys)
+	rev := uint64(keys)
+	updates := make([]messages.Update, batch)
+	i := 0
+	for b.Loop() {
+		for j := range updates {
+			kv := kvs[i%keys]
+			rev++
+			i++
+			updates[j] = messages.Update{Key: kv.Key, Value: kv.Value, Revision: rev, Type: messages.UpdateTypeUpdated}
+		}
+		s.OnUpdates(updates)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/update")
+}
