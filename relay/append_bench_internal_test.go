@@ -5,6 +5,7 @@ import (
 
 	"github.com/etcdsync/etcdsync/e2e/calico"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay/wire"
 )
 
 // BenchmarkOnUpdates measures the write path a relay pays for every batch
@@ -28,4 +29,23 @@ func BenchmarkOnUpdates(b *testing.B) {
 		s.OnUpdates(updates)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/update")
+}
+
+// BenchmarkDigestPut measures what the view digest adds to each update the
+// relay applies (and each change a leaf applies): two KeyHash calls, the
+// old value out and the new one in, on Calico-shaped keys and values.
+func BenchmarkDigestPut(b *testing.B) {
+	kvs := calico.KVs(1000)
+	var d wire.Digest
+	i := 0
+	for b.Loop() {
+		kv := kvs[i%len(kvs)]
+		d = d.Put(kv.Key, kv.Value, kv.Value, true)
+		i++
+	}
+	n := 0
+	for _, kv := range kvs {
+		n += len(kv.Key) + len(kv.Value)
+	}
+	b.ReportMetric(float64(n)/float64(len(kvs)), "bytes/kv")
 }
