@@ -38,7 +38,7 @@ import (
 // rebuilt with the same cluster ID from resuming: its log's digest at the
 // revision is another, so it sends a snapshot; and a snapshot that cannot
 // be a later state of the view's history is an upstream reset (see
-// snapshotEnd).
+// sameHistory).
 type RelayFeed struct {
 	// StaleTimeout is how long the relay may stay in sync below the index
 	// the merge core requires, under one cluster ID, before the feed takes
@@ -322,30 +322,39 @@ func (f *RelayFeed) digestAfter(changes []wire.Change) wire.Digest {
 }
 
 // sameHistory checks that the snapshot ending now can be a later state of
-// the history the view was at its position in, when both are positions of
-// one cluster and the snapshot's is not below the view's: in one history,
-// a key the two share has in the snapshot a revision at least the view's,
-// and at the same revision the same value. A snapshot that breaks this
-// comes from etcd rebuilt with the same cluster ID (a relay would not have
-// sent a snapshot to a client whose digest its log had at the revision),
-// and the merge core's marks are of the old history: a key of the new one
-// at a revision at or below its mark would be refused, and the host would
-// keep the old value for ever. (A snapshot below the view's position is a
-// relay behind, or etcd gone back in time, which serve judges.)
+// the history the view came from, when both are of one cluster. In one
+// history a key's value at a revision is one value, and a relay's snapshot
+// at r2 holds each key at its latest revision up to r2; so a key the two
+// share, at a revision the snapshot covers, with another value at a
+// revision no higher than the view's, comes from another history. (A lower
+// revision with the same value is one history: a v2 TTL refresh moves a
+// key's modifiedIndex without telling watchers, so relays differ on it.)
+// And at the view's own position, the snapshot must be the view: a key
+// gone or added at the same revision is another history too (or, the one
+// false alarm, a view at a position that ended inside one revision's
+// directory deletion, where a reset costs a resync).
+//
+// Such a snapshot comes from etcd rebuilt with the same cluster ID: a relay
+// sends a snapshot, not a resume, to a client whose digest its log lacks at
+// the revision. The merge core's marks are of the old history, so its mark
+// and sweep would keep a key of the new history at a revision at or below
+// a mark, and never sweep a key whose mark is at or above the snapshot's
+// revision: only a reset makes the host etcd's. (A view at no position,
+// given a snapshot at or below its marks, would still keep the keys the
+// old history alone had: the check needs a position to compare with.)
 func (f *RelayFeed) sameHistory() error {
-	if !f.consistent || f.snapCluster == "" || f.snapCluster != f.cluster || f.snapRev < f.rev {
+	if f.snapCluster == "" || f.snapCluster != f.cluster {
 		return nil
+	}
+	if f.consistent && f.snapRev == f.rev && f.snapDigest != f.digest {
+		return fmt.Errorf("the relay's snapshot at %d is another view (digest %s) than the one at the same position (%s): etcd was rebuilt with the same cluster ID",
+			f.snapRev, f.snapDigest, f.digest)
 	}
 	for k, kv := range f.snap {
 		old, ok := f.view[k]
-		switch {
-		case !ok:
-		case kv.ModifiedIndex < old.ModifiedIndex:
-			return fmt.Errorf("the relay's snapshot at %d has %s at revision %d, below the %d the view had at %d: etcd was rebuilt with the same cluster ID",
-				f.snapRev, k, kv.ModifiedIndex, old.ModifiedIndex, f.rev)
-		case kv.ModifiedIndex == old.ModifiedIndex && kv.Value != old.Value:
+		if ok && kv.Value != old.Value && kv.ModifiedIndex <= old.ModifiedIndex && old.ModifiedIndex <= f.snapRev {
 			return fmt.Errorf("the relay's snapshot at %d has another value for %s at revision %d than the view had at %d: etcd was rebuilt with the same cluster ID",
-				f.snapRev, k, kv.ModifiedIndex, f.rev)
+				f.snapRev, k, kv.ModifiedIndex, old.ModifiedIndex)
 		}
 	}
 	return nil

@@ -320,13 +320,23 @@ var _ = Describe("RelayFeed", func() {
 				inSync()
 				l.merge(l.feed.Disconnected(errors.New("relay gone")))
 				l.feed.Connected()
-				err := l.try(hello(false), begin(cid, 10, 2), kvs(a, wkv("/calico/v1/b", "2", 10)), end(m.InSync))
+				err := l.try(hello(false), begin(cid, 10, 2), kvs(wkv("/calico/v1/b", "2", 10), a), end(m.InSync))
 				Expect(err).To(MatchError(m.ErrUpstreamReset))
 				Expect(err).To(MatchError(ContainSubstring("rebuilt with the same cluster ID")))
 			},
 			Entry("another value at the same revision", wkv("/calico/v1/a", "other", 5)),
-			Entry("a lower revision", wkv("/calico/v1/a", "1", 4)),
+			Entry("another value at a lower revision", wkv("/calico/v1/a", "other", 4)),
+			Entry("another key at the same position", wkv("/calico/v1/c", "3", 7)),
 		)
+
+		It("takes a shared key at a lower revision with the same value for one history (a v2 TTL refresh that relay did not see)", func() {
+			inSync()
+			l.merge(l.feed.Disconnected(errors.New("relay gone")))
+			l.feed.Connected()
+			l.frames(hello(false), begin(cid, 12, 2), kvs(wkv("/calico/v1/a", "1", 4), wkv("/calico/v1/b", "2", 10)), end(m.InSync))
+			Expect(l.status()).To(Equal(m.InSync))
+			Expect(l.values()).To(Equal(map[string]string{"/calico/v1/a": "1", "/calico/v1/b": "2"}))
+		})
 
 		It("takes a later state of the same history by mark and sweep, as from any relay", func() {
 			inSync()
