@@ -246,13 +246,13 @@ func (r *relayClient) connect(c actor.Context, delay time.Duration) {
 	sh := r.shared
 	base := r.cfg.Relays[sh.next%len(r.cfg.Relays)]
 	sh.next = (sh.next + 1) % len(r.cfg.Relays)
-	cluster, rev := sh.feed.Position()
+	pos := sh.feed.Position()
 	r.stream.start(c, r.env, r.env.Goroutines, func(ctx context.Context, post func(any)) {
 		if delay > 0 && !r.env.sleep(ctx, delay) {
 			return
 		}
 		relay := redact.URL(base) // what logs and errors may say
-		err, retryAfter := r.read(ctx, post, base, relay, cluster, rev)
+		err, retryAfter := r.read(ctx, post, base, relay, pos)
 		if ctx.Err() == nil {
 			post(relayEnded{relay: relay, err: err, retryAfter: retryAfter})
 		}
@@ -276,12 +276,9 @@ const framesInFlight = 16
 // most framesInFlight ahead of the actor, and returns why it ended and, for a refusal, how long the relay asked to wait.
 // relay is base without its password, for the error text: base is never in
 // it (net/http strips the password from its errors too).
-func (r *relayClient) read(ctx context.Context, post func(any), base, relay, cluster string, rev uint64) (error, time.Duration) {
+func (r *relayClient) read(ctx context.Context, post func(any), base, relay string, pos wire.Position) (error, time.Duration) {
 	q := url.Values{wire.ParamPrefix: {r.env.Prefix}, wire.ParamFeatures: {wire.FeaturePing}}
-	if cluster != "" && rev > 0 {
-		q.Set(wire.ParamClusterID, cluster)
-		q.Set(wire.ParamRevision, strconv.FormatUint(rev, 10))
-	}
+	pos.AddTo(q)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,

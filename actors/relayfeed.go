@@ -31,8 +31,14 @@ import (
 // and sweep then tells the host only what changed.
 //
 // A stream resumes only from a position the view is exactly at (Position),
-// and a frame no relay sends is refused before any of it is applied (see
-// Frame), so neither a failover nor a hostile relay leaves a wrong view.
+// named with the digest of the view there (wire.Digest, kept as frames are
+// applied), and a frame no relay sends is refused before any of it is
+// applied (see Frame), so neither a failover nor a hostile relay leaves a
+// wrong view. The digest is what keeps a failover to a relay of an etcd
+// rebuilt with the same cluster ID from resuming: its log's digest at the
+// revision is another, so it sends a snapshot; and a snapshot that cannot
+// be a later state of the view's history is an upstream reset (see
+// sameHistory).
 type RelayFeed struct {
 	// StaleTimeout is how long the relay may stay in sync below the index
 	// the merge core requires, under one cluster ID, before the feed takes
@@ -41,10 +47,15 @@ type RelayFeed struct {
 	// BatchSize is the most keys one SnapshotBatch carries.
 	BatchSize int
 
-	view  map[string]messages.KV
-	snap  map[string]messages.KV // the snapshot being received; nil outside one
-	count int                    // keys the snapshot announced
-	order wire.Order             // the stream's frame order, shared with wire.Mirror
+	view   map[string]messages.KV
+	digest wire.Digest            // view's
+	snap   map[string]messages.KV // the snapshot being received; nil outside one
+	// snapDigest is snap's; snapClaim, the digest its snapshot-begin gave,
+	// if any, checked when it ends.
+	snapDigest wire.Digest
+	snapClaim  string
+	count      int        // keys the snapshot announced
+	order      wire.Order // the stream's frame order, shared with wire.Mirror
 	// snapCluster, snapRev: the snapshot's position, taken only once it
 	// has ended. A snapshot cut short leaves the view, and so the
 	// position, as they were.
@@ -62,6 +73,15 @@ type RelayFeed struct {
 	want       *messages.SnapshotRequest // the merge core's, not yet served
 	stale      StaleCheck                // judges a relay that stays below want
 	behind     bool                      // the relay was seen in sync below want
+	// pending is check's scratch: a frame's changes by key, to compute the
+	// digest it would leave before applying it.
+	pending map[string]pendingValue
+}
+
+// pendingValue is a key's value after some of a frame's changes.
+type pendingValue struct {
+	value   string
+	present bool
 }
 
 // ErrRelayProtocol wraps every violation of the protocol by a relay: a
@@ -79,18 +99,23 @@ func NewRelayFeed(batchSize int, staleTimeout time.Duration) *RelayFeed {
 const snapshotPresize = 1024
 
 // Position returns the resume position to connect with: the cluster ID and
-// revision of the last resume position applied, if the view is exactly at
-// it; else "" and 0, for a snapshot. A view past its position (a resync's
-// deltas or statuses, the leading frames of a split batch) holds changes
-// that another relay's log need not mention, since a position is a state
-// of etcd, not a place in one relay's log: resuming there could leave a
-// deleted key in a view that says it is in sync.
-func (f *RelayFeed) Position() (clusterID string, revision uint64) {
+// revision of the last resume position applied, and the view's digest, if
+// the view is exactly at it; else none (the zero Position), for a snapshot.
+// A view past its position (a resync's deltas or statuses, the leading
+// frames of a split batch) holds changes that another relay's log need not
+// mention, since a position is a state of etcd, not a place in one relay's
+// log: resuming there could leave a deleted key in a view that says it is
+// in sync. The digest is the feed's own, not the relay's word: a relay
+// resumes only where its view was this one.
+func (f *RelayFeed) Position() wire.Position {
 	if !f.consistent {
-		return "", 0
+		return wire.Position{}
 	}
-	return f.cluster, f.rev
+	return wire.Position{ClusterID: f.cluster, Revision: f.rev, Digest: f.digest.String()}
 }
+
+// Digest returns the digest of the relay's view as the feed holds it.
+func (f *RelayFeed) Digest() wire.Digest { return f.digest }
 
 // Live reports whether the merge core gets the relay's changes as they come.
 func (f *RelayFeed) Live() bool { return f.live }
@@ -143,16 +168,27 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 	case wire.TypeSnapshotBegin:
 		out = f.lose(errors.New("the relay sent a fresh snapshot"))
 		f.snap, f.count = make(map[string]messages.KV, min(fr.Count, snapshotPresize)), fr.Count
-		f.snapCluster, f.snapRev = fr.ClusterID, fr.Revision
+		f.snapCluster, f.snapRev, f.snapDigest, f.snapClaim = fr.ClusterID, fr.Revision, 0, fr.Digest
 	case wire.TypeKVs:
 		for _, kv := range fr.KVs {
+			old, had := f.snap[kv.Key]
+			f.snapDigest = f.snapDigest.Put(kv.Key, kv.Value, old.Value, had)
 			f.snap[kv.Key] = messages.KV{Key: kv.Key, Value: kv.Value, ModifiedIndex: kv.Revision}
 		}
 	case wire.TypeSnapshotEnd:
 		if len(f.snap) != f.count { // the order counted entries; a key twice is short
 			return bad("after %d keys, not the %d announced", len(f.snap), f.count)
 		}
-		f.view, f.snap = f.snap, nil
+		if f.snapClaim != "" && f.snapClaim != f.snapDigest.String() {
+			return bad("its keys' digest is %s, not the %s its snapshot-begin gave", f.snapDigest, f.snapClaim)
+		}
+		if err := f.sameHistory(); err != nil {
+			// The marks the merge core holds are of another history:
+			// only a reset (they are dropped) makes the host etcd's.
+			out = f.lose(err)
+			return out, fmt.Errorf("%w: %w", messages.ErrUpstreamReset, err)
+		}
+		f.view, f.digest, f.snap = f.snap, f.snapDigest, nil
 		f.status, _ = wire.ParseStatus(fr.Status) // Validate checked it
 		// The snapshot's position, or none: the view is no longer the one
 		// the last position stood for.
@@ -161,7 +197,11 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 	case wire.TypeDelta:
 		for _, c := range fr.Changes {
 			u, _ := c.Update() // check parsed it
+			old, had := f.view[u.Key]
 			if u.Type == messages.UpdateTypeDeleted {
+				if had {
+					f.digest = f.digest.Without(u.Key, old.Value)
+				}
 				delete(f.view, u.Key)
 				if f.live {
 					out = append(out, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision})
@@ -169,6 +209,7 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 				continue
 			}
 			kv := messages.KV{Key: u.Key, Value: u.Value, ModifiedIndex: u.Revision}
+			f.digest = f.digest.Put(u.Key, u.Value, old.Value, had)
 			f.view[u.Key] = kv
 			if f.live {
 				out = append(out, messages.WatcherUpdate{KV: kv})
@@ -239,6 +280,81 @@ func (f *RelayFeed) check(fr *wire.Frame, prefix string) error {
 			case positioned && c.Revision > fr.Revision:
 				return fmt.Errorf("key %q at revision %d, after the frame's position %d", c.Key, c.Revision, fr.Revision)
 			}
+		}
+		if positioned && fr.Digest != "" {
+			// The relay's view at its position is not the one this frame
+			// would leave: the view has gone astray, and resuming from
+			// it would carry that on. Refused, so the position stays the
+			// last one the relay and the feed agreed on.
+			if after := f.digestAfter(fr.Changes); after.String() != fr.Digest {
+				return fmt.Errorf("position %d with digest %s, but the view would be at %s", fr.Revision, fr.Digest, after)
+			}
+		}
+	}
+	return nil
+}
+
+// digestAfter returns the digest the view would have once changes are
+// applied, in order, without applying them: check refuses a frame before
+// any of it is applied. A frame may change one key twice.
+func (f *RelayFeed) digestAfter(changes []wire.Change) wire.Digest {
+	if f.pending == nil {
+		f.pending = map[string]pendingValue{}
+	}
+	clear(f.pending)
+	d := f.digest
+	for _, c := range changes {
+		prev, ok := f.pending[c.Key]
+		if !ok {
+			kv, had := f.view[c.Key]
+			prev = pendingValue{value: kv.Value, present: had}
+		}
+		if prev.present {
+			d = d.Without(c.Key, prev.value)
+		}
+		next := pendingValue{value: c.Value, present: c.Op != messages.UpdateTypeDeleted.String()}
+		if next.present {
+			d = d.With(c.Key, c.Value)
+		}
+		f.pending[c.Key] = next
+	}
+	return d
+}
+
+// sameHistory checks that the snapshot ending now can be a later state of
+// the history the view came from, when both are of one cluster. In one
+// history a key's value at a revision is one value, and a relay's snapshot
+// at r2 holds each key at its latest revision up to r2; so a key the two
+// share, at a revision the snapshot covers, with another value at a
+// revision no higher than the view's, comes from another history. (A lower
+// revision with the same value is one history: a v2 TTL refresh moves a
+// key's modifiedIndex without telling watchers, so relays differ on it.)
+// And at the view's own position, the snapshot must be the view: a key
+// gone or added at the same revision is another history too (or, the one
+// false alarm, a view at a position that ended inside one revision's
+// directory deletion, where a reset costs a resync).
+//
+// Such a snapshot comes from etcd rebuilt with the same cluster ID: a relay
+// sends a snapshot, not a resume, to a client whose digest its log lacks at
+// the revision. The merge core's marks are of the old history, so its mark
+// and sweep would keep a key of the new history at a revision at or below
+// a mark, and never sweep a key whose mark is at or above the snapshot's
+// revision: only a reset makes the host etcd's. (A view at no position,
+// given a snapshot at or below its marks, would still keep the keys the
+// old history alone had: the check needs a position to compare with.)
+func (f *RelayFeed) sameHistory() error {
+	if f.snapCluster == "" || f.snapCluster != f.cluster {
+		return nil
+	}
+	if f.consistent && f.snapRev == f.rev && f.snapDigest != f.digest {
+		return fmt.Errorf("the relay's snapshot at %d is another view (digest %s) than the one at the same position (%s): etcd was rebuilt with the same cluster ID",
+			f.snapRev, f.snapDigest, f.digest)
+	}
+	for k, kv := range f.snap {
+		old, ok := f.view[k]
+		if ok && kv.Value != old.Value && kv.ModifiedIndex <= old.ModifiedIndex && old.ModifiedIndex <= f.snapRev {
+			return fmt.Errorf("the relay's snapshot at %d has another value for %s at revision %d than the view had at %d: etcd was rebuilt with the same cluster ID",
+				f.snapRev, k, kv.ModifiedIndex, old.ModifiedIndex)
 		}
 	}
 	return nil

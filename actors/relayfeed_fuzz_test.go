@@ -29,6 +29,12 @@ func relayFeedSeeds() [][]*wire.Frame {
 		{hello(false), begin(cid, 10, 2), kvs(a, b), end(m.InSync), status(m.WaitForDatastore, "", 0)},
 		{hello(false), begin(cid, 10, 2), kvs(a, b), end(m.InSync), delta(cid, 9, wput("/other", "x", 9))},
 		{{Type: wire.TypeError, Code: wire.CodeTooManyClients, Message: "full", RetryAfter: 5}},
+		// With digests, as relays send them since issue 22; then a
+		// snapshot of another history at the same position.
+		{hello(false), withDigest(begin(cid, 10, 2), wire.Digest(0).With(a.Key, a.Value).With(b.Key, b.Value)), kvs(a, b), end(m.InSync),
+			withDigest(delta(cid, 12, wput("/calico/v1/a", "1b", 11), wgone("/calico/v1/b", 12)), wire.Digest(0).With(a.Key, "1b")),
+			withDigest(status(m.InSync, cid, 12), wire.Digest(0).With(a.Key, "1b")), nil,
+			hello(false), begin(cid, 12, 1), kvs(wkv("/calico/v1/a", "other", 11)), end(m.InSync)},
 	}
 }
 
@@ -81,7 +87,7 @@ func FuzzRelayFeed(f *testing.F) {
 				broken(err)
 				continue
 			}
-			cluster, rev := feed.Position()
+			pos, digest := feed.Position(), feed.Digest()
 			keys := feed.Keys()
 			ins, err := feed.Frame(fr, now, feedPrefix)
 			merge(ins)
@@ -89,9 +95,9 @@ func FuzzRelayFeed(f *testing.F) {
 			case err == nil:
 				continue
 			case errors.Is(err, actors.ErrRelayProtocol):
-				if c, r := feed.Position(); c != cluster || r != rev || feed.Keys() != keys {
-					t.Fatalf("refused %s frame moved the feed from %s@%d (%d keys) to %s@%d (%d keys): %v",
-						fr.Type, cluster, rev, keys, c, r, feed.Keys(), err)
+				if p := feed.Position(); p != pos || feed.Keys() != keys || feed.Digest() != digest {
+					t.Fatalf("refused %s frame moved the feed from %+v (%d keys, digest %s) to %+v (%d keys, digest %s): %v",
+						fr.Type, pos, keys, digest, p, feed.Keys(), feed.Digest(), err)
 				}
 			case fr.Type == wire.TypeError && strings.HasPrefix(err.Error(), "relay refused"):
 			case errors.Is(err, m.ErrUpstreamReset), errors.Is(err, m.ErrIndexRegressed):

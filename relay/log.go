@@ -35,7 +35,10 @@ type entry struct {
 	// delivered while in sync: the batches of a resync bring keys in key
 	// order, not revision order, and a batch's frames split it.
 	resumable bool
-	enc       encoded
+	// digest: the view's after it (wire.Digest), for a resumable entry
+	// the digest its resume position carries.
+	digest wire.Digest
+	enc    encoded
 }
 
 // shared is the retained log: an immutable sequence of entries numbered
@@ -53,6 +56,7 @@ type shared struct {
 	baseRev       uint64
 	baseCluster   string
 	baseResumable bool
+	baseDigest    wire.Digest
 	epoch         uint64 // seq of the first entry of the current epoch
 }
 
@@ -66,7 +70,7 @@ func (l *shared) push(e *entry) {
 	l.bytes += len(e.enc.raw)
 	for len(l.entries) > 1 && (len(l.entries) > l.maxEntries || l.bytes > l.maxBytes) {
 		old := l.entries[0]
-		l.baseRev, l.baseCluster, l.baseResumable = old.rev, old.cluster, old.resumable
+		l.baseRev, l.baseCluster, l.baseResumable, l.baseDigest = old.rev, old.cluster, old.resumable, old.digest
 		l.bytes -= len(old.enc.raw)
 		l.entries[0] = nil // the array is reused by append; let the entry go
 		l.entries = l.entries[1:]
@@ -82,29 +86,53 @@ func (l *shared) from(seq uint64, n int) []*entry {
 	return slices.Clone(l.entries[i:min(len(l.entries), i+n)])
 }
 
-// resumeAt returns the seq to stream from for a client that holds etcd's
-// state at rev of cluster (the last resume position its streams gave it),
-// and whether the current epoch of the log still holds a resumable
-// position at that revision. Revisions within an epoch never go down along
-// the log, but several entries may share one; from the first resumable one
-// on, the view is etcd's state at rev, so the client is sent what follows
-// it: perhaps entries it has applied already (it may have read past its
-// last resume position), which a map applies again idempotently, in
-// order, never a gap.
-func (l *shared) resumeAt(cluster string, rev uint64) (uint64, bool) {
-	if cluster == "" || rev == 0 {
+// position is a client's resume position, as its handshake gave it.
+type position struct {
+	cluster string
+	rev     uint64
+	// digest is the client's view's; hasDigest is false for a client that
+	// sent none (one older than digests), which is never resumed.
+	digest    wire.Digest
+	hasDigest bool
+}
+
+// resumeAt returns the seq to stream from for a client at p (the last
+// resume position its streams gave it, and the digest of its view there),
+// and whether the current epoch of the log holds a resumable position at
+// that revision with that digest: only then is the log's view at that
+// point the client's, so that what follows it brings the client to the
+// relay's view. Without the digest a revision is ambiguous: an etcd
+// rebuilt with the same configuration has the same cluster ID and
+// another history under the same revisions (issue 22), and a batch that
+// ends inside a directory deletion is a resume position at the deletion's
+// revision with the directory half deleted, which a relay that got the
+// deletion in one batch has no entry for. The digest tells such views
+// apart, and a client sent nothing that could leave it with a wrong map is
+// sent a snapshot.
+//
+// Revisions within an epoch never go down along the log, but several
+// entries may share one; the first resumable one with the client's digest
+// is the client's view, and the client is sent what follows it: perhaps
+// entries it has applied already (it may have read past its last resume
+// position), which a map applies again idempotently, in order, never a
+// gap.
+func (l *shared) resumeAt(p position) (uint64, bool) {
+	if p.cluster == "" || p.rev == 0 || !p.hasDigest {
 		return 0, false
 	}
-	if l.first > l.epoch && l.baseResumable && l.baseCluster == cluster && l.baseRev == rev {
+	at := func(rev uint64, cluster string, resumable bool, digest wire.Digest) bool {
+		return resumable && rev == p.rev && cluster == p.cluster && digest == p.digest
+	}
+	if l.first > l.epoch && at(l.baseRev, l.baseCluster, l.baseResumable, l.baseDigest) {
 		return l.first, true
 	}
 	for i, e := range l.entries {
 		seq := l.first + uint64(i)
 		switch {
 		case seq < l.epoch:
-		case e.rev == rev && e.cluster == cluster && e.resumable:
+		case at(e.rev, e.cluster, e.resumable, e.digest):
 			return seq + 1, true
-		case e.rev > rev:
+		case e.rev > p.rev:
 			return 0, false
 		}
 	}

@@ -79,6 +79,9 @@ func query(o dialOpts) url.Values {
 	if o.clusterID != "" {
 		q.Set(wire.ParamClusterID, o.clusterID)
 		q.Set(wire.ParamRevision, strconv.FormatUint(o.revision, 10))
+		if o.from != nil && o.from.Digest != "" {
+			q.Set(wire.ParamDigest, o.from.Digest) // the view it resumes with is from's
+		}
 	}
 	if o.features != "" {
 		q.Set(wire.ParamFeatures, o.features)

@@ -40,6 +40,7 @@ type Server struct {
 
 	mu      sync.Mutex // guards everything below it up to snapMu
 	view    map[string]wire.KV
+	digest  wire.Digest // the view's, kept as it changes
 	status  messages.SyncStatus
 	cluster string // the current epoch's cluster; "" until known
 	rev     uint64 // highest revision delivered in the current epoch
@@ -123,9 +124,14 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 		for i, u := range chunk {
 			f.Changes[i] = wire.ChangeOf(u)
 			s.rev = max(s.rev, u.Revision)
+			old, had := s.view[u.Key]
 			if u.Type == messages.UpdateTypeDeleted {
+				if had {
+					s.digest = s.digest.Without(u.Key, old.Value)
+				}
 				delete(s.view, u.Key)
 			} else {
+				s.digest = s.digest.Put(u.Key, u.Value, old.Value, had)
 				s.view[u.Key] = wire.KV{Key: u.Key, Value: u.Value, Revision: u.Revision}
 			}
 		}
@@ -135,7 +141,7 @@ func (s *Server) OnUpdates(updates []messages.Update) {
 		// is applied, the view is etcd's state at its highest revision.
 		s.consistent = n == frames && s.synced && s.cluster != ""
 		if s.consistent {
-			f.ClusterID, f.Revision = s.cluster, s.rev
+			f.ClusterID, f.Revision, f.Digest = s.cluster, s.rev, s.digest.String()
 		}
 		s.append(f, s.consistent)
 	}
@@ -171,7 +177,7 @@ func (s *Server) OnStatusAt(status messages.SyncStatus, index uint64) {
 	if s.synced && index > 0 && s.cluster != "" {
 		s.rev = max(s.rev, index)
 		s.consistent, resumable = true, true
-		f.ClusterID, f.Revision = s.cluster, s.rev
+		f.ClusterID, f.Revision, f.Digest = s.cluster, s.rev, s.digest.String()
 	} else if !s.synced {
 		// Batches of a resync come in key order: the view is no state of
 		// etcd until the next InSync.
@@ -209,7 +215,7 @@ func (s *Server) append(f *wire.Frame, resumable bool) {
 		// Every member is a string, a number or a slice of them.
 		panic(fmt.Errorf("relay: %w", err))
 	}
-	s.log.push(&entry{rev: s.rev, cluster: s.cluster, resumable: resumable, enc: encoded{raw: raw}})
+	s.log.push(&entry{rev: s.rev, cluster: s.cluster, resumable: resumable, digest: s.digest, enc: encoded{raw: raw}})
 	s.stats.logAppends.Add(1)
 }
 
@@ -262,7 +268,7 @@ func (s *Server) snapshotFor(asked time.Time, h *holder) *snapshot {
 	view, next, status := maps.Clone(s.view), s.log.head(), s.status
 	begin := &wire.Frame{Type: wire.TypeSnapshotBegin, Count: len(view)}
 	if s.consistent {
-		begin.ClusterID, begin.Revision = s.cluster, s.rev // a resume position
+		begin.ClusterID, begin.Revision, begin.Digest = s.cluster, s.rev, s.digest.String() // a resume position
 	}
 	s.mu.Unlock()
 

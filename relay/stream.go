@@ -37,10 +37,9 @@ const maxFeatures = 32
 
 // handshake is a stream request, validated.
 type handshake struct {
-	ping      bool   // the client takes pings
-	zstd      bool   // the client takes zstd
-	clusterID string // its resume position, if any
-	revision  uint64
+	ping bool     // the client takes pings
+	zstd bool     // the client takes zstd
+	pos  position // its resume position, if any
 }
 
 // requestError is a refused request: the status and the error frame.
@@ -97,8 +96,10 @@ func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 	case keyspace.Prefix(prefix) != cfg.Prefix: // withDefaults made cfg.Prefix canonical
 		return h, badRequest(wire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
 	}
-	id, rev := q.Get(wire.ParamClusterID), q.Get(wire.ParamRevision)
+	id, rev, digest := q.Get(wire.ParamClusterID), q.Get(wire.ParamRevision), q.Get(wire.ParamDigest)
 	switch {
+	case id == "" && rev == "" && digest != "":
+		return h, badRequest(wire.ParamDigest, "given without %s and %s", wire.ParamClusterID, wire.ParamRevision)
 	case id == "" && rev == "":
 	case id == "":
 		return h, badRequest(wire.ParamClusterID, "missing: %s needs it", wire.ParamRevision)
@@ -111,7 +112,17 @@ func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 		if err != nil || n == 0 {
 			return h, badRequest(wire.ParamRevision, "%q is not a positive integer", rev)
 		}
-		h.clusterID, h.revision = id, n
+		h.pos = position{cluster: id, rev: n}
+		// A client older than digests sends none: it is served, with a
+		// snapshot (resumeAt), as a client of a relay whose log no longer
+		// holds its position would be.
+		if digest != "" {
+			d, err := wire.ParseDigest(digest)
+			if err != nil {
+				return h, badRequest(wire.ParamDigest, "%q is not a digest (16 lower-case hex digits)", digest)
+			}
+			h.pos.digest, h.pos.hasDigest = d, true
+		}
 	}
 	if fs := q.Get(wire.ParamFeatures); fs != "" {
 		list := strings.Split(fs, ",")
@@ -292,7 +303,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 	}
 
 	s.mu.Lock()
-	next, resumed := s.log.resumeAt(h.clusterID, h.revision)
+	next, resumed := s.log.resumeAt(h.pos)
 	hello := &wire.Frame{Type: wire.TypeHello, Version: wire.Version, Prefix: s.cfg.Prefix,
 		ClusterID: s.cluster, Revision: s.rev, Status: s.status.String(), Resume: resumed}
 	s.mu.Unlock()
@@ -315,7 +326,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		// whose log has nothing after the position; the log that follows
 		// brings it to the relay's status now.
 		st := &wire.Frame{Type: wire.TypeStatus, Status: messages.InSync.String(),
-			ClusterID: h.clusterID, Revision: h.revision}
+			ClusterID: h.pos.cluster, Revision: h.pos.rev, Digest: h.pos.digest.String()}
 		if err := frame(st); err != nil {
 			return err
 		}
@@ -325,7 +336,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 	}
 	if resumed {
 		s.stats.resumes.Add(1)
-		log.Debug("relay client resumed", "clusterID", h.clusterID, "revision", h.revision)
+		log.Debug("relay client resumed", "clusterID", h.pos.cluster, "revision", h.pos.rev, "digest", h.pos.digest)
 	}
 
 	var ping <-chan time.Time

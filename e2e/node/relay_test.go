@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,8 +39,7 @@ func dialRelay(ctx context.Context, streamURL string, m *wire.Mirror) (*relayCli
 	q := url.Values{wire.ParamPrefix: {"/calico/v1"}, wire.ParamFeatures: {wire.FeaturePing}}
 	c := &relayClient{m: wire.NewMirror(), done: make(chan struct{})}
 	if m != nil {
-		q.Set(wire.ParamClusterID, m.ClusterID)
-		q.Set(wire.ParamRevision, strconv.FormatUint(m.Revision, 10))
+		m.Position().AddTo(q)
 		c.m = m.Resuming()
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -21,6 +21,7 @@ const (
 	ParamPrefix    = "prefix"
 	ParamClusterID = "clusterID"
 	ParamRevision  = "revision"
+	ParamDigest    = "digest"
 	ParamFeatures  = "features"
 )
 
@@ -69,6 +70,11 @@ type Frame struct {
 	// for information.
 	ClusterID string `json:"clusterID,omitempty"`
 	Revision  uint64 `json:"revision,omitempty"`
+	// snapshot-begin, delta, status: with a resume position, the Digest of
+	// the relay's view there (Digest.String: the empty view's is
+	// "0000000000000000", so present whenever the position is). A client
+	// resumes with it; one that keeps its own checks it.
+	Digest string `json:"digest,omitempty"`
 
 	// snapshot-begin: how many keys follow in kvs frames.
 	Count int `json:"count,omitempty"`
@@ -171,6 +177,11 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 func (f *Frame) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s frame: %s", ErrBadFrame, f.Type, fmt.Sprintf(format, args...))
+	}
+	if f.Digest != "" {
+		if _, err := ParseDigest(f.Digest); err != nil {
+			return err
+		}
 	}
 	switch f.Type {
 	case TypeHello:

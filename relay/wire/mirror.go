@@ -21,6 +21,10 @@ type Mirror struct {
 	// positions"): such a client must take a snapshot.
 	ClusterID string
 	Revision  uint64
+	// Digest is the relay's digest of its view at that position, as the
+	// frame gave it: a Mirror takes the relay's word for it (the relay
+	// client that feeds the merge core keeps its own and checks).
+	Digest string
 
 	Hellos, Snapshots, Deltas, Pings, Statuses int  // frames applied, by type
 	Resumed                                    bool // the last hello resumed
@@ -32,6 +36,7 @@ type Mirror struct {
 	// the map, and the position, as they were.
 	snapCluster string
 	snapRev     uint64
+	snapDigest  string
 }
 
 // NewMirror returns an empty mirror. A client that resumes fills Keys,
@@ -66,7 +71,7 @@ func (m *Mirror) Apply(f *Frame) error {
 		m.Resumed = f.Resume
 	case TypeSnapshotBegin:
 		m.snap, m.snapCount = map[string]KV{}, f.Count
-		m.snapCluster, m.snapRev = f.ClusterID, f.Revision
+		m.snapCluster, m.snapRev, m.snapDigest = f.ClusterID, f.Revision, f.Digest
 	case TypeKVs:
 		for _, kv := range f.KVs {
 			m.snap[kv.Key] = kv
@@ -78,7 +83,7 @@ func (m *Mirror) Apply(f *Frame) error {
 		// A snapshot replaces the map, so its position, or none, replaces
 		// the last one.
 		m.Keys, m.snap = m.snap, nil
-		m.ClusterID, m.Revision = m.snapCluster, m.snapRev
+		m.ClusterID, m.Revision, m.Digest = m.snapCluster, m.snapRev, m.snapDigest
 		m.Snapshots++
 		m.Status, _ = ParseStatus(f.Status) // Validate checked it
 	case TypeDelta:
@@ -112,10 +117,16 @@ func (m *Mirror) Apply(f *Frame) error {
 // that revision, and a map past its position holds changes that another
 // relay's log need not mention, so it must not resume from there.
 func (m *Mirror) takePosition(f *Frame) {
-	m.ClusterID, m.Revision = "", 0
+	m.ClusterID, m.Revision, m.Digest = "", 0, ""
 	if f.ClusterID != "" && f.Revision != 0 {
-		m.ClusterID, m.Revision = f.ClusterID, f.Revision
+		m.ClusterID, m.Revision, m.Digest = f.ClusterID, f.Revision, f.Digest
 	}
+}
+
+// Position returns the position to resume from: none (the zero
+// Position) if the map is at none.
+func (m *Mirror) Position() Position {
+	return Position{ClusterID: m.ClusterID, Revision: m.Revision, Digest: m.Digest}
 }
 
 // Clone returns a deep copy, for a reader that must not share the map.
@@ -126,8 +137,7 @@ func (m *Mirror) Clone() *Mirror {
 }
 
 // Resuming returns the mirror a client starts its next stream with, to
-// resume from m's position: m's keys, status, cluster ID and revision, and
-// no counts.
+// resume from m's position: m's keys, status and position, and no counts.
 func (m *Mirror) Resuming() *Mirror {
-	return &Mirror{Keys: maps.Clone(m.Keys), Status: m.Status, ClusterID: m.ClusterID, Revision: m.Revision}
+	return &Mirror{Keys: maps.Clone(m.Keys), Status: m.Status, ClusterID: m.ClusterID, Revision: m.Revision, Digest: m.Digest}
 }

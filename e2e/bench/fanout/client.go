@@ -65,10 +65,11 @@ type Request struct {
 	Prefix   string // required
 	Features string // comma-separated, or empty
 	Zstd     bool   // send Accept-Encoding: zstd
-	// ClusterID and Revision, if set, are a resume position (PROTOCOL.md,
-	// "Resume positions").
+	// ClusterID, Revision and Digest, if set, are a resume position
+	// (PROTOCOL.md, "Resume positions").
 	ClusterID string
 	Revision  uint64
+	Digest    string
 	// Tee, if not nil, receives every byte of the body as decoded (after
 	// zstd).
 	Tee io.Writer
@@ -90,10 +91,7 @@ func (c *Client) Send(r Request) error {
 	if r.Features != "" {
 		q.Set(wire.ParamFeatures, r.Features)
 	}
-	if r.ClusterID != "" {
-		q.Set(wire.ParamClusterID, r.ClusterID)
-		q.Set(wire.ParamRevision, strconv.FormatUint(r.Revision, 10))
-	}
+	wire.Position{ClusterID: r.ClusterID, Revision: r.Revision, Digest: r.Digest}.AddTo(q)
 	req := "GET " + wire.StreamPath + "?" + q.Encode() + " HTTP/1.1\r\nHost: relay\r\n"
 	if r.Zstd {
 		req += "Accept-Encoding: " + wire.EncodingZstd + "\r\n"

@@ -435,7 +435,7 @@ func measureWire(b *testing.B, zstd bool) {
 
 // position returns the relay's resume position now: the one on the
 // snapshot-begin frame of a fresh stream.
-func position(b *testing.B, addr string) (clusterID string, revision uint64) {
+func position(b *testing.B, addr string) wire.Position {
 	var buf bytes.Buffer
 	if _, err := readOne(addr, false, &buf); err != nil {
 		b.Fatal(err)
@@ -450,7 +450,7 @@ func position(b *testing.B, addr string) (clusterID string, revision uint64) {
 			if f.ClusterID == "" {
 				b.Fatal("the relay's snapshot has no resume position")
 			}
-			return f.ClusterID, f.Revision
+			return wire.Position{ClusterID: f.ClusterID, Revision: f.Revision, Digest: f.Digest}
 		}
 	}
 }
@@ -466,7 +466,7 @@ func connect(b *testing.B, addr string, n, keys int, resume *fanout.Request, see
 	}
 	req := fanout.Request{Prefix: calico.Prefix, Features: wire.FeaturePing}
 	if resume != nil {
-		req.ClusterID, req.Revision = resume.ClusterID, resume.Revision
+		req.ClusterID, req.Revision, req.Digest = resume.ClusterID, resume.Revision, resume.Digest
 	}
 	errs := make(chan error, n)
 	var got, follow sync.WaitGroup
@@ -523,7 +523,8 @@ func measureIdle(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		var pos fanout.Request
-		pos.ClusterID, pos.Revision = position(b, s.relay.Addr)
+		p := position(b, s.relay.Addr)
+		pos.ClusterID, pos.Revision, pos.Digest = p.ClusterID, p.Revision, p.Digest
 		if _, err := fanout.WaitRelay(ctx, url, func(st fanout.Stats) bool { return st.Relay.Clients == 0 }); err != nil {
 			b.Fatal(err)
 		}
