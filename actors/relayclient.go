@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -63,7 +62,6 @@ type RelayBind struct{ Merger *actor.PID }
 
 // relayShared is what outlives one incarnation of the relay client.
 type relayShared struct {
-	gens    atomic.Uint64
 	merger  *actor.PID
 	feed    *RelayFeed
 	next    int     // index in Relays of the relay to try next
@@ -81,9 +79,8 @@ type relayShared struct {
 // reset, or went back in time, or changed cluster: the supervisor applies
 // the host's reset policy.
 func NewRelayClientProps(env *Env, cfg RelayClientConfig) *actor.Props {
-	shared := &relayShared{}
-	return env.Props(func() actor.Actor {
-		return &relayClient{env: env, cfg: cfg, shared: shared}
+	return shellProps(env, &relayShared{}, 2, func(shared *relayShared, tasks []*task) lifecycle {
+		return &relayClient{env: env, cfg: cfg, shared: shared, stream: tasks[0], tick: tasks[1]}
 	})
 }
 
@@ -92,9 +89,9 @@ type relayClient struct {
 	env     *Env
 	cfg     RelayClientConfig
 	shared  *relayShared
-	stream  task // the stream being read, or the wait before the next
-	tick    task // judges a request waiting for a relay behind
-	ticking bool // tick is waiting to post a relayTick
+	stream  *task // the stream being read, or the wait before the next
+	tick    *task // judges a request waiting for a relay behind
+	ticking bool  // tick is waiting to post a relayTick
 }
 
 // What a stream posts to its actor. A relay is named by its redacted URL:
@@ -114,79 +111,81 @@ type (
 	relayTick struct{}
 )
 
-// Receive implements actor.Actor.
-func (r *relayClient) Receive(c actor.Context) {
+func (r *relayClient) started(c actor.Context) {
 	sh := r.shared
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		r.stream, r.tick = newTask(&sh.gens), newTask(&sh.gens)
-		if sh.feed == nil {
-			sh.feed = NewRelayFeed(r.cfg.BatchSize, r.cfg.StaleTimeout)
-			sh.backoff = r.env.NewBackoff()
-			sh.next = int(r.env.Rand(int64(len(r.cfg.Relays))))
-		}
-		if sh.merger != nil {
-			// A restart: what the last incarnation's stream posted since is
-			// dropped, so the merger no longer has every change; resume
-			// from the position the feed has applied.
-			r.send(c, sh.feed.Disconnected(errors.New("the relay client restarted")), nil)
-			r.connect(c, 0)
-		}
-	case *actor.Stopping, *actor.Restarting:
-		r.stream.stop()
-		r.tick.stop()
+	if sh.feed == nil {
+		sh.feed = NewRelayFeed(r.cfg.BatchSize, r.cfg.StaleTimeout)
+		sh.backoff = r.env.NewBackoff()
+		sh.next = int(r.env.Rand(int64(len(r.cfg.Relays))))
+	}
+	if sh.merger != nil {
+		// A restart: what the last incarnation's stream posted since is
+		// dropped, so the merger no longer has every change; resume
+		// from the position the feed has applied.
+		r.send(c, sh.feed.Disconnected(errors.New("the relay client restarted")), nil)
+		r.connect(c, 0)
+	}
+}
+
+func (r *relayClient) received(c actor.Context, msg any) {
+	switch m := msg.(type) {
 	case RelayBind:
-		sh.merger = m.Merger
+		r.shared.merger = m.Merger
 		r.connect(c, 0)
 	case messages.SnapshotRequest:
-		ins, err := sh.feed.Request(m, r.env.Clock.Now())
+		ins, err := r.shared.feed.Request(m, r.env.Clock.Now())
 		r.send(c, ins, err)
-	case taskMessage:
-		if msg, ok := r.tick.message(m); ok {
-			if _, ok := msg.(relayTick); ok {
-				r.ticking = false
-				ins, err := sh.feed.Tick(r.env.Clock.Now())
-				r.send(c, ins, err)
-			}
-			return
-		}
-		msg, ok := r.stream.message(m)
-		if !ok {
-			return
-		}
-		switch m := msg.(type) {
-		case relayAccepted:
-			sh.feed.Connected()
-		case relayFrame:
-			select {
-			case <-m.credits: // the reader may decode one more
-			default:
-			}
-			if m.f.Type == wire.TypeHello {
-				sh.backoff.Reset()
-				r.env.Logger.Info("relay stream accepted", "relay", m.relay, "resumed", m.f.Resume,
-					"relayStatus", m.f.Status, "relayRevision", m.f.Revision)
-				if r.cfg.Observer != nil {
-					r.cfg.Observer.RelayStream(m.relay, m.f.Resume)
-				}
-			}
-			if m.f.ClusterID != "" {
-				if err := r.cfg.Cluster.Check(m.f.ClusterID, r.env.Logger); err != nil {
-					r.send(c, sh.feed.Disconnected(err), err)
-				}
-			}
-			ins, err := sh.feed.Frame(m.f, r.env.Clock.Now(), r.env.Prefix)
-			if err != nil && !resetError(err) {
-				// The stream is out of step: drop it and reconnect.
-				r.send(c, ins, nil)
-				r.reconnect(c, m.relay, err, 0)
-				return
-			}
+	}
+}
+
+func (r *relayClient) posted(c actor.Context, t *task, msg any) {
+	sh := r.shared
+	if t == r.tick {
+		if _, ok := msg.(relayTick); ok {
+			r.ticking = false
+			ins, err := sh.feed.Tick(r.env.Clock.Now())
 			r.send(c, ins, err)
-		case relayEnded:
-			r.reconnect(c, m.relay, m.err, m.retryAfter)
+		}
+		return
+	}
+	switch m := msg.(type) {
+	case relayAccepted:
+		sh.feed.Connected()
+	case relayFrame:
+		r.frame(c, m)
+	case relayEnded:
+		r.reconnect(c, m.relay, m.err, m.retryAfter)
+	}
+}
+
+// frame hands one frame of the stream to the feed.
+func (r *relayClient) frame(c actor.Context, m relayFrame) {
+	sh := r.shared
+	select {
+	case <-m.credits: // the reader may decode one more
+	default:
+	}
+	if m.f.Type == wire.TypeHello {
+		sh.backoff.Reset()
+		r.env.Logger.Info("relay stream accepted", "relay", m.relay, "resumed", m.f.Resume,
+			"relayStatus", m.f.Status, "relayRevision", m.f.Revision)
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.RelayStream(m.relay, m.f.Resume)
 		}
 	}
+	if m.f.ClusterID != "" {
+		if err := r.cfg.Cluster.Check(m.f.ClusterID, r.env.Logger); err != nil {
+			r.send(c, sh.feed.Disconnected(err), err)
+		}
+	}
+	ins, err := sh.feed.Frame(m.f, r.env.Clock.Now(), r.env.Prefix)
+	if err != nil && !resetError(err) {
+		// The stream is out of step: drop it and reconnect.
+		r.send(c, ins, nil)
+		r.reconnect(c, m.relay, err, 0)
+		return
+	}
+	r.send(c, ins, err)
 }
 
 // resetError reports whether err is the relay's datastore reset or gone
@@ -370,4 +369,4 @@ func refusal(relay string, resp *http.Response) (error, time.Duration) {
 		relay, resp.Status, resp.Header.Get("Content-Type")), retryAfter
 }
 
-var _ actor.Actor = (*relayClient)(nil)
+var _ lifecycle = (*relayClient)(nil)
