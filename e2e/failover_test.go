@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
+	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
 )
 
@@ -190,8 +192,12 @@ func (w *lossyWatcher) Next(ctx context.Context) (*client.Response, error) {
 	return w.w.Next(ctx)
 }
 
+// failoverBackoff keeps a schedule short: its faults come faster than
+// LoopbackConfig's backoff (up to 500 ms) resets.
+var failoverBackoff = supervisor.BackoffConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, ResetAfter: time.Second}
+
 // failoverLogger logs warnings and errors only: 200 schedules a run.
-var failoverLogger = slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+var failoverLogger = slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 // runFailoverSchedule runs one seeded schedule: three relays, each a
 // syncer of its own on one simulated etcd, and one or two leaves that know
@@ -205,6 +211,8 @@ func runFailoverSchedule(ctx context.Context, seed uint64) int {
 	GinkgoHelper()
 	why := fmt.Sprintf("failover schedule seed %d (replay: ETCDSYNC_SCHEDULE_SEED=%d ETCDSYNC_FAILOVER_SCHEDULES=1 go test ./e2e -ginkgo.label-filter=failover)", seed, seed)
 	GinkgoWriter.Printf("failover schedule %d\n", seed)
+	began := time.Now()
+	defer func() { GinkgoWriter.Printf("failover schedule %d took %v\n", seed, time.Since(began)) }()
 	r := rand.New(rand.NewPCG(seed, 0))
 	sim := etcdsim.NewWithConfig(etcdsim.Config{Seed: seed, ClusterID: fmt.Sprintf("%016x", seed)})
 	randomKey := func() string {
@@ -243,8 +251,15 @@ func runFailoverSchedule(ctx context.Context, seed uint64) int {
 		cfg.KeysAPI, cfg.Logger = keys, failoverLogger
 		cfg.WatchStallTimeout = 200 * time.Millisecond
 		cfg.SnapshotBatchSize = 1 + r.IntN(20)
-		one := startScheduleRelay(ctx, cfg, r)
-		one.relay.Logger = failoverLogger
+		cfg.Backoff = failoverBackoff
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		// Pings keep a quiet leaf's stream from going silent past its
+		// read deadline; a graceful restart asks the leaves to wait
+		// RetryAfter (1 s, the least) before they reconnect.
+		one := serveScheduleRelay(ln, cfg, relay.Config{Prefix: prefix, Logger: failoverLogger,
+			LogEntries: 20 + r.IntN(200), SnapshotShare: time.Nanosecond, WriteTimeout: time.Second,
+			PingInterval: 100 * time.Millisecond, RetryAfter: time.Second})
 		lossy, rel.relays, urls = append(lossy, keys), append(rel.relays, one), append(urls, one.proxy.URL())
 	}
 	var oracles []*frameOracle
@@ -252,6 +267,7 @@ func runFailoverSchedule(ctx context.Context, seed uint64) int {
 		leaf := supervisor.LoopbackConfig()
 		leaf.Relays, leaf.Logger = urls, failoverLogger
 		leaf.RelayReadTimeout = 500 * time.Millisecond
+		leaf.Backoff = failoverBackoff
 		leaf.SnapshotBatchSize = 1 + r.IntN(20)
 		o := newFrameOracle(sim, prefix)
 		s, err := supervisor.Start(system, leaf, o)
@@ -282,8 +298,16 @@ func runFailoverSchedule(ctx context.Context, seed uint64) int {
 		case f <= 4:
 			rel.pick(r).proxy.CutAll() // the leaves on it fail over and resume elsewhere
 		case f == 5:
-			rel.pick(r).restart(ctx)
-		case f == 6:
+			one := rel.pick(r)
+			if r.IntN(4) != 0 {
+				// A crash: the leaves see their streams break, not the
+				// relay's "shutting-down" and its RetryAfter.
+				one.proxy.CutAll()
+			}
+			one.restart(ctx)
+		case f <= 9:
+			// Leaves in sync when the next faults hit: the callbacks
+			// that follow are the ones the oracle checks.
 			inSync("a pause")
 		default:
 			write()
