@@ -58,10 +58,16 @@ type RelayFeed struct {
 	// received is not applied until it ends.) Only then may a stream
 	// resume from rev: see Position.
 	consistent bool
-	live       bool                      // the merge core has been told WatcherNeedsSnapshot, and gets every change since
-	want       *messages.SnapshotRequest // the merge core's, not yet served
-	stale      StaleCheck                // judges a relay that stays below want
-	behind     bool                      // the relay was seen in sync below want
+	live       bool // the merge core has been told WatcherNeedsSnapshot, and gets every change since
+	// held: live changes of frames with no position (the leading frames of
+	// a split batch), forwarded only with the frame that ends at a
+	// position, so that the merge core never waits for the rest of an
+	// index across frames (a stream that breaks meanwhile drops them: the
+	// resync brings them).
+	held   []messages.MergeInput
+	want   *messages.SnapshotRequest // the merge core's, not yet served
+	stale  StaleCheck                // judges a relay that stays below want
+	behind bool                      // the relay was seen in sync below want
 }
 
 // ErrRelayProtocol wraps every violation of the protocol by a relay: a
@@ -164,17 +170,18 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 			if u.Type == messages.UpdateTypeDeleted {
 				delete(f.view, u.Key)
 				if f.live {
-					out = append(out, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision})
+					f.held = append(f.held, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision, More: true})
 				}
 				continue
 			}
 			kv := messages.KV{Key: u.Key, Value: u.Value, ModifiedIndex: u.Revision}
 			f.view[u.Key] = kv
 			if f.live {
-				out = append(out, messages.WatcherUpdate{KV: kv})
+				f.held = append(f.held, messages.WatcherUpdate{KV: kv, More: true})
 			}
 		}
 		f.position(fr)
+		out = f.release(out)
 	case wire.TypeStatus:
 		st, _ := wire.ParseStatus(fr.Status)
 		if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {
@@ -188,6 +195,7 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 			out = f.lose(fmt.Errorf("the relay reported %s", st))
 		}
 		f.position(fr)
+		out = f.release(out)
 	case wire.TypePing:
 		return nil, nil
 	case wire.TypeError:
@@ -202,9 +210,10 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 // position never goes below the last one in its cluster (a snapshot may
 // start lower: that is a relay behind, which serve judges). In sync at a
 // position, the changes that follow it are etcd's later writes, so none is
-// below it (one etcd index may delete a directory's keys in several
-// batches, each ending at a position at that index); and a frame's own
-// position is its highest change.
+// below it (one at it is taken: a relay whose syncer split an index
+// across batches, as before syncers kept each index whole, sent a
+// directory delete in several batches, each ending at a position at that
+// index); and a frame's own position is its highest change.
 func (f *RelayFeed) check(fr *wire.Frame, prefix string) error {
 	switch fr.Type {
 	case wire.TypeHello:
@@ -264,6 +273,28 @@ func (f *RelayFeed) position(fr *wire.Frame) {
 	f.consistent = false
 }
 
+// release forwards the held changes once the view is at a position: the
+// relay's state of etcd at a revision, so the last of them ends an index.
+// Each one before it says More: only the relay's positions are known to be
+// ends of an index (a batch the relay folded per key is in no revision
+// order), so the merge core hands the host nothing short of one.
+func (f *RelayFeed) release(out []messages.MergeInput) []messages.MergeInput {
+	if !f.consistent || len(f.held) == 0 {
+		return out
+	}
+	switch last := f.held[len(f.held)-1].(type) {
+	case messages.WatcherUpdate:
+		last.More = false
+		f.held[len(f.held)-1] = last
+	case messages.WatcherDeletion:
+		last.More = false
+		f.held[len(f.held)-1] = last
+	}
+	out = append(out, f.held...)
+	f.held = nil
+	return out
+}
+
 // goLive starts forwarding at a position where the relay is in sync.
 func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
 	if f.live || !f.order.Synced() || !f.consistent || f.status != messages.InSync {
@@ -275,6 +306,7 @@ func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
 
 // lose ends live forwarding.
 func (f *RelayFeed) lose(why error) []messages.MergeInput {
+	f.held = nil // the resync that follows brings them
 	if !f.live {
 		return nil
 	}

@@ -55,6 +55,34 @@ var _ = Describe("Failover schedules", Label("schedule", "failover"), func() {
 	}, NodeTimeout(30*time.Minute))
 })
 
+var _ = Describe("A leaf", Label("relay", "failover"), func() {
+	It("is never in sync with a directory delete half applied: its host gets one etcd index whole", func(ctx SpecContext) {
+		sim := etcdsim.New()
+		sim.Load(map[string]string{prefix + "/d/a": "1", prefix + "/d/b": "2", prefix + "/d/c": "3", prefix + "/e": "4"})
+		cfg := supervisor.LoopbackConfig()
+		cfg.KeysAPI, cfg.Logger = sim, failoverLogger
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		one := serveScheduleRelay(ln, cfg, relay.Config{Prefix: prefix, Logger: failoverLogger})
+		DeferCleanup(one.stop)
+		leaf := supervisor.LoopbackConfig()
+		leaf.Relays, leaf.Logger = []string{one.proxy.URL()}, failoverLogger
+		o := newFrameOracle(sim, prefix)
+		s, err := supervisor.Start(system, leaf, o)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(s.Stop)
+		Eventually(o.InSyncMap).WithContext(ctx).Should(Equal(sim.Map(prefix)))
+
+		// One etcd index deletes three keys; the relay sends them in one
+		// frame, at one position.
+		_, err = sim.Delete(ctx, prefix+"/d", &client.DeleteOptions{Dir: true, Recursive: true})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(o.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{prefix + "/e": "4"}))
+		Expect(o.FrameViolation()).NotTo(HaveOccurred())
+		Expect(o.Checks()).To(BeNumerically(">=", 2)) // in sync before the delete, and after it
+	}, SpecTimeout(20*time.Second))
+})
+
 // frameOracle is a leaf's host that checks, after every callback, the
 // invariant a leaf owes its host at every point, not only once quiet: while
 // it says in-sync, its map is etcd's state at the leaf's revision.
