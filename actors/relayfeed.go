@@ -74,6 +74,12 @@ type RelayFeed struct {
 // frame out of order, a snapshot short of its count, a prefix not ours.
 var ErrRelayProtocol = errors.New("etcdsync: relay broke the protocol")
 
+// MaxHeldChanges bounds the changes a live feed holds from frames with no
+// position, waiting for the frame that ends their batch at one. Past it the
+// feed stops forwarding, and the next position brings a resync from its
+// view instead: a mark and sweep of the leaf's own map, no network.
+const MaxHeldChanges = 1 << 16
+
 // NewRelayFeed returns a feed with an empty view.
 func NewRelayFeed(batchSize int, staleTimeout time.Duration) *RelayFeed {
 	return &RelayFeed{view: map[string]messages.KV{}, BatchSize: max(1, batchSize), StaleTimeout: staleTimeout}
@@ -182,6 +188,12 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 		}
 		f.position(fr)
 		out = f.release(out)
+		if len(f.held) > MaxHeldChanges {
+			// A batch this long (or a relay that never gives a
+			// position) would grow without bound: stop forwarding; the
+			// next position resyncs from the view, which has them all.
+			out = append(out, f.lose(fmt.Errorf("over %d changes with no position", MaxHeldChanges))...)
+		}
 	case wire.TypeStatus:
 		st, _ := wire.ParseStatus(fr.Status)
 		if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {

@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"time"
 
@@ -281,6 +282,23 @@ var _ = Describe("RelayFeed", func() {
 			m.WatcherDeletion{Key: "/calico/v1/a", ModifiedIndex: 12, More: true},
 			m.WatcherDeletion{Key: "/calico/v1/b", ModifiedIndex: 12},
 		}))
+	})
+
+	It("holds at most MaxHeldChanges, then resyncs from its view at the next position", func() {
+		inSync()
+		var fs []*wire.Frame
+		for i := range actors.MaxHeldChanges/512 + 1 {
+			changes := make([]wire.Change, 512)
+			for j := range changes {
+				changes[j] = wput(fmt.Sprintf("/calico/v1/k%d-%d", i, j), "x", 12)
+			}
+			fs = append(fs, delta("", 0, changes...))
+		}
+		l.frames(fs...)
+		Expect(l.status()).To(Equal(m.Resync), "no longer forwarding")
+		l.frames(delta(cid, 12, wgone("/calico/v1/a", 12)))
+		Expect(l.status()).To(Equal(m.InSync))
+		Expect(l.values()).To(HaveLen(actors.MaxHeldChanges+512+1), "every held key, /b, and not /a")
 	})
 
 	It("drops held changes when the stream breaks: the resync brings them", func() {
