@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/client/v2"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
@@ -58,26 +59,39 @@ var _ = Describe("Failover schedules", Label("schedule", "failover"), func() {
 var _ = Describe("A leaf", Label("relay", "failover"), func() {
 	It("is never in sync with a directory delete half applied: its host gets one etcd index whole", func(ctx SpecContext) {
 		sim := etcdsim.New()
-		sim.Load(map[string]string{prefix + "/d/a": "1", prefix + "/d/b": "2", prefix + "/d/c": "3", prefix + "/e": "4"})
-		cfg := supervisor.LoopbackConfig()
+		sim.Load(map[string]string{prefix + "/d/a": "1", prefix + "/d/b": "2", prefix + "/d/c": "3"})
+		cfg := loopback.Config()
 		cfg.KeysAPI, cfg.Logger = sim, failoverLogger
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		Expect(err).NotTo(HaveOccurred())
 		one := serveScheduleRelay(ln, cfg, relay.Config{Prefix: prefix, Logger: failoverLogger})
 		DeferCleanup(one.stop)
-		leaf := supervisor.LoopbackConfig()
+		leaf := loopback.Config()
 		leaf.Relays, leaf.Logger = []string{one.proxy.URL()}, failoverLogger
 		o := newFrameOracle(sim, prefix)
 		s, err := supervisor.Start(system, leaf, o)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(s.Stop)
-		Eventually(o.InSyncMap).WithContext(ctx).Should(Equal(sim.Map(prefix)))
+		// Writes until the leaf is in sync: a relay whose syncer reported
+		// in-sync before SetClusterIDSource was called has no position to
+		// give until its next write.
+		Eventually(func(g Gomega) {
+			_, err := sim.Set(ctx, prefix+"/e", "4", nil)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.InSyncMap()).To(Equal(sim.Map(prefix)))
+		}).WithContext(ctx).WithPolling(50 * time.Millisecond).Should(Succeed())
+		// One last write, of a value of its own: once the leaf has it,
+		// nothing is left on its way to the host, which is idle when the
+		// delete comes (a busy host would get the deletions coalesced).
+		_, err = sim.Set(ctx, prefix+"/e", "5", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(o.InSyncMap).WithContext(ctx).Should(HaveKeyWithValue(prefix+"/e", "5"))
 
 		// One etcd index deletes three keys; the relay sends them in one
 		// frame, at one position.
 		_, err = sim.Delete(ctx, prefix+"/d", &client.DeleteOptions{Dir: true, Recursive: true})
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(o.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{prefix + "/e": "4"}))
+		Eventually(o.InSyncMap).WithContext(ctx).Should(Equal(map[string]string{prefix + "/e": "5"}))
 		Expect(o.FrameViolation()).NotTo(HaveOccurred())
 		Expect(o.Checks()).To(BeNumerically(">=", 2)) // in sync before the delete, and after it
 	}, SpecTimeout(20*time.Second))
@@ -221,7 +235,7 @@ func (w *lossyWatcher) Next(ctx context.Context) (*client.Response, error) {
 }
 
 // failoverBackoff keeps a schedule short: its faults come faster than
-// LoopbackConfig's backoff (up to 500 ms) resets.
+// loopback.Config's backoff (up to 500 ms) resets.
 var failoverBackoff = supervisor.BackoffConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, ResetAfter: time.Second}
 
 // failoverLogger logs warnings and errors only: 200 schedules a run.
@@ -274,7 +288,7 @@ func runFailoverSchedule(ctx context.Context, seed uint64) int {
 	rel := &scheduleRelays{}
 	var urls []string
 	for range 3 {
-		cfg := supervisor.LoopbackConfig()
+		cfg := loopback.Config()
 		keys := &lossyKeys{Server: sim}
 		cfg.KeysAPI, cfg.Logger = keys, failoverLogger
 		cfg.WatchStallTimeout = 200 * time.Millisecond
@@ -292,7 +306,7 @@ func runFailoverSchedule(ctx context.Context, seed uint64) int {
 	}
 	var oracles []*frameOracle
 	for range 1 + r.IntN(2) {
-		leaf := supervisor.LoopbackConfig()
+		leaf := loopback.Config()
 		leaf.Relays, leaf.Logger = urls, failoverLogger
 		leaf.RelayReadTimeout = 500 * time.Millisecond
 		leaf.Backoff = failoverBackoff

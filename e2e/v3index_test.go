@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsync/etcdsync/e2e/etcdproc"
+	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -36,7 +37,7 @@ var _ = Describe("A v3 syncer's host", Label("etcd", "v3"), func() {
 			batches = append(batches, slices.Clone(us))
 			return false
 		}
-		cfg := supervisor.LoopbackConfig(etcd.Endpoints()...)
+		cfg := loopback.Config(etcd.Endpoints()...)
 		cfg.API, cfg.Logger = supervisor.APIv3, logger
 		s, err := supervisor.Start(system, cfg, rec)
 		Expect(err).NotTo(HaveOccurred())
