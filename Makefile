@@ -14,8 +14,10 @@ LEAF_FLAGS ?=
 # (needed with NODE_FLAGS="--model calicov1").
 RELAY_LISTEN ?= 127.0.0.1:9096
 # Random fault schedules for `make soak` (make test runs 500 on the simulated
-# etcd, and V3_SCHEDULES 50 per etcd version on real etcd 3.5 and 3.7).
+# etcd, FAILOVER_SCHEDULES 200 with three relays and leaves checked after every
+# callback, and V3_SCHEDULES 50 per etcd version on real etcd 3.5 and 3.7).
 SCHEDULES ?= 5000
+FAILOVER_SCHEDULES ?= 5000
 V3_SCHEDULES ?= 500
 
 .PHONY: help deps etcd build test lint run leaf bench fuzz soak clean
@@ -30,6 +32,7 @@ help:
 	@echo "make bench  run every measurement on real etcd and rewrite BENCHMARKS.md"
 	@echo "make fuzz   fuzz the hwm tracker against its reference model, and the leaf's relay frame reader (FUZZTIME=$(FUZZTIME) each)"
 	@echo "make soak   run SCHEDULES=$(SCHEDULES) random fault schedules on the simulated etcd,"
+	@echo "            FAILOVER_SCHEDULES=$(FAILOVER_SCHEDULES) with three relays and failing-over leaves,"
 	@echo "            and V3_SCHEDULES=$(V3_SCHEDULES) per etcd version on real etcd through the v3 API,"
 	@echo "            then fuzz the leaf's relay frame reader for FUZZTIME=$(FUZZTIME)"
 
@@ -97,7 +100,7 @@ fuzz:
 
 # Seeds are printed on failure; ETCDSYNC_SCHEDULE_SEED=<seed> replays one.
 soak: $(ETCD) $(ETCD37)
-	ETCDSYNC_SCHEDULES=$(SCHEDULES) ETCDSYNC_MERGE_SCHEDULES=1000000 $(GO) test -count=1 -timeout 6h \
+	ETCDSYNC_SCHEDULES=$(SCHEDULES) ETCDSYNC_FAILOVER_SCHEDULES=$(FAILOVER_SCHEDULES) ETCDSYNC_MERGE_SCHEDULES=1000000 $(GO) test -count=1 -timeout 6h \
 		-run 'TestE2E|TestMergeRandomSchedules' ./e2e ./actors -ginkgo.label-filter=schedule
 	ETCDSYNC_ETCD_BIN=$(CURDIR)/$(ETCD) ETCDSYNC_ETCD37_BIN=$(CURDIR)/$(ETCD37) ETCDSYNC_V3_SCHEDULES=$(V3_SCHEDULES) \
 		$(GO) test -count=1 -timeout 6h -run TestE2E ./e2e -ginkgo.label-filter=v3schedule

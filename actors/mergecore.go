@@ -42,6 +42,9 @@ type MergeCore struct {
 	// since; one now would be wasted, as its index is not known yet.
 	watcherDown bool
 	applied     uint64 // highest etcd index merged so far
+	// partial: the last watch input had More: the rest of its index is
+	// still to come, so InSync waits, and so does the host (Output.Partial).
+	partial bool
 
 	// recentDels are the watch deletions seen while a snapshot was being
 	// read. A snapshot requested meanwhile may be read at an index below
@@ -69,6 +72,11 @@ type Output struct {
 	Status   messages.SyncStatus
 	Snapshot *messages.SnapshotRequest
 	Merged   *SnapshotMerged
+	// Partial: the etcd index of the last watch input is not whole yet
+	// (messages.Deliver.Partial). Closed: this step made whole an index an
+	// earlier step left partial; its caller must say so even when there
+	// is nothing else to deliver.
+	Partial, Closed bool
 }
 
 // SnapshotMerged describes a snapshot merged whole.
@@ -142,6 +150,7 @@ func (m *MergeCore) Keys() int { return m.marks.Len() + len(m.carried) }
 // what must be emitted.
 func (m *MergeCore) Step(in messages.MergeInput) Output {
 	var out Output
+	wasPartial := m.partial
 	switch in := in.(type) {
 	case messages.WatcherNeedsSnapshot:
 		// Never settle for a snapshot below what has been applied: a
@@ -151,16 +160,20 @@ func (m *MergeCore) Step(in messages.MergeInput) Output {
 		m.synced = m.synced && m.highestCompleted >= m.minRequired
 		m.watcherDown = false
 		m.cause = in.Cause
+		m.partial = false // a watch that starts over: the rest of that index comes as news, or in the snapshot
 	case messages.WatcherLostSync:
 		m.synced, m.watcherDown = false, true
+		m.partial = false // the rest of the index will not come: the resync brings it
 		if m.status == messages.InSync {
 			m.status = messages.Resync
 		} // a watcher that never reached etcd leaves wait-for-datastore as it is
 	case messages.WatcherUpdate:
+		m.partial = in.More
 		if m.afterSnapshot(in.ModifiedIndex) {
 			m.storeUpdate(&out, in.KV, in.ModifiedIndex)
 		}
 	case messages.WatcherDeletion:
+		m.partial = in.More
 		if !m.afterSnapshot(in.ModifiedIndex) {
 			break
 		}
@@ -186,6 +199,8 @@ func (m *MergeCore) Step(in messages.MergeInput) Output {
 		m.requestSnapshot(&out)
 	}
 	m.report(&out)
+	out.Partial = m.partial
+	out.Closed = wasPartial && !m.partial
 	return out
 }
 
@@ -304,7 +319,13 @@ func (m *MergeCore) forgetCarriedUnder(out *Output, key string, rev uint64) {
 	m.deleted(out, gone, rev)
 }
 
+// report sets out.Status to the status, if the host has not been told it.
+// InSync waits while an index is partial: the host would be in sync with
+// some of one index's changes and not the others.
 func (m *MergeCore) report(out *Output) {
+	if m.status == messages.InSync && m.partial {
+		return
+	}
 	if m.status != m.reported {
 		out.Status = m.status
 		m.reported = m.status

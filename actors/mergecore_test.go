@@ -97,6 +97,35 @@ func inSync(idx uint64, kvs ...m.KV) *host {
 }
 
 var _ = Describe("MergeCore", func() {
+	When("one etcd index comes as several watch inputs (a v3 range delete, a relay's frame)", func() {
+		It("says the index is partial until its last input, and that this one closed it", func() {
+			h := inSync(10, kv("/a", "1", 5), kv("/b", "2", 6))
+			out := h.merge.Step(m.WatcherDeletion{Key: "/a", ModifiedIndex: 12, More: true})
+			Expect(out.Partial).To(BeTrue())
+			Expect(out.Closed).To(BeFalse())
+			out = h.merge.Step(m.WatcherDeletion{Key: "/b", ModifiedIndex: 12})
+			Expect(out.Partial).To(BeFalse())
+			Expect(out.Closed).To(BeTrue())
+			Expect(out.Updates).To(Equal([]m.Update{gone("/b", 12)}))
+		})
+
+		It("reports in-sync only once the index is whole", func() {
+			h := newHost()
+			h.step(needs(10), set("/x", "1", 11))
+			h.take(h.merge.Step(m.WatcherUpdate{KV: kv("/y", "2", 12), More: true}))
+			h.step(snap(10, kv("/a", "1", 5))...)
+			Expect(h.statuses).NotTo(ContainElement(m.InSync), "in sync with /y@12 and not the rest of 12")
+			h.step(set("/z", "3", 12))
+			Expect(h.statuses).To(HaveExactElements(m.WaitForDatastore, m.Resync, m.InSync))
+		})
+
+		It("forgets the rest of an index the watcher lost", func() {
+			h := inSync(10)
+			h.merge.Step(m.WatcherUpdate{KV: kv("/y", "2", 12), More: true})
+			Expect(h.merge.Step(m.WatcherLostSync{Err: m.ErrLostSync}).Partial).To(BeFalse())
+		})
+	})
+
 	It("announces wait-for-datastore once, and nothing on a resumed start", func() {
 		h := newHost()
 		Expect(h.statuses).To(Equal([]m.SyncStatus{m.WaitForDatastore}))

@@ -53,8 +53,8 @@ func (m *merger) emit(c actor.Context, out Output) {
 	if m.cfg.Applied != nil {
 		m.cfg.Applied.Store(core.Applied())
 	}
-	if len(out.Updates) > 0 || out.Status != 0 {
-		d := messages.Deliver{Updates: out.Updates, Status: out.Status}
+	if len(out.Updates) > 0 || out.Status != 0 || out.Partial || out.Closed {
+		d := messages.Deliver{Updates: out.Updates, Status: out.Status, Partial: out.Partial}
 		if out.Status == messages.InSync {
 			// Everything merged so far is in this Deliver or an earlier one.
 			d.Index = core.Applied()

@@ -16,6 +16,11 @@ import "github.com/etcdsync/etcdsync/messages"
 // host never sees InSync before the updates that made it so. Statuses are
 // never coalesced away.
 //
+// Updates pushed as Partial (their etcd index is not whole yet) wait until
+// a Push ends the index, or a status closes them: every batch the host gets
+// ends at the end of an etcd index, so a host in sync (a relay announcing a
+// resume position) is never at a state between two of one index's changes.
+//
 // It is a plain data structure: no goroutines, no clocks. Not safe for
 // concurrent use.
 type Outbox struct {
@@ -43,6 +48,9 @@ type segment struct {
 	byKey  map[string]*pendingUpdate
 	status messages.SyncStatus // 0 while open
 	index  uint64              // the status's Deliver.Index
+	// partial: open, and its last update's etcd index is not whole: not
+	// to be taken yet.
+	partial bool
 }
 
 type pendingUpdate struct {
@@ -53,8 +61,9 @@ type pendingUpdate struct {
 }
 
 // Push adds what one merge step emitted: updates, then a status change (0
-// for none) with its Index. The Outbox keeps the slice of updates; the
-// caller must not change it.
+// for none) with its Index; d.Partial holds them back until a later Push
+// ends their index. The Outbox keeps the slice of updates; the caller must
+// not change it.
 func (o *Outbox) Push(d messages.Deliver) {
 	if len(d.Updates) > 0 {
 		seg := o.open()
@@ -64,9 +73,12 @@ func (o *Outbox) Push(d messages.Deliver) {
 			seg.fold()
 		}
 	}
+	if n := len(o.segments); n > 0 && o.segments[n-1].status == 0 {
+		o.segments[n-1].partial = d.Partial
+	}
 	if d.Status != 0 {
 		seg := o.open()
-		seg.status, seg.index = d.Status, d.Index
+		seg.status, seg.index, seg.partial = d.Status, d.Index, false
 	}
 }
 
@@ -110,7 +122,7 @@ func (s *segment) fold() {
 // done (see Done). The batch's updates are what the host must apply to
 // reach the state the merger had emitted at the batch's end.
 func (o *Outbox) Take() (messages.Deliver, bool) {
-	for o.inflight == nil && len(o.segments) > 0 {
+	for o.inflight == nil && len(o.segments) > 0 && !o.segments[0].partial {
 		seg := o.segments[0]
 		o.segments[0] = nil
 		o.segments = o.segments[1:]

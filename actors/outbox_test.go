@@ -24,6 +24,42 @@ var _ = Describe("Outbox", func() {
 		return d
 	}
 
+	When("a batch ends inside an etcd index", func() {
+		// Two keys of one directory delete at index 12, pushed by two
+		// merge steps: a host handed the first alone would hold a state
+		// etcd never had, and a relay would announce 12 with /b to come.
+		It("holds it back until a Push ends the index", func() {
+			o.Push(m.Deliver{Updates: []m.Update{gone("/a", 12)}, Partial: true})
+			_, ok := o.Take()
+			Expect(ok).To(BeFalse(), "index 12 is not whole yet")
+			o.Push(m.Deliver{Updates: []m.Update{gone("/b", 12)}})
+			Expect(take().Updates).To(Equal([]m.Update{gone("/a", 12), gone("/b", 12)}))
+		})
+
+		It("hands it over once an empty Push ends the index (its last change emitted nothing)", func() {
+			o.Push(m.Deliver{Updates: []m.Update{gone("/a", 12)}, Partial: true})
+			o.Push(m.Deliver{})
+			Expect(take().Updates).To(Equal([]m.Update{gone("/a", 12)}))
+		})
+
+		It("hands it over with a status that closes it: the rest will not come", func() {
+			o.Push(m.Deliver{Updates: []m.Update{gone("/a", 12)}, Partial: true})
+			o.Push(m.Deliver{Status: m.Resync})
+			d := take()
+			Expect(d.Updates).To(Equal([]m.Update{gone("/a", 12)}))
+			Expect(d.Status).To(Equal(m.Resync))
+		})
+
+		It("still hands over what came before, in its own batch", func() {
+			o.Push(m.Deliver{Updates: []m.Update{added("/x", "1", 11)}, Status: m.InSync, Index: 11})
+			o.Push(m.Deliver{Updates: []m.Update{gone("/a", 12)}, Partial: true})
+			d := take()
+			Expect(d.Updates).To(Equal([]m.Update{added("/x", "1", 11)}))
+			_, ok := o.Take()
+			Expect(ok).To(BeFalse())
+		})
+	})
+
 	It("hands over one batch at a time", func() {
 		o.Push(m.Deliver{Updates: []m.Update{added("/a", "1", 1)}})
 		d, ok := o.Take()

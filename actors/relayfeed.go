@@ -69,10 +69,16 @@ type RelayFeed struct {
 	// received is not applied until it ends.) Only then may a stream
 	// resume from rev: see Position.
 	consistent bool
-	live       bool                      // the merge core has been told WatcherNeedsSnapshot, and gets every change since
-	want       *messages.SnapshotRequest // the merge core's, not yet served
-	stale      StaleCheck                // judges a relay that stays below want
-	behind     bool                      // the relay was seen in sync below want
+	live       bool // the merge core has been told WatcherNeedsSnapshot, and gets every change since
+	// held: live changes of frames with no position (the leading frames of
+	// a split batch), forwarded only with the frame that ends at a
+	// position, so that the merge core never waits for the rest of an
+	// index across frames (a stream that breaks meanwhile drops them: the
+	// resync brings them).
+	held   []messages.MergeInput
+	want   *messages.SnapshotRequest // the merge core's, not yet served
+	stale  StaleCheck                // judges a relay that stays below want
+	behind bool                      // the relay was seen in sync below want
 	// pending is check's scratch: a frame's changes by key, to compute the
 	// digest it would leave before applying it.
 	pending map[string]pendingValue
@@ -87,6 +93,12 @@ type pendingValue struct {
 // ErrRelayProtocol wraps every violation of the protocol by a relay: a
 // frame out of order, a snapshot short of its count, a prefix not ours.
 var ErrRelayProtocol = errors.New("etcdsync: relay broke the protocol")
+
+// MaxHeldChanges bounds the changes a live feed holds from frames with no
+// position, waiting for the frame that ends their batch at one. Past it the
+// feed stops forwarding, and the next position brings a resync from its
+// view instead: a mark and sweep of the leaf's own map, no network.
+const MaxHeldChanges = 1 << 16
 
 // NewRelayFeed returns a feed with an empty view.
 func NewRelayFeed(batchSize int, staleTimeout time.Duration) *RelayFeed {
@@ -204,7 +216,7 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 				}
 				delete(f.view, u.Key)
 				if f.live {
-					out = append(out, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision})
+					f.held = append(f.held, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision, More: true})
 				}
 				continue
 			}
@@ -212,10 +224,17 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 			f.digest = f.digest.Put(u.Key, u.Value, old.Value, had)
 			f.view[u.Key] = kv
 			if f.live {
-				out = append(out, messages.WatcherUpdate{KV: kv})
+				f.held = append(f.held, messages.WatcherUpdate{KV: kv, More: true})
 			}
 		}
 		f.position(fr)
+		out = f.release(out)
+		if len(f.held) > MaxHeldChanges {
+			// A batch this long (or a relay that never gives a
+			// position) would grow without bound: stop forwarding; the
+			// next position resyncs from the view, which has them all.
+			out = append(out, f.lose(fmt.Errorf("over %d changes with no position", MaxHeldChanges))...)
+		}
 	case wire.TypeStatus:
 		st, _ := wire.ParseStatus(fr.Status)
 		if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {
@@ -229,6 +248,7 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 			out = f.lose(fmt.Errorf("the relay reported %s", st))
 		}
 		f.position(fr)
+		out = f.release(out)
 	case wire.TypePing:
 		return nil, nil
 	case wire.TypeError:
@@ -243,9 +263,10 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 // position never goes below the last one in its cluster (a snapshot may
 // start lower: that is a relay behind, which serve judges). In sync at a
 // position, the changes that follow it are etcd's later writes, so none is
-// below it (one etcd index may delete a directory's keys in several
-// batches, each ending at a position at that index); and a frame's own
-// position is its highest change.
+// below it (one at it is taken: a relay whose syncer split an index
+// across batches, as before syncers kept each index whole, sent a
+// directory delete in several batches, each ending at a position at that
+// index); and a frame's own position is its highest change.
 func (f *RelayFeed) check(fr *wire.Frame, prefix string) error {
 	switch fr.Type {
 	case wire.TypeHello:
@@ -380,6 +401,28 @@ func (f *RelayFeed) position(fr *wire.Frame) {
 	f.consistent = false
 }
 
+// release forwards the held changes once the view is at a position: the
+// relay's state of etcd at a revision, so the last of them ends an index.
+// Each one before it says More: only the relay's positions are known to be
+// ends of an index (a batch the relay folded per key is in no revision
+// order), so the merge core hands the host nothing short of one.
+func (f *RelayFeed) release(out []messages.MergeInput) []messages.MergeInput {
+	if !f.consistent || len(f.held) == 0 {
+		return out
+	}
+	switch last := f.held[len(f.held)-1].(type) {
+	case messages.WatcherUpdate:
+		last.More = false
+		f.held[len(f.held)-1] = last
+	case messages.WatcherDeletion:
+		last.More = false
+		f.held[len(f.held)-1] = last
+	}
+	out = append(out, f.held...)
+	f.held = nil
+	return out
+}
+
 // goLive starts forwarding at a position where the relay is in sync.
 func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
 	if f.live || !f.order.Synced() || !f.consistent || f.status != messages.InSync {
@@ -391,6 +434,7 @@ func (f *RelayFeed) goLive(out []messages.MergeInput) []messages.MergeInput {
 
 // lose ends live forwarding.
 func (f *RelayFeed) lose(why error) []messages.MergeInput {
+	f.held = nil // the resync that follows brings them
 	if !f.live {
 		return nil
 	}

@@ -269,6 +269,54 @@ var _ = Describe("RelayFeed", func() {
 		Expect(l.try(hello(false))).To(MatchError(actors.ErrRelayProtocol), "the stream is dropped: a second hello is out of order")
 	})
 
+	It("forwards a frame's changes as one index: each but the last says More, so the host gets them whole", func() {
+		inSync()
+		ins, err := l.feed.Frame(delta(cid, 12, wgone("/calico/v1/a", 12), wgone("/calico/v1/b", 12)), l.now, feedPrefix)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ins).To(Equal([]m.MergeInput{
+			m.WatcherDeletion{Key: "/calico/v1/a", ModifiedIndex: 12, More: true},
+			m.WatcherDeletion{Key: "/calico/v1/b", ModifiedIndex: 12},
+		}))
+	})
+
+	It("holds the changes of a frame with no position (a split batch) until the frame with one", func() {
+		inSync()
+		ins, err := l.feed.Frame(delta("", 0, wgone("/calico/v1/a", 12)), l.now, feedPrefix)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ins).To(BeEmpty())
+		ins, err = l.feed.Frame(delta(cid, 12, wgone("/calico/v1/b", 12)), l.now, feedPrefix)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ins).To(Equal([]m.MergeInput{
+			m.WatcherDeletion{Key: "/calico/v1/a", ModifiedIndex: 12, More: true},
+			m.WatcherDeletion{Key: "/calico/v1/b", ModifiedIndex: 12},
+		}))
+	})
+
+	It("holds at most MaxHeldChanges, then resyncs from its view at the next position", func() {
+		inSync()
+		var fs []*wire.Frame
+		for i := range actors.MaxHeldChanges/512 + 1 {
+			changes := make([]wire.Change, 512)
+			for j := range changes {
+				changes[j] = wput(fmt.Sprintf("/calico/v1/k%d-%d", i, j), "x", 12)
+			}
+			fs = append(fs, delta("", 0, changes...))
+		}
+		l.frames(fs...)
+		Expect(l.status()).To(Equal(m.Resync), "no longer forwarding")
+		l.frames(delta(cid, 12, wgone("/calico/v1/a", 12)))
+		Expect(l.status()).To(Equal(m.InSync))
+		Expect(l.values()).To(HaveLen(actors.MaxHeldChanges+512+1), "every held key, /b, and not /a")
+	})
+
+	It("drops held changes when the stream breaks: the resync brings them", func() {
+		inSync()
+		l.frames(delta("", 0, wgone("/calico/v1/a", 12)))
+		l.merge(l.feed.Disconnected(errors.New("cut")))
+		Expect(l.status()).To(Equal(m.Resync))
+		Expect(l.values()).To(HaveKey("/calico/v1/a"), "not applied without its index's end")
+	})
+
 	It("takes changes at its position's revision: one etcd index deletes a directory, in several batches", func() {
 		inSync()
 		l.frames(delta(cid, 12, wgone("/calico/v1/a", 12)), delta(cid, 12, wgone("/calico/v1/b", 12)))

@@ -439,8 +439,16 @@ func startScheduleRelay(ctx context.Context, cfg supervisor.Config, r *rand.Rand
 	Expect(err).NotTo(HaveOccurred())
 	// A small log and no sharing: leaves fall behind it, and get fresh
 	// snapshots, on their own streams.
-	sr := &scheduleRelay{cfg: cfg, addr: ln.Addr().String(), relay: relay.Config{Prefix: prefix, Logger: logger,
-		LogEntries: 20 + r.IntN(500), SnapshotShare: time.Nanosecond, WriteTimeout: time.Second}}
+	return serveScheduleRelay(ln, cfg, relay.Config{Prefix: prefix, Logger: logger,
+		LogEntries: 20 + r.IntN(500), SnapshotShare: time.Nanosecond, WriteTimeout: time.Second})
+}
+
+// serveScheduleRelay serves a relay of syncer cfg and server rcfg on ln,
+// behind a proxy.
+func serveScheduleRelay(ln net.Listener, cfg supervisor.Config, rcfg relay.Config) *scheduleRelay {
+	GinkgoHelper()
+	var err error
+	sr := &scheduleRelay{cfg: cfg, addr: ln.Addr().String(), relay: rcfg}
 	sr.serve(ln)
 	sr.proxy, err = tcpproxy.New(sr.addr)
 	Expect(err).NotTo(HaveOccurred())

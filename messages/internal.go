@@ -62,6 +62,9 @@ type WatcherLostSync struct {
 // WatcherUpdate is a key set, created, updated or compare-and-swapped.
 type WatcherUpdate struct {
 	KV
+	// More: the next input is another change at the same ModifiedIndex
+	// (see WatcherDeletion.More).
+	More bool
 }
 
 // WatcherDeletion is a key or directory deleted, compare-and-deleted or
@@ -69,6 +72,14 @@ type WatcherUpdate struct {
 type WatcherDeletion struct {
 	Key           string
 	ModifiedIndex uint64
+	// More: the next input is another change at the same ModifiedIndex,
+	// which this one does not finish: one etcd index that changed several
+	// keys (a v3 range delete or transaction, a relay's frame) comes as
+	// several inputs, all but the last with More. The merger hands the
+	// host no batch that ends inside an index, and reports InSync only
+	// once the index is whole. An etcd v2 event is one index on its own (a
+	// directory's deletion is one input), so v2's never have More.
+	More bool
 }
 
 // SnapshotRequest asks the snapshot reader for a snapshot at or above
@@ -102,6 +113,13 @@ type Deliver struct {
 	// view, once this Deliver is applied, is etcd's: a position from which
 	// a relay's clients can resume. 0 with any other status.
 	Index uint64
+	// Partial: the last update's etcd index is not whole yet; its other
+	// changes follow in the next Deliver (see WatcherDeletion.More). The
+	// consumer's Outbox holds such updates back until the index is whole,
+	// so no host, callbacks or actor, ever gets a batch that ends inside
+	// one etcd index. A Deliver with no updates and no status ends such an
+	// index whose last changes emitted nothing.
+	Partial bool
 }
 
 // Delivered is a host actor's answer to a Deliver (ctx.Respond), once it

@@ -86,6 +86,14 @@ func (s SyncStatus) String() string {
 // key); a callback that panics has its batch delivered again, whole, and one
 // that panics on the same batch repeatedly stops the syncer with an error.
 //
+// Every OnUpdates batch ends at the end of an etcd index: one index that
+// changed several keys (a v2 directory deleted, a v3 range delete or
+// transaction) is never split across two batches, nor its InSync reported
+// before its last change. So while the last status reported is InSync,
+// once a batch is applied the map is etcd's state at the highest revision
+// delivered since the InSync (or the index StatusAtCallback gave with it):
+// not only once etcd is quiet.
+//
 // A key's revisions only rise within one etcd cluster. When the syncer is
 // rebuilt against a reset or restored etcd, it reports WaitForDatastore
 // again before anything from the new cluster: revisions start over there.

@@ -21,6 +21,9 @@
 // left open and silent. A differential spec (differential_test.go, label "etcd")
 // runs one script against the simulation and against a real etcd and
 // compares what a client sees; it is what keeps this package honest.
+// Beyond etcd, StateAt answers what Map would have at any past index since
+// the store began, the last Reset or Restore: an oracle can judge a host
+// that claims to be at an index other than the head.
 //
 // # Usage
 //
@@ -33,6 +36,7 @@
 //	sim.Reconnect()
 //	sim.Advance(30 * time.Second)          // expire TTL keys, one event each
 //	Eventually(syncedMap).Should(Equal(sim.Map("/calico/v1")))
+//	past, err := sim.StateAt("/calico/v1", 42) // what Map gave at index 42
 //
 // # The caller's duties
 //

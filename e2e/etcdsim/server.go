@@ -137,6 +137,7 @@ func NewWithConfig(cfg Config) *Server {
 	}
 	s.st = newStore(cfg.StartIndex)
 	s.st.hub = s.hub
+	s.st.states = newStates(s.st)
 	return s
 }
 
@@ -512,6 +513,7 @@ func (s *Server) Reset(clusterID string, kv map[string]string) {
 	s.hub = newHub()
 	s.st = newStore(s.cfg.StartIndex)
 	s.st.hub = s.hub
+	s.st.states = newStates(s.st)
 	s.follower = nil
 	s.load(kv)
 }
@@ -564,6 +566,7 @@ func (s *Server) Restore(b *Backup) {
 	defer s.mu.Unlock()
 	s.st = b.st.clone()
 	s.st.hub = s.hub
+	s.st.states = newStates(s.st)
 	s.clusterID = b.clusterID
 	s.follower = nil
 }

@@ -49,6 +49,9 @@ type store struct {
 	hist  *history
 	ttl   map[*node]struct{}
 	hub   *hub // watchers to notify; nil for a follower's copy
+	// states logs every visible change, for StateAt; nil for a
+	// follower's copy and a backup.
+	states *states
 }
 
 func newStore(startIndex uint64) *store {
@@ -461,6 +464,9 @@ func (s *store) unlink(n *node, e *event) {
 func (s *store) publish(e *event, refresh bool) {
 	e.refresh = refresh
 	s.hist.add(e)
+	if s.states != nil {
+		s.states.record(s, e)
+	}
 	if !refresh && s.hub != nil {
 		s.hub.notify(e)
 	}

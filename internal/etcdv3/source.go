@@ -279,15 +279,18 @@ func (w *watch) changes(resp *clientv3.WatchResponse) source.Changes {
 		return ch
 	}
 	ch.Events = make([]messages.MergeInput, 0, len(resp.Events))
-	for _, ev := range resp.Events {
+	for i, ev := range resp.Events {
 		kv := ev.Kv
 		w.pos = max(w.pos, kv.ModRevision)
+		// etcd sends a revision's events in one response (we ask for no
+		// fragments): one that the next event shares is not whole yet.
+		more := i+1 < len(resp.Events) && resp.Events[i+1].Kv.ModRevision == kv.ModRevision
 		switch ev.Type {
 		case mvccpb.PUT:
 			ch.Events = append(ch.Events, messages.WatcherUpdate{KV: messages.KV{
-				Key: bytesString(kv.Key), Value: bytesString(kv.Value), ModifiedIndex: uint64(kv.ModRevision)}})
+				Key: bytesString(kv.Key), Value: bytesString(kv.Value), ModifiedIndex: uint64(kv.ModRevision)}, More: more})
 		case mvccpb.DELETE:
-			ch.Events = append(ch.Events, messages.WatcherDeletion{Key: bytesString(kv.Key), ModifiedIndex: uint64(kv.ModRevision)})
+			ch.Events = append(ch.Events, messages.WatcherDeletion{Key: bytesString(kv.Key), ModifiedIndex: uint64(kv.ModRevision), More: more})
 		}
 	}
 	ch.Index = uint64(w.pos)
