@@ -251,23 +251,64 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 	// write short, and the flag, checked after each deadline is set, keeps
 	// the next write from undoing that.
 	hd := &holder{interrupt: func() { _ = rc.SetWriteDeadline(time.Now()) }}
-	write := func(b []byte) error {
-		for len(b) > 0 {
-			n := min(len(b), writeChunk)
-			if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-				return fmt.Errorf("setting the write deadline: %w", err)
-			}
+	// deadline bounds the next writeChunk bytes by WriteTimeout. Set
+	// per chunk, not per frame: a stream woken for many small log entries
+	// sets it once (it costs a timer update in the poller).
+	deadline := func() error {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return fmt.Errorf("setting the write deadline: %w", err)
+		}
+		if hd.shed.Load() {
+			return errShed
+		}
+		return nil
+	}
+	put := func(b []byte) error {
+		if _, err := w.Write(b); err != nil {
 			if hd.shed.Load() {
 				return errShed
 			}
-			if _, err := w.Write(b[:n]); err != nil {
-				if hd.shed.Load() {
-					return errShed
-				}
-				return fmt.Errorf("writing to the client: %w", err)
+			return fmt.Errorf("writing to the client: %w", err)
+		}
+		s.stats.bytesSent.Add(uint64(len(b)))
+		return nil
+	}
+	write := func(b []byte) error {
+		for len(b) > 0 {
+			n := min(len(b), writeChunk)
+			if err := deadline(); err != nil {
+				return err
 			}
-			s.stats.bytesSent.Add(uint64(n))
+			if err := put(b[:n]); err != nil {
+				return err
+			}
 			b = b[n:]
+		}
+		return nil
+	}
+	// writeEntries writes log entries under one deadline per writeChunk
+	// bytes; the caller flushes once after them.
+	writeEntries := func(batch []*entry) error {
+		covered := 0 // bytes the deadline set last still bounds
+		for _, e := range batch {
+			b := e.enc.bytes(h.zstd)
+			if len(b) > covered {
+				if len(b) >= writeChunk {
+					if err := write(b); err != nil {
+						return err
+					}
+					covered = 0
+					continue
+				}
+				if err := deadline(); err != nil {
+					return err
+				}
+				covered = writeChunk
+			}
+			if err := put(b); err != nil {
+				return err
+			}
+			covered -= len(b)
 		}
 		return nil
 	}
@@ -325,6 +366,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		log.Debug("relay client resumed", "clusterID", h.clusterID, "revision", h.revision)
 	}
 
+	// The ping timer is not reset at every write, which would cost a
+	// timer update per wake: when it fires, a stream that wrote since
+	// re-arms it for the rest of the interval.
 	var ping <-chan time.Time
 	var pingTimer *time.Timer
 	if h.ping {
@@ -332,16 +376,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 		defer pingTimer.Stop()
 		ping = pingTimer.C
 	}
-	wrote := func() {
-		if pingTimer != nil {
-			pingTimer.Reset(s.cfg.PingInterval)
-		}
-	}
+	lastWrote := time.Now()
 	needSnapshot := !resumed
 	pos := &atomic.Uint64{} // next, for Stats' lag
 	pos.Store(next)
 	s.streams.Store(pos, struct{}{})
 	defer s.streams.Delete(pos)
+	gone := r.Context().Done()
 	for {
 		pos.Store(next)
 		s.mu.Lock()
@@ -360,7 +401,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 			if err := flush(); err != nil {
 				return err
 			}
-			wrote()
+			lastWrote = time.Now()
 			s.stats.snapshotsSent.Add(1)
 			if !needSnapshot {
 				log.Info("relay client fell behind the log; sent a fresh snapshot", "keys", sn.keys)
@@ -368,34 +409,43 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, h handshake, arr
 			next, needSnapshot = sn.next, false
 			continue
 		}
-		if next < s.log.head() {
-			batch := s.log.from(next, batchEntries) // entries are immutable: read outside the lock
-			s.mu.Unlock()
-			for _, e := range batch {
-				if err := write(e.enc.bytes(h.zstd)); err != nil {
-					return err
-				}
+		// One look at the log per wake: the entries up to its head, and
+		// the channel that will say when it grows past them. A stream
+		// woken by a broadcast thus takes the lock once, not once to read
+		// and again to find nothing more, and 10^3 streams woken at once
+		// keep the syncer's OnUpdates waiting half as long.
+		batch := s.log.from(next, batchEntries) // entries are immutable: read outside the lock
+		changed := s.changed
+		s.mu.Unlock()
+		if len(batch) > 0 {
+			if err := writeEntries(batch); err != nil {
+				return err
 			}
 			if err := flush(); err != nil {
 				return err
 			}
-			wrote()
+			lastWrote = time.Now()
 			next += uint64(len(batch))
-			continue
+			if len(batch) == batchEntries {
+				continue // the log may hold more than one batch
+			}
 		}
-		changed := s.changed
-		s.mu.Unlock()
 		select {
 		case <-changed:
 		case <-ping:
+			if idle := time.Since(lastWrote); idle < s.cfg.PingInterval {
+				pingTimer.Reset(s.cfg.PingInterval - idle)
+				continue
+			}
 			if err := frame(&wire.Frame{Type: wire.TypePing}); err != nil {
 				return err
 			}
 			if err := flush(); err != nil {
 				return err
 			}
-			wrote()
-		case <-r.Context().Done():
+			lastWrote = time.Now()
+			pingTimer.Reset(s.cfg.PingInterval)
+		case <-gone:
 			return fmt.Errorf("%w: %w", errClientGone, context.Cause(r.Context()))
 		case <-s.done:
 			_ = frame(&wire.Frame{Type: wire.TypeError, Code: wire.CodeShuttingDown,

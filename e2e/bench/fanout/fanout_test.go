@@ -60,6 +60,10 @@ var (
 	fullClients = envInt("ETCDSYNC_FANOUT_FULL_CLIENTS", 1000)
 	directFull  = envInt("ETCDSYNC_FANOUT_DIRECT_CLIENTS", 1000)
 	fullRate    = envInt("ETCDSYNC_FANOUT_FULL_RATE", 50)
+	// Where to save the relay process's profiles (none if empty): CPU,
+	// mutex and allocations over the writes of latency/light, heap and
+	// goroutines of idle, for what explains a figure.
+	profileDir = os.Getenv("ETCDSYNC_FANOUT_PROFILES")
 )
 
 // Timeouts: a burst of 10^4 clients moves 330 GB on loopback.
@@ -537,6 +541,7 @@ func measureIdle(b *testing.B) {
 		}
 		clients, wait := connect(b, s.relay.Addr, n-1, s.keys, &pos, nil)
 		held := settle(b, url, n)
+		saveProfiles(b, url, fmt.Sprintf("idle-%d", n), "heap", "goroutine")
 		u0, _ := s.relay.Usage()
 		time.Sleep(idleFor)
 		u1, _ := s.relay.Usage()
@@ -624,8 +629,10 @@ func measureLightLatency(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		u0, _ := s.relay.Usage()
+		profiled := profileDuring(b, s.relay.URL(), fmt.Sprintf("latency-%d", n), writeFor)
 		acks, rate := fanout.Write(ctx, api, keys, writes, latencyRate)
 		drain(d, acks, n)
+		profiled()
 		u1, _ := s.relay.Usage()
 		after, err := fanout.RelayStats(ctx, s.relay.URL())
 		if err != nil {
@@ -641,6 +648,44 @@ func measureLightLatency(b *testing.B, n int) {
 		b.ReportMetric(float64(after.LostSync-before.LostSync), "relay-lost-sync")
 		b.ReportMetric(float64(after.Relay.SnapshotsSent-before.Relay.SnapshotsSent), "snapshots-resent")
 		b.ReportMetric((u1.CPU - u0.CPU).Seconds(), "relay-cpu-s")
+	}
+}
+
+// saveProfiles saves the relay's profiles names now into profileDir, as
+// <prefix>-<name>.pprof, if profileDir is set.
+func saveProfiles(b *testing.B, url, prefix string, names ...string) {
+	if profileDir == "" {
+		return
+	}
+	for _, name := range names {
+		file := filepath.Join(profileDir, prefix+"-"+name+".pprof")
+		if err := fanout.SaveProfile(context.Background(), url, name, file); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// profileDuring starts the relay's CPU, mutex and allocation profiles over
+// the next d, if profileDir is set; the function it returns waits for
+// them.
+func profileDuring(b *testing.B, url, prefix string, d time.Duration) func() {
+	if profileDir == "" {
+		return func() {}
+	}
+	secs := strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
+	errs := make(chan error, 3)
+	for _, name := range []string{"profile", "mutex", "allocs"} {
+		go func() {
+			file := filepath.Join(profileDir, prefix+"-"+name+".pprof")
+			errs <- fanout.SaveProfile(context.Background(), url, name+"?seconds="+secs, file)
+		}()
+	}
+	return func() {
+		for range 3 {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -153,6 +154,8 @@ func runRelay(endpoints []string, prefix string) error {
 	// For the profiles that explain a figure: go tool pprof http://<addr>/debug/pprof/profile
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	// Per-stream contention shows in the mutex profile.
+	runtime.SetMutexProfileFraction(100)
 	ln, err := listen()
 	if err != nil {
 		return err
@@ -312,6 +315,29 @@ func RelayStats(ctx context.Context, base string) (Stats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// SaveProfile fetches the relay process's pprof profile name (a path
+// under /debug/pprof/, with its query, e.g. "heap" or "profile?seconds=3")
+// into file.
+func SaveProfile(ctx context.Context, base, name, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/"+name, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fanout: fetching profile %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fanout: fetching profile %s: %s", name, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fanout: reading profile %s: %w", name, err)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 // RelayGC makes a relay process collect garbage and return what it can to
