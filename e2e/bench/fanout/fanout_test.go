@@ -553,6 +553,7 @@ func measureIdle(b *testing.B) {
 		b.ReportMetric(float64(n), "clients")
 		b.ReportMetric(float64(held.rss-min(held.rss, base.rss))/extra/1024, "rss-KB/client")
 		b.ReportMetric(float64(held.heap-min(held.heap, base.heap))/extra/1024, "heap-KB/client")
+		b.ReportMetric(float64(held.stack-min(held.stack, base.stack))/extra/1024, "stack-KB/client")
 		b.ReportMetric(float64(base.rss)/(1<<20), "base-rss-MB")
 		b.ReportMetric(float64((u1.CPU-u0.CPU).Microseconds())/float64(n)/idleFor.Seconds(), "idle-cpu-us/client/s")
 		b.ReportMetric(float64(fanout.FileLimit()), "nofile")
@@ -564,7 +565,7 @@ func measureIdle(b *testing.B) {
 	}
 }
 
-type memory struct{ rss, heap uint64 }
+type memory struct{ rss, heap, stack uint64 }
 
 // settle waits until the relay holds clients streams, lets it be idle for
 // a moment, collects its garbage and returns its RSS and heap.
@@ -585,7 +586,7 @@ func settle(b *testing.B, url string, clients int) memory {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return memory{rss: u.RSS, heap: st.HeapBytes}
+	return memory{rss: u.RSS, heap: st.HeapBytes, stack: st.StackBytes}
 }
 
 // writeKeys returns the keys the latency writes cycle through: 1000 of

@@ -53,6 +53,8 @@ type Stats struct {
 	InSync    bool
 	LostSync  uint64 // times the relay's syncer left in-sync (a resync, or worse)
 	HeapBytes uint64 // live heap after the last GC (runtime.MemStats.HeapAlloc)
+	// StackBytes is the memory of goroutine stacks (runtime.MemStats.StackInuse).
+	StackBytes uint64
 }
 
 // RunRole runs the server role named by the environment, if any, until
@@ -145,7 +147,7 @@ func runRelay(endpoints []string, prefix string) error {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		_ = json.NewEncoder(w).Encode(Stats{Relay: rs.Stats(), InSync: host.inSync.Load(),
-			LostSync: host.lostSync.Load(), HeapBytes: ms.HeapAlloc})
+			LostSync: host.lostSync.Load(), HeapBytes: ms.HeapAlloc, StackBytes: ms.StackInuse})
 	})
 	mux.HandleFunc(GCPath, func(w http.ResponseWriter, _ *http.Request) {
 		runtime.GC()
