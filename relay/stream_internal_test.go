@@ -135,3 +135,39 @@ func TestWokenStreamWritesTheLogAtOnce(t *testing.T) {
 		last = at
 	}
 }
+
+// TestStreamBodyIsNotChunked checks that an accepted stream's body is
+// delimited by the connection's end, not chunked: net/http would wrap each
+// write in a chunk header and trailer, and split a write over its 4 KiB
+// buffer into three syscalls.
+func TestStreamBodyIsNotChunked(t *testing.T) {
+	s, err := New(Config{Prefix: "/p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+wire.StreamPath+"?prefix=/p", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %s", resp.Status)
+	}
+	if len(resp.TransferEncoding) != 0 || !resp.Close {
+		t.Errorf("Transfer-Encoding %v, Connection: close %v; want no transfer coding, and the connection closed after it",
+			resp.TransferEncoding, resp.Close)
+	}
+	f, err := wire.NewDecoder(resp.Body, 0).Next()
+	if err != nil || f.Type != wire.TypeHello {
+		t.Errorf("first frame %+v, %v; want hello", f, err)
+	}
+}

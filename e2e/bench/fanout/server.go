@@ -186,6 +186,7 @@ func runFloor(file string) error {
 	}
 	srv := &http.Server{ReadHeaderTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Transfer-Encoding", "identity") // as the relay: not chunked
 		for b := buf; len(b) > 0; b = b[min(len(b), floorChunk):] {
 			if _, err := w.Write(b[:min(len(b), floorChunk)]); err != nil {
 				return
@@ -255,6 +256,9 @@ func (p *Proc) Stop() {
 type Usage struct {
 	CPU time.Duration // user plus system time
 	RSS uint64        // resident set, bytes
+	// WriteCalls counts the process's write syscalls (syscw of
+	// /proc/<pid>/io): a stream's cost is mostly its writes.
+	WriteCalls uint64
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
@@ -264,8 +268,9 @@ const clockTick = 10 * time.Millisecond
 // Usage reads the process's CPU time and resident set from /proc.
 func (p *Proc) Usage() (Usage, error) { return ReadUsage(p.cmd.Process.Pid) }
 
-// ReadUsage reads process pid's CPU time (utime+stime of /proc/<pid>/stat)
-// and resident set (VmRSS of /proc/<pid>/status).
+// ReadUsage reads process pid's CPU time (utime+stime of /proc/<pid>/stat),
+// resident set (VmRSS of /proc/<pid>/status) and write syscalls (syscw of
+// /proc/<pid>/io).
 func ReadUsage(pid int) (Usage, error) {
 	var u Usage
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -299,6 +304,17 @@ func ReadUsage(pid int) (Usage, error) {
 				return u, err
 			}
 			u.RSS = kb << 10
+		}
+	}
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return u, err
+	}
+	for line := range strings.Lines(string(io)) {
+		if rest, ok := strings.CutPrefix(line, "syscw:"); ok {
+			if u.WriteCalls, err = strconv.ParseUint(strings.TrimSpace(rest), 10, 64); err != nil {
+				return u, err
+			}
 		}
 	}
 	return u, nil
