@@ -630,11 +630,13 @@ func measureLightLatency(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		u0, _ := s.relay.Usage()
+		c0, _ := fanout.ReadUsage(os.Getpid())
 		profiled := profileDuring(b, s.relay.URL(), fmt.Sprintf("latency-%d", n), writeFor)
 		acks, rate := fanout.Write(ctx, api, keys, writes, latencyRate)
 		drain(d, acks, n)
 		profiled()
 		u1, _ := s.relay.Usage()
+		c1, _ := fanout.ReadUsage(os.Getpid())
 		after, err := fanout.RelayStats(ctx, s.relay.URL())
 		if err != nil {
 			b.Fatal(err)
@@ -649,6 +651,8 @@ func measureLightLatency(b *testing.B, n int) {
 		b.ReportMetric(float64(after.LostSync-before.LostSync), "relay-lost-sync")
 		b.ReportMetric(float64(after.Relay.SnapshotsSent-before.Relay.SnapshotsSent), "snapshots-resent")
 		b.ReportMetric((u1.CPU - u0.CPU).Seconds(), "relay-cpu-s")
+		// The clients and writers share the relay's cores: what they took.
+		b.ReportMetric((c1.CPU - c0.CPU).Seconds(), "client-cpu-s")
 		// Per write and client: the syscalls delivering one write to one
 		// client (below 1 when a wake carries several writes).
 		b.ReportMetric(float64(u1.WriteCalls-u0.WriteCalls)/float64(writes)/float64(n), "relay-syscw/write/client")
