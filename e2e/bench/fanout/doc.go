@@ -59,6 +59,12 @@
 //	ETCDSYNC_FANOUT_DIRECT_CLIENTS  full clients straight at etcd (1000)
 //	ETCDSYNC_FANOUT_FULL_RATE       their write rate, per second (50)
 //
+// and ETCDSYNC_FANOUT_PROFILES, a directory, makes the benchmarks save the
+// relay process's profiles there: CPU, mutex and allocations over the
+// writes of latency/light (latency-N-*.pprof), heap and goroutines of idle
+// (idle-N-*.pprof). Read them with the test binary: go tool pprof
+// fanout.test latency-1000-profile.pprof.
+//
 // for example
 //
 //	ETCDSYNC_ETCD_BIN=$PWD/bin/etcd ETCDSYNC_FANOUT_KEYS=10000 ETCDSYNC_FANOUT_CLIENTS=1,100 \

@@ -60,6 +60,10 @@ var (
 	fullClients = envInt("ETCDSYNC_FANOUT_FULL_CLIENTS", 1000)
 	directFull  = envInt("ETCDSYNC_FANOUT_DIRECT_CLIENTS", 1000)
 	fullRate    = envInt("ETCDSYNC_FANOUT_FULL_RATE", 50)
+	// Where to save the relay process's profiles (none if empty): CPU,
+	// mutex and allocations over the writes of latency/light, heap and
+	// goroutines of idle, for what explains a figure.
+	profileDir = os.Getenv("ETCDSYNC_FANOUT_PROFILES")
 )
 
 // Timeouts: a burst of 10^4 clients moves 330 GB on loopback.
@@ -538,6 +542,7 @@ func measureIdle(b *testing.B) {
 		}
 		clients, wait := connect(b, s.relay.Addr, n-1, s.keys, &pos, nil)
 		held := settle(b, url, n)
+		saveProfiles(b, url, fmt.Sprintf("idle-%d", n), "heap", "goroutine")
 		u0, _ := s.relay.Usage()
 		time.Sleep(idleFor)
 		u1, _ := s.relay.Usage()
@@ -549,6 +554,7 @@ func measureIdle(b *testing.B) {
 		b.ReportMetric(float64(n), "clients")
 		b.ReportMetric(float64(held.rss-min(held.rss, base.rss))/extra/1024, "rss-KB/client")
 		b.ReportMetric(float64(held.heap-min(held.heap, base.heap))/extra/1024, "heap-KB/client")
+		b.ReportMetric(float64(held.stack-min(held.stack, base.stack))/extra/1024, "stack-KB/client")
 		b.ReportMetric(float64(base.rss)/(1<<20), "base-rss-MB")
 		b.ReportMetric(float64((u1.CPU-u0.CPU).Microseconds())/float64(n)/idleFor.Seconds(), "idle-cpu-us/client/s")
 		b.ReportMetric(float64(fanout.FileLimit()), "nofile")
@@ -560,7 +566,7 @@ func measureIdle(b *testing.B) {
 	}
 }
 
-type memory struct{ rss, heap uint64 }
+type memory struct{ rss, heap, stack uint64 }
 
 // settle waits until the relay holds clients streams, lets it be idle for
 // a moment, collects its garbage and returns its RSS and heap.
@@ -581,7 +587,7 @@ func settle(b *testing.B, url string, clients int) memory {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return memory{rss: u.RSS, heap: st.HeapBytes}
+	return memory{rss: u.RSS, heap: st.HeapBytes, stack: st.StackBytes}
 }
 
 // writeKeys returns the keys the latency writes cycle through: 1000 of
@@ -625,9 +631,13 @@ func measureLightLatency(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		u0, _ := s.relay.Usage()
+		c0, _ := fanout.ReadUsage(os.Getpid())
+		profiled := profileDuring(b, s.relay.URL(), fmt.Sprintf("latency-%d", n), writeFor)
 		acks, rate := fanout.Write(ctx, api, keys, writes, latencyRate)
 		drain(d, acks, n)
+		profiled()
 		u1, _ := s.relay.Usage()
+		c1, _ := fanout.ReadUsage(os.Getpid())
 		after, err := fanout.RelayStats(ctx, s.relay.URL())
 		if err != nil {
 			b.Fatal(err)
@@ -642,6 +652,49 @@ func measureLightLatency(b *testing.B, n int) {
 		b.ReportMetric(float64(after.LostSync-before.LostSync), "relay-lost-sync")
 		b.ReportMetric(float64(after.Relay.SnapshotsSent-before.Relay.SnapshotsSent), "snapshots-resent")
 		b.ReportMetric((u1.CPU - u0.CPU).Seconds(), "relay-cpu-s")
+		// The clients and writers share the relay's cores: what they took.
+		b.ReportMetric((c1.CPU - c0.CPU).Seconds(), "client-cpu-s")
+		// Per write and client: the syscalls delivering one write to one
+		// client (below 1 when a wake carries several writes).
+		b.ReportMetric(float64(u1.WriteCalls-u0.WriteCalls)/float64(writes)/float64(n), "relay-syscw/write/client")
+	}
+}
+
+// saveProfiles saves the relay's profiles names now into profileDir, as
+// <prefix>-<name>.pprof, if profileDir is set.
+func saveProfiles(b *testing.B, url, prefix string, names ...string) {
+	if profileDir == "" {
+		return
+	}
+	for _, name := range names {
+		file := filepath.Join(profileDir, prefix+"-"+name+".pprof")
+		if err := fanout.SaveProfile(context.Background(), url, name, file); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// profileDuring starts the relay's CPU, mutex and allocation profiles over
+// the next d, if profileDir is set; the function it returns waits for
+// them.
+func profileDuring(b *testing.B, url, prefix string, d time.Duration) func() {
+	if profileDir == "" {
+		return func() {}
+	}
+	secs := strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
+	errs := make(chan error, 3)
+	for _, name := range []string{"profile", "mutex", "allocs"} {
+		go func() {
+			file := filepath.Join(profileDir, prefix+"-"+name+".pprof")
+			errs <- fanout.SaveProfile(context.Background(), url, name+"?seconds="+secs, file)
+		}()
+	}
+	return func() {
+		for range 3 {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,8 @@ type Stats struct {
 	InSync    bool
 	LostSync  uint64 // times the relay's syncer left in-sync (a resync, or worse)
 	HeapBytes uint64 // live heap after the last GC (runtime.MemStats.HeapAlloc)
+	// StackBytes is the memory of goroutine stacks (runtime.MemStats.StackInuse).
+	StackBytes uint64
 }
 
 // RunRole runs the server role named by the environment, if any, until
@@ -144,7 +147,7 @@ func runRelay(endpoints []string, prefix string) error {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		_ = json.NewEncoder(w).Encode(Stats{Relay: rs.Stats(), InSync: host.inSync.Load(),
-			LostSync: host.lostSync.Load(), HeapBytes: ms.HeapAlloc})
+			LostSync: host.lostSync.Load(), HeapBytes: ms.HeapAlloc, StackBytes: ms.StackInuse})
 	})
 	mux.HandleFunc(GCPath, func(w http.ResponseWriter, _ *http.Request) {
 		runtime.GC()
@@ -153,6 +156,8 @@ func runRelay(endpoints []string, prefix string) error {
 	// For the profiles that explain a figure: go tool pprof http://<addr>/debug/pprof/profile
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	// Per-stream contention shows in the mutex profile.
+	runtime.SetMutexProfileFraction(100)
 	ln, err := listen()
 	if err != nil {
 		return err
@@ -181,6 +186,7 @@ func runFloor(file string) error {
 	}
 	srv := &http.Server{ReadHeaderTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Transfer-Encoding", "identity") // as the relay: not chunked
 		for b := buf; len(b) > 0; b = b[min(len(b), floorChunk):] {
 			if _, err := w.Write(b[:min(len(b), floorChunk)]); err != nil {
 				return
@@ -250,6 +256,9 @@ func (p *Proc) Stop() {
 type Usage struct {
 	CPU time.Duration // user plus system time
 	RSS uint64        // resident set, bytes
+	// WriteCalls counts the process's write syscalls (syscw of
+	// /proc/<pid>/io): a stream's cost is mostly its writes.
+	WriteCalls uint64
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
@@ -259,8 +268,9 @@ const clockTick = 10 * time.Millisecond
 // Usage reads the process's CPU time and resident set from /proc.
 func (p *Proc) Usage() (Usage, error) { return ReadUsage(p.cmd.Process.Pid) }
 
-// ReadUsage reads process pid's CPU time (utime+stime of /proc/<pid>/stat)
-// and resident set (VmRSS of /proc/<pid>/status).
+// ReadUsage reads process pid's CPU time (utime+stime of /proc/<pid>/stat),
+// resident set (VmRSS of /proc/<pid>/status) and write syscalls (syscw of
+// /proc/<pid>/io).
 func ReadUsage(pid int) (Usage, error) {
 	var u Usage
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -296,6 +306,17 @@ func ReadUsage(pid int) (Usage, error) {
 			u.RSS = kb << 10
 		}
 	}
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return u, err
+	}
+	for line := range strings.Lines(string(io)) {
+		if rest, ok := strings.CutPrefix(line, "syscw:"); ok {
+			if u.WriteCalls, err = strconv.ParseUint(strings.TrimSpace(rest), 10, 64); err != nil {
+				return u, err
+			}
+		}
+	}
 	return u, nil
 }
 
@@ -312,6 +333,29 @@ func RelayStats(ctx context.Context, base string) (Stats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// SaveProfile fetches the relay process's pprof profile name (a path
+// under /debug/pprof/, with its query, e.g. "heap" or "profile?seconds=3")
+// into file.
+func SaveProfile(ctx context.Context, base, name, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/"+name, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fanout: fetching profile %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fanout: fetching profile %s: %s", name, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fanout: reading profile %s: %w", name, err)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 // RelayGC makes a relay process collect garbage and return what it can to
