@@ -72,9 +72,7 @@ var _ = Describe("A leaf", Label("relay", "failover"), func() {
 		s, err := supervisor.Start(system, leaf, o)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(s.Stop)
-		// Writes until the leaf is in sync: a relay whose syncer reported
-		// in-sync before SetClusterIDSource was called has no position to
-		// give until its next write.
+		// Writes until the leaf is in sync and holds the last of them.
 		Eventually(func(g Gomega) {
 			_, err := sim.Set(ctx, prefix+"/e", "4", nil)
 			g.Expect(err).NotTo(HaveOccurred())

@@ -49,7 +49,6 @@ func startRelay(cfg supervisor.Config, addr string) *relayProc {
 	cfg.Logger = logger.With("relaySyncer", addr)
 	s, err := supervisor.Start(system, cfg, rs)
 	Expect(err).NotTo(HaveOccurred())
-	rs.SetClusterIDSource(s.ClusterID)
 	var ln net.Listener
 	Eventually(func() (err error) { ln, err = net.Listen("tcp", addr); return err }).
 		WithTimeout(10*time.Second).Should(Succeed(), "the port of a relay that was stopped must free up")

@@ -463,7 +463,6 @@ func (sr *scheduleRelay) serve(ln net.Listener) {
 	Expect(err).NotTo(HaveOccurred())
 	sr.syncer, err = supervisor.Start(system, sr.cfg, sr.server)
 	Expect(err).NotTo(HaveOccurred())
-	sr.server.SetClusterIDSource(sr.syncer.ClusterID)
 	sr.http, sr.served = &http.Server{Handler: sr.server}, make(chan struct{})
 	go func(h *http.Server, done chan struct{}) { defer close(done); _ = h.Serve(ln) }(sr.http, sr.served)
 }

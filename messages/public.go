@@ -116,6 +116,14 @@ type StatusAtCallback interface {
 	OnStatusAt(status SyncStatus, index uint64)
 }
 
+// ClusterIDUser is implemented by hosts that label what they are given
+// with the etcd cluster ID it came from (a relay server). The syncer hands
+// them its ClusterID method before it delivers anything, so that no
+// delivery can come before the host knows where to read the ID.
+type ClusterIDUser interface {
+	SetClusterIDSource(clusterID func() string)
+}
+
 // ParseFailedCallback is implemented by hosts that want to hear about keys
 // their decoder could not parse; such keys are left out of OnUpdates.
 type ParseFailedCallback interface {

@@ -8,8 +8,7 @@
 // # Usage
 //
 //	rs, err := relay.New(relay.Config{Prefix: "/calico/v1", Logger: logger})
-//	s, err := supervisor.Start(system, cfg, rs) // or a host fanning out to rs and its own view
-//	rs.SetClusterIDSource(s.ClusterID)
+//	s, err := supervisor.Start(system, cfg, rs) // hands rs s.ClusterID before any delivery
 //	srv := rs.HTTPServer()     // handshake and header timeouts, one request a connection
 //	go srv.Serve(rs.Listener(ln)) // at most MaxConns connections; TLS: tls.NewListener around it
 //	...

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
 
+	"github.com/etcdsync/etcdsync/e2e/etcdsim"
 	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
 	"github.com/etcdsync/etcdsync/internal/replay"
@@ -88,6 +90,24 @@ var _ = Describe("a leaf of relay.Servers", func() {
 		a.rs.Close()
 		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(b.Map()), "in sync, without /k003")
 		Consistently(rec.InSyncMap).WithContext(ctx).WithTimeout(200 * time.Millisecond).Should(Equal(b.Map()))
+	}, SpecTimeout(20*time.Second))
+
+	It("syncs from a relay of a quiet etcd that supervisor.Start alone set up: the relay knows the cluster before the first delivery", func(ctx SpecContext) {
+		sim := etcdsim.New()
+		sim.Load(map[string]string{key(1): "a", key(2): "b"})
+		rs, err := relay.New(relay.Config{Prefix: prefix, Logger: slog.New(slog.NewTextHandler(GinkgoWriter, nil))})
+		Expect(err).NotTo(HaveOccurred())
+		cfg := loopback.Config()
+		cfg.Endpoints, cfg.KeysAPI = nil, sim
+		up, err := supervisor.Start(system, cfg, rs) // and no SetClusterIDSource: Start's job
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(up.Stop)
+		ts := httptest.NewServer(rs)
+		DeferCleanup(ts.Close)
+		DeferCleanup(rs.Close) // first: httptest waits for the streams to end
+
+		rec := startLeaf(prefix, ts.URL)
+		Eventually(rec.InSyncMap).WithContext(ctx).Should(Equal(sim.Map(prefix)), "in sync with no write after the relay's")
 	}, SpecTimeout(20*time.Second))
 
 	It("syncs from a relay whose prefix was given with a trailing slash", func(ctx SpecContext) {

@@ -41,11 +41,11 @@ type entry struct {
 	enc    encoded
 }
 
-// shared is the retained log: an immutable sequence of entries numbered
+// retainedLog is the retained log: an immutable sequence of entries numbered
 // from 0, of which the last maxEntries, at most maxBytes, are kept. Streams
 // read it at their own pace by sequence number; nothing in it is per
 // stream. Not safe for concurrent use: the Server guards it.
-type shared struct {
+type retainedLog struct {
 	maxEntries, maxBytes int
 
 	entries []*entry
@@ -61,11 +61,11 @@ type shared struct {
 }
 
 // head is the seq the next entry will get.
-func (l *shared) head() uint64 { return l.first + uint64(len(l.entries)) }
+func (l *retainedLog) head() uint64 { return l.first + uint64(len(l.entries)) }
 
 // push appends e and drops the oldest entries past the bounds, keeping at
 // least e.
-func (l *shared) push(e *entry) {
+func (l *retainedLog) push(e *entry) {
 	l.entries = append(l.entries, e)
 	l.bytes += len(e.enc.raw)
 	for len(l.entries) > 1 && (len(l.entries) > l.maxEntries || l.bytes > l.maxBytes) {
@@ -81,7 +81,7 @@ func (l *shared) push(e *entry) {
 // from returns a copy of up to n entries from seq on; seq must be at
 // least first. A copy, because push clears the slots it trims, and the
 // caller reads the entries after letting go of the lock.
-func (l *shared) from(seq uint64, n int) []*entry {
+func (l *retainedLog) from(seq uint64, n int) []*entry {
 	i := int(seq - l.first)
 	return slices.Clone(l.entries[i:min(len(l.entries), i+n)])
 }
@@ -116,7 +116,7 @@ type position struct {
 // entries it has applied already (it may have read past its last resume
 // position), which a map applies again idempotently, in order, never a
 // gap.
-func (l *shared) resumeAt(p position) (uint64, bool) {
+func (l *retainedLog) resumeAt(p position) (uint64, bool) {
 	if p.cluster == "" || p.rev == 0 || !p.hasDigest {
 		return 0, false
 	}

@@ -13,8 +13,8 @@ import (
 // cluster "c", in one epoch, bounded to max entries; all are resumable but
 // those listed in notResumable (by revision). An entry's digest is its
 // revision: see at.
-func logOf(max int, revs []uint64, notResumable ...uint64) *shared {
-	l := &shared{maxEntries: max, maxBytes: 1 << 30}
+func logOf(max int, revs []uint64, notResumable ...uint64) *retainedLog {
+	l := &retainedLog{maxEntries: max, maxBytes: 1 << 30}
 	for _, r := range revs {
 		l.push(&entry{rev: r, cluster: "c", resumable: !slices.Contains(notResumable, r), digest: wire.Digest(r), enc: encoded{raw: []byte("x\n")}})
 	}
@@ -32,7 +32,7 @@ func at(c string, rev uint64) position {
 func TestResumeAt(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		log  *shared
+		log  *retainedLog
 		pos  position
 		next uint64
 		ok   bool
@@ -114,7 +114,7 @@ func TestResumeAtIgnoresEarlierEpochs(t *testing.T) {
 }
 
 func TestPushBoundsCountAndBytes(t *testing.T) {
-	l := &shared{maxEntries: 100, maxBytes: 10}
+	l := &retainedLog{maxEntries: 100, maxBytes: 10}
 	for range 20 {
 		l.push(&entry{enc: encoded{raw: []byte("abcd\n")}}) // 5 bytes
 	}

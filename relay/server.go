@@ -50,7 +50,7 @@ type Server struct {
 	// synced: the syncer reported in-sync in this epoch, and nothing
 	// since: only then do its batches come in revision order.
 	synced  bool
-	log     shared
+	log     retainedLog
 	changed chan struct{} // closed, and replaced, whenever the log grows
 
 	snapMu sync.Mutex // held while a snapshot is looked up or built, so a burst builds one
@@ -72,12 +72,13 @@ type Server struct {
 }
 
 // New returns a server for cfg, in status WaitForDatastore with an empty
-// view. Give it to supervisor.Start as the callbacks, call
-// SetClusterIDSource with the syncer's ClusterID, and serve it over HTTP. A
+// view. Give it to supervisor.Start as the callbacks (Start hands it the
+// syncer's ClusterID: see SetClusterIDSource), and serve it over HTTP. A
 // host that wraps it in callbacks of its own must implement
-// messages.StatusAtCallback too and pass OnStatusAt on: without the index,
-// a relay that goes quiet after a resync gives its clients no position to
-// be in sync at until the next write.
+// messages.StatusAtCallback and messages.ClusterIDUser too and pass them
+// on: without the index, a relay that goes quiet after a resync gives its
+// clients no position to be in sync at until the next write, and without
+// the cluster ID none at all.
 // A bad cfg is a *ConfigError naming the field.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
@@ -90,14 +91,15 @@ func New(cfg Config) (*Server, error) {
 		view:    map[string]wire.KV{},
 		status:  messages.WaitForDatastore,
 		changed: make(chan struct{}),
-		log:     shared{maxEntries: cfg.LogEntries, maxBytes: cfg.LogBytes},
+		log:     retainedLog{maxEntries: cfg.LogEntries, maxBytes: cfg.LogBytes},
 	}, nil
 }
 
 // SetClusterIDSource tells the server how to learn the etcd cluster ID of
-// the data it is given: supervisor.Syncer.ClusterID. The server reads it at
-// each callback. Until it is set, data is labelled with no cluster, and
-// clients cannot resume into it.
+// the data it is given: supervisor.Syncer.ClusterID, which supervisor.Start
+// hands it (messages.ClusterIDUser) before it delivers anything. The server
+// reads it at each callback. Until it is set, data is labelled with no
+// cluster, and clients cannot resume into it.
 func (s *Server) SetClusterIDSource(f func() string) { s.clusterID.Store(&f) }
 
 func (s *Server) currentClusterID() string {

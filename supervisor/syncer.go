@@ -81,6 +81,9 @@ func Start(system *actor.ActorSystem, cfg Config, callbacks messages.Callbacks) 
 		relays, conns = cfg.relayClient()
 	}
 	s := &Syncer{system: system, callbacks: callbacks, conns: conns, source: src, done: make(chan struct{})}
+	if u, ok := callbacks.(messages.ClusterIDUser); ok {
+		u.SetClusterIDSource(s.ClusterID) // before the first delivery can race it
+	}
 	s.env = &actors.Env{
 		Source:     src,
 		Prefix:     cfg.Prefix,

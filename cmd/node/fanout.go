@@ -13,6 +13,7 @@ type fanout struct {
 	relay interface {
 		messages.Callbacks
 		messages.StatusAtCallback
+		messages.ClusterIDUser
 	}
 }
 
@@ -33,6 +34,10 @@ func (f fanout) OnStatusAt(s messages.SyncStatus, index uint64) {
 	f.relay.OnStatusAt(s, index)
 }
 
+// SetClusterIDSource implements messages.ClusterIDUser: the relay labels
+// what it is given with the cluster ID.
+func (f fanout) SetClusterIDSource(clusterID func() string) { f.relay.SetClusterIDSource(clusterID) }
+
 // ParseFailed implements messages.ParseFailedCallback, for the view only:
 // the node refuses --relay-listen with a model (config.go).
 func (f fanout) ParseFailed(key, value string) { f.view.ParseFailed(key, value) }
@@ -41,4 +46,5 @@ var (
 	_ messages.Callbacks           = fanout{}
 	_ messages.ParseFailedCallback = fanout{}
 	_ messages.StatusAtCallback    = fanout{}
+	_ messages.ClusterIDUser       = fanout{}
 )

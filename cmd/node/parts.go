@@ -116,7 +116,6 @@ type syncer struct {
 	cfg          supervisor.Config
 	host         messages.Callbacks
 	systemLogger *slog.Logger
-	relay        *relay.Server // nil, or told the syncer's cluster ID
 	// stopped is the failure for a syncer that stopped itself, from its Err.
 	stopped func(error) error
 	fail    func(error)
@@ -137,9 +136,6 @@ func (s *syncer) start(context.Context) error {
 	}
 	s.s.Store(sy)
 	s.shutdown, s.stopping = system.Shutdown, make(chan struct{})
-	if s.relay != nil {
-		s.relay.SetClusterIDSource(sy.ClusterID)
-	}
 	go func(stopping <-chan struct{}) {
 		<-sy.Done()
 		select {

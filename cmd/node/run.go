@@ -156,7 +156,7 @@ func nodeComponents(c config, logger *slog.Logger, stdout io.Writer) (*component
 		if err != nil {
 			return nil, nil, err
 		}
-		sy.host, sy.relay = fanout{view: v, relay: r.server}, r.server
+		sy.host = fanout{view: v, relay: r.server} // Start hands r.server the cluster ID
 		cs.add(r)
 	}
 	srv := newServer(newHandler(v, sy.alive, m.registry, logger), logger)

@@ -135,12 +135,11 @@ func runRelay(endpoints []string, prefix string) error {
 	// The stream watch, as a relay under 1000 writes/s should run it (the
 	// README says so): a long poll makes a request per event, and with the
 	// clients on the same two cores it fell behind and resynced.
-	s, err := supervisor.Start(system, supervisor.Config{Endpoints: endpoints, Prefix: prefix, Logger: quiet,
+	_, err = supervisor.Start(system, supervisor.Config{Endpoints: endpoints, Prefix: prefix, Logger: quiet,
 		WatchMode: supervisor.WatchStream}, host)
 	if err != nil {
 		return err
 	}
-	rs.SetClusterIDSource(s.ClusterID)
 	mux := http.NewServeMux()
 	mux.Handle(wire.StreamPath, rs)
 	mux.HandleFunc(StatsPath, func(w http.ResponseWriter, _ *http.Request) {
