@@ -162,16 +162,13 @@ func (f *RelayFeed) Disconnected(why error) []messages.MergeInput {
 // messages.ErrUpstreamReset or messages.ErrIndexRegressed means the relay's
 // datastore was rebuilt or went back in time.
 func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messages.MergeInput, error) {
-	var out []messages.MergeInput
-	bad := func(format string, args ...any) ([]messages.MergeInput, error) {
-		return out, fmt.Errorf("%w: %s frame: %s", ErrRelayProtocol, fr.Type, fmt.Sprintf(format, args...))
-	}
 	if err := f.order.Step(fr); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRelayProtocol, err)
 	}
 	if err := f.check(fr, prefix); err != nil {
-		return bad("%v", err)
+		return nil, protocolError(fr, "%v", err)
 	}
+	var out []messages.MergeInput
 	switch fr.Type {
 	case wire.TypeHello:
 		// A resumed stream sends what follows the position, so the view
@@ -188,67 +185,21 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 			f.snap[kv.Key] = messages.KV{Key: kv.Key, Value: kv.Value, ModifiedIndex: kv.Revision}
 		}
 	case wire.TypeSnapshotEnd:
-		if len(f.snap) != f.count { // the order counted entries; a key twice is short
-			return bad("after %d keys, not the %d announced", len(f.snap), f.count)
+		if err := f.snapshotEnd(fr); err != nil {
+			if errors.Is(err, messages.ErrUpstreamReset) {
+				// The marks the merge core holds are of another history:
+				// only a reset (they are dropped) makes the host etcd's.
+				return f.lose(err), err
+			}
+			return nil, err
 		}
-		if f.snapClaim != "" && f.snapClaim != f.snapDigest.String() {
-			return bad("its keys' digest is %s, not the %s its snapshot-begin gave", f.snapDigest, f.snapClaim)
-		}
-		if err := f.sameHistory(); err != nil {
-			// The marks the merge core holds are of another history:
-			// only a reset (they are dropped) makes the host etcd's.
-			out = f.lose(err)
-			return out, fmt.Errorf("%w: %w", messages.ErrUpstreamReset, err)
-		}
-		f.view, f.digest, f.snap = f.snap, f.snapDigest, nil
-		f.status, _ = wire.ParseStatus(fr.Status) // Validate checked it
-		// The snapshot's position, or none: the view is no longer the one
-		// the last position stood for.
-		f.cluster, f.rev = f.snapCluster, f.snapRev
-		f.consistent = f.cluster != "" && f.rev > 0
 	case wire.TypeDelta:
-		for _, c := range fr.Changes {
-			u, _ := c.Update() // check parsed it
-			old, had := f.view[u.Key]
-			if u.Type == messages.UpdateTypeDeleted {
-				if had {
-					f.digest = f.digest.Without(u.Key, old.Value)
-				}
-				delete(f.view, u.Key)
-				if f.live {
-					f.held = append(f.held, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision, More: true})
-				}
-				continue
-			}
-			kv := messages.KV{Key: u.Key, Value: u.Value, ModifiedIndex: u.Revision}
-			f.digest = f.digest.Put(u.Key, u.Value, old.Value, had)
-			f.view[u.Key] = kv
-			if f.live {
-				f.held = append(f.held, messages.WatcherUpdate{KV: kv, More: true})
-			}
-		}
-		f.position(fr)
-		out = f.release(out)
-		if len(f.held) > MaxHeldChanges {
-			// A batch this long (or a relay that never gives a
-			// position) would grow without bound: stop forwarding; the
-			// next position resyncs from the view, which has them all.
-			out = append(out, f.lose(fmt.Errorf("over %d changes with no position", MaxHeldChanges))...)
-		}
+		out = f.delta(fr)
 	case wire.TypeStatus:
-		st, _ := wire.ParseStatus(fr.Status)
-		if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {
-			// The relay's syncer was rebuilt against a reset or
-			// restored etcd: revisions start over.
-			out = f.lose(errors.New("the relay's datastore was reset"))
-			return out, fmt.Errorf("%w: the relay reported %s after %s", messages.ErrUpstreamReset, st, f.status)
+		var err error
+		if out, err = f.statusFrame(fr); err != nil {
+			return out, err
 		}
-		f.status = st
-		if st != messages.InSync {
-			out = f.lose(fmt.Errorf("the relay reported %s", st))
-		}
-		f.position(fr)
-		out = f.release(out)
 	case wire.TypePing:
 		return nil, nil
 	case wire.TypeError:
@@ -256,6 +207,86 @@ func (f *RelayFeed) Frame(fr *wire.Frame, now time.Time, prefix string) ([]messa
 	}
 	out = f.goLive(out)
 	return f.serve(out, now)
+}
+
+// protocolError is a violation of the protocol by fr.
+func protocolError(fr *wire.Frame, format string, args ...any) error {
+	return fmt.Errorf("%w: %s frame: %s", ErrRelayProtocol, fr.Type, fmt.Sprintf(format, args...))
+}
+
+// snapshotEnd makes the snapshot received the view, once it holds what was
+// announced and comes from the view's own history (else the error wraps
+// messages.ErrUpstreamReset).
+func (f *RelayFeed) snapshotEnd(fr *wire.Frame) error {
+	if len(f.snap) != f.count { // the order counted entries; a key twice is short
+		return protocolError(fr, "after %d keys, not the %d announced", len(f.snap), f.count)
+	}
+	if f.snapClaim != "" && f.snapClaim != f.snapDigest.String() {
+		return protocolError(fr, "its keys' digest is %s, not the %s its snapshot-begin gave", f.snapDigest, f.snapClaim)
+	}
+	if err := f.sameHistory(); err != nil {
+		return fmt.Errorf("%w: %w", messages.ErrUpstreamReset, err)
+	}
+	f.view, f.digest, f.snap = f.snap, f.snapDigest, nil
+	f.status, _ = wire.ParseStatus(fr.Status) // Validate checked it
+	// The snapshot's position, or none: the view is no longer the one
+	// the last position stood for.
+	f.cluster, f.rev = f.snapCluster, f.snapRev
+	f.consistent = f.cluster != "" && f.rev > 0
+	return nil
+}
+
+// delta applies a delta frame to the view and, live, holds its changes
+// until a frame ends at a position.
+func (f *RelayFeed) delta(fr *wire.Frame) []messages.MergeInput {
+	for _, c := range fr.Changes {
+		u, _ := c.Update() // check parsed it
+		old, had := f.view[u.Key]
+		if u.Type == messages.UpdateTypeDeleted {
+			if had {
+				f.digest = f.digest.Without(u.Key, old.Value)
+			}
+			delete(f.view, u.Key)
+			if f.live {
+				f.held = append(f.held, messages.WatcherDeletion{Key: u.Key, ModifiedIndex: u.Revision, More: true})
+			}
+			continue
+		}
+		kv := messages.KV{Key: u.Key, Value: u.Value, ModifiedIndex: u.Revision}
+		f.digest = f.digest.Put(u.Key, u.Value, old.Value, had)
+		f.view[u.Key] = kv
+		if f.live {
+			f.held = append(f.held, messages.WatcherUpdate{KV: kv, More: true})
+		}
+	}
+	f.position(fr)
+	out := f.release(nil)
+	if len(f.held) > MaxHeldChanges {
+		// A batch this long (or a relay that never gives a position) would
+		// grow without bound: stop forwarding; the next position resyncs
+		// from the view, which has them all.
+		out = append(out, f.lose(fmt.Errorf("over %d changes with no position", MaxHeldChanges))...)
+	}
+	return out
+}
+
+// statusFrame takes the relay's status; a WaitForDatastore after another
+// is the relay's datastore reset (the error wraps messages.ErrUpstreamReset).
+func (f *RelayFeed) statusFrame(fr *wire.Frame) ([]messages.MergeInput, error) {
+	st, _ := wire.ParseStatus(fr.Status)
+	if st == messages.WaitForDatastore && f.status != 0 && f.status != messages.WaitForDatastore {
+		// The relay's syncer was rebuilt against a reset or restored
+		// etcd: revisions start over.
+		out := f.lose(errors.New("the relay's datastore was reset"))
+		return out, fmt.Errorf("%w: the relay reported %s after %s", messages.ErrUpstreamReset, st, f.status)
+	}
+	var out []messages.MergeInput
+	f.status = st
+	if st != messages.InSync {
+		out = f.lose(fmt.Errorf("the relay reported %s", st))
+	}
+	f.position(fr)
+	return f.release(out), nil
 }
 
 // check refuses, before anything of fr is applied, what no relay of ours
