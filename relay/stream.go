@@ -65,26 +65,8 @@ func badRequest(field, format string, args ...any) *requestError {
 // parseHandshake validates a request against the protocol and cfg.
 func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 	var h handshake
-	if len(r.URL.RawPath)+len(r.URL.Path)+len(r.URL.RawQuery) > cfg.MaxRequestBytes {
-		return h, &requestError{status: http.StatusRequestURITooLong, frame: wire.Frame{Type: wire.TypeError,
-			Code: wire.CodeTooLarge, Field: "query", Message: fmt.Sprintf("the path and query are over %d bytes", cfg.MaxRequestBytes)}}
-	}
-	if r.URL.Path != wire.StreamPath {
-		if m := versionPath.FindStringSubmatch(r.URL.Path); m != nil {
-			return h, &requestError{status: http.StatusBadRequest, frame: wire.Frame{Type: wire.TypeError,
-				Code: wire.CodeBadVersion, Field: "version",
-				Message: fmt.Sprintf("protocol version %s is not spoken here; this relay speaks %d at %s", m[1], wire.Version, wire.StreamPath)}}
-		}
-		return h, &requestError{status: http.StatusNotFound, frame: wire.Frame{Type: wire.TypeError,
-			Code: wire.CodeNotFound, Field: "path", Message: fmt.Sprintf("%q is not a relay path; streams are at %s", r.URL.Path, wire.StreamPath)}}
-	}
-	if r.Method != http.MethodGet {
-		return h, &requestError{status: http.StatusMethodNotAllowed, frame: wire.Frame{Type: wire.TypeError,
-			Code: wire.CodeBadRequest, Field: "method", Message: r.Method + " is not GET"}}
-	}
-	if r.ContentLength != 0 {
-		return h, &requestError{status: http.StatusRequestEntityTooLarge, frame: wire.Frame{Type: wire.TypeError,
-			Code: wire.CodeTooLarge, Field: "body", Message: "a stream request has no body"}}
+	if e := checkRequest(r, cfg); e != nil {
+		return h, e
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -101,50 +83,99 @@ func parseHandshake(r *http.Request, cfg Config) (handshake, *requestError) {
 	case keyspace.Prefix(prefix) != cfg.Prefix: // withDefaults made cfg.Prefix canonical
 		return h, badRequest(wire.ParamPrefix, "%q is not the prefix this relay serves, %s", prefix, cfg.Prefix)
 	}
-	id, rev, digest := q.Get(wire.ParamClusterID), q.Get(wire.ParamRevision), q.Get(wire.ParamDigest)
-	switch {
-	case id == "" && rev == "" && digest != "":
-		return h, badRequest(wire.ParamDigest, "given without %s and %s", wire.ParamClusterID, wire.ParamRevision)
-	case id == "" && rev == "":
-	case id == "":
-		return h, badRequest(wire.ParamClusterID, "missing: %s needs it", wire.ParamRevision)
-	case rev == "":
-		return h, badRequest(wire.ParamRevision, "missing: %s needs it", wire.ParamClusterID)
-	case !clusterIDRe.MatchString(id):
-		return h, badRequest(wire.ParamClusterID, "%q is not an etcd cluster ID (lower-case hex)", id)
-	default:
-		n, err := strconv.ParseUint(rev, 10, 64)
-		if err != nil || n == 0 {
-			return h, badRequest(wire.ParamRevision, "%q is not a positive integer", rev)
-		}
-		h.pos = position{cluster: id, rev: n}
-		// A client older than digests sends none: it is served, with a
-		// snapshot (resumeAt), as a client of a relay whose log no longer
-		// holds its position would be.
-		if digest != "" {
-			d, err := wire.ParseDigest(digest)
-			if err != nil {
-				return h, badRequest(wire.ParamDigest, "%q is not a digest (16 lower-case hex digits)", digest)
-			}
-			h.pos.digest, h.pos.hasDigest = d, true
-		}
+	var e *requestError
+	if h.pos, e = parsePosition(q); e != nil {
+		return h, e
 	}
-	if fs := q.Get(wire.ParamFeatures); fs != "" {
-		list := strings.Split(fs, ",")
-		if len(list) > maxFeatures {
-			return h, badRequest(wire.ParamFeatures, "%d features; at most %d", len(list), maxFeatures)
-		}
-		for _, f := range list {
-			if !featureRe.MatchString(f) {
-				return h, badRequest(wire.ParamFeatures, "%q is not a feature name", f)
-			}
-			// Features this server does not know are ignored: a newer
-			// client still syncs, with what both know.
-			h.ping = h.ping || f == wire.FeaturePing
-		}
+	if h.ping, e = parseFeatures(q); e != nil {
+		return h, e
 	}
 	h.zstd = acceptsZstd(r.Header.Values("Accept-Encoding"))
 	return h, nil
+}
+
+// checkRequest refuses what is no stream request: too long, another path
+// or version, another method, a body.
+func checkRequest(r *http.Request, cfg Config) *requestError {
+	if len(r.URL.RawPath)+len(r.URL.Path)+len(r.URL.RawQuery) > cfg.MaxRequestBytes {
+		return &requestError{status: http.StatusRequestURITooLong, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeTooLarge, Field: "query", Message: fmt.Sprintf("the path and query are over %d bytes", cfg.MaxRequestBytes)}}
+	}
+	if r.URL.Path != wire.StreamPath {
+		if m := versionPath.FindStringSubmatch(r.URL.Path); m != nil {
+			return &requestError{status: http.StatusBadRequest, frame: wire.Frame{Type: wire.TypeError,
+				Code: wire.CodeBadVersion, Field: "version",
+				Message: fmt.Sprintf("protocol version %s is not spoken here; this relay speaks %d at %s", m[1], wire.Version, wire.StreamPath)}}
+		}
+		return &requestError{status: http.StatusNotFound, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeNotFound, Field: "path", Message: fmt.Sprintf("%q is not a relay path; streams are at %s", r.URL.Path, wire.StreamPath)}}
+	}
+	if r.Method != http.MethodGet {
+		return &requestError{status: http.StatusMethodNotAllowed, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeBadRequest, Field: "method", Message: r.Method + " is not GET"}}
+	}
+	if r.ContentLength != 0 {
+		return &requestError{status: http.StatusRequestEntityTooLarge, frame: wire.Frame{Type: wire.TypeError,
+			Code: wire.CodeTooLarge, Field: "body", Message: "a stream request has no body"}}
+	}
+	return nil
+}
+
+// parsePosition reads the resume position, if any: cluster ID and revision
+// together, and the digest of the client's view.
+func parsePosition(q url.Values) (position, *requestError) {
+	var pos position
+	id, rev, digest := q.Get(wire.ParamClusterID), q.Get(wire.ParamRevision), q.Get(wire.ParamDigest)
+	switch {
+	case id == "" && rev == "" && digest != "":
+		return pos, badRequest(wire.ParamDigest, "given without %s and %s", wire.ParamClusterID, wire.ParamRevision)
+	case id == "" && rev == "":
+		return pos, nil
+	case id == "":
+		return pos, badRequest(wire.ParamClusterID, "missing: %s needs it", wire.ParamRevision)
+	case rev == "":
+		return pos, badRequest(wire.ParamRevision, "missing: %s needs it", wire.ParamClusterID)
+	case !clusterIDRe.MatchString(id):
+		return pos, badRequest(wire.ParamClusterID, "%q is not an etcd cluster ID (lower-case hex)", id)
+	}
+	n, err := strconv.ParseUint(rev, 10, 64)
+	if err != nil || n == 0 {
+		return pos, badRequest(wire.ParamRevision, "%q is not a positive integer", rev)
+	}
+	pos = position{cluster: id, rev: n}
+	// A client older than digests sends none: it is served, with a
+	// snapshot (resumeAt), as a client of a relay whose log no longer
+	// holds its position would be.
+	if digest != "" {
+		d, err := wire.ParseDigest(digest)
+		if err != nil {
+			return pos, badRequest(wire.ParamDigest, "%q is not a digest (16 lower-case hex digits)", digest)
+		}
+		pos.digest, pos.hasDigest = d, true
+	}
+	return pos, nil
+}
+
+// parseFeatures reads the features the client asks for, and reports
+// whether ping is one of them.
+func parseFeatures(q url.Values) (ping bool, _ *requestError) {
+	fs := q.Get(wire.ParamFeatures)
+	if fs == "" {
+		return false, nil
+	}
+	list := strings.Split(fs, ",")
+	if len(list) > maxFeatures {
+		return false, badRequest(wire.ParamFeatures, "%d features; at most %d", len(list), maxFeatures)
+	}
+	for _, f := range list {
+		if !featureRe.MatchString(f) {
+			return false, badRequest(wire.ParamFeatures, "%q is not a feature name", f)
+		}
+		// Features this server does not know are ignored: a newer client
+		// still syncs, with what both know.
+		ping = ping || f == wire.FeaturePing
+	}
+	return ping, nil
 }
 
 // acceptsZstd reports whether Accept-Encoding lists zstd with a non-zero
