@@ -48,11 +48,23 @@ func (m *states) record(st *store, e *event) {
 	if visible(key) {
 		st.leaves(key, func(k, v string) { now[k] = v })
 	}
-	under := func(k string) bool { return k == key || strings.HasPrefix(k, key+"/") }
-	for k := range m.cur { // gone
-		if _, ok := now[k]; !ok && under(k) {
+	gone := func(k string) {
+		if _, ok := now[k]; !ok {
 			m.log = append(m.log, mutation{index: e.index(), key: k, deleted: true})
 			delete(m.cur, k)
+		}
+	}
+	if !e.node.Dir && (e.prev == nil || !e.prev.Dir) {
+		// A file's event changes that file only: no scan of every key,
+		// which made loading 10^6 keys quadratic.
+		if _, ok := m.cur[key]; ok {
+			gone(key)
+		}
+	} else {
+		for k := range m.cur {
+			if k == key || strings.HasPrefix(k, key+"/") {
+				gone(k)
+			}
 		}
 	}
 	for k, v := range now { // new or changed
