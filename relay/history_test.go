@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"context"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -10,9 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
-	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -130,23 +127,9 @@ var _ = Describe("resume positions across etcd histories", func() {
 			system = supervisor.NewSystem(slog.New(slog.NewTextHandler(GinkgoWriter, nil)))
 			DeferCleanup(system.Shutdown)
 		})
-		// startLeaf starts a leaf of relays, at relays[len(relays)/2].
 		startLeaf := func(relays ...string) *recorder.Recorder {
 			GinkgoHelper()
-			cfg := loopback.Config()
-			cfg.Endpoints, cfg.Relays, cfg.Prefix = nil, relays, prefix
-			cfg.RelayReadTimeout = 3 * time.Second
-			cfg = replay.With(cfg, replay.Hooks{Rand: func(n int64) int64 { return n / 2 }})
-			cfg.Logger = slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			rec := recorder.New()
-			s, err := supervisor.Start(system, cfg, rec)
-			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(func(ctx context.Context) {
-				Expect(s.Stop(ctx)).To(Succeed())
-				rec.Close()
-				Expect(rec.Violation()).NotTo(HaveOccurred())
-			})
-			return rec
+			return startLeaf(system, nil, prefix, relays...)
 		}
 
 		It("failing over to a relay of etcd rebuilt with the same cluster ID, converges on the new history", func(ctx SpecContext) {

@@ -1,8 +1,6 @@
 package relay_test
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"sync/atomic"
@@ -16,7 +14,6 @@ import (
 	"github.com/etcdsync/etcdsync/e2e/etcdsim"
 	"github.com/etcdsync/etcdsync/e2e/loopback"
 	"github.com/etcdsync/etcdsync/e2e/recorder"
-	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/supervisor"
@@ -52,23 +49,9 @@ var _ = Describe("a leaf of relay.Servers", func() {
 		rs.OnStatusAt(messages.InSync, up.rev)
 		return up, base
 	}
-	// startLeaf starts a leaf of relays, at relays[len(relays)/2].
 	startLeaf := func(prefix string, relays ...string) *recorder.Recorder {
 		GinkgoHelper()
-		cfg := loopback.Config()
-		cfg.Endpoints, cfg.Relays, cfg.Prefix = nil, relays, prefix
-		cfg.RelayReadTimeout = 3 * time.Second
-		cfg = replay.With(cfg, replay.Hooks{Rand: func(n int64) int64 { return n / 2 }})
-		cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(GinkgoWriter, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-		rec := recorder.New()
-		s, err := supervisor.Start(system, cfg, rec)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func(ctx context.Context) {
-			Expect(s.Stop(ctx)).To(Succeed())
-			rec.Close()
-			Expect(rec.Violation()).NotTo(HaveOccurred())
-		})
-		return rec
+		return startLeaf(system, logs, prefix, relays...)
 	}
 
 	It("fails over without keeping a key the first relay's resync sent and etcd deleted since", func(ctx SpecContext) {

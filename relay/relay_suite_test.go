@@ -15,13 +15,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/format"
 
+	"github.com/etcdsync/etcdsync/e2e/loopback"
+	"github.com/etcdsync/etcdsync/e2e/recorder"
+	"github.com/etcdsync/etcdsync/internal/replay"
 	"github.com/etcdsync/etcdsync/messages"
 	"github.com/etcdsync/etcdsync/relay"
 	"github.com/etcdsync/etcdsync/relay/wire"
+	"github.com/etcdsync/etcdsync/supervisor"
 )
 
 func TestRelay(t *testing.T) {
@@ -224,4 +229,29 @@ func errorFrame(resp *http.Response) *wire.Frame {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(f.Type).To(Equal(wire.TypeError))
 	return f
+}
+
+// startLeaf starts a leaf (a syncer with Config.Relays) of relays on
+// system, at relays[len(relays)/2], logging to GinkgoWriter and to also,
+// if not nil; it is stopped, and its recorder checked, at the spec's end.
+func startLeaf(system *actor.ActorSystem, also io.Writer, prefix string, relays ...string) *recorder.Recorder {
+	GinkgoHelper()
+	cfg := loopback.Config()
+	cfg.Endpoints, cfg.Relays, cfg.Prefix = nil, relays, prefix
+	cfg.RelayReadTimeout = 3 * time.Second
+	cfg = replay.With(cfg, replay.Hooks{Rand: func(n int64) int64 { return n / 2 }})
+	var w io.Writer = GinkgoWriter
+	if also != nil {
+		w = io.MultiWriter(GinkgoWriter, also)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := recorder.New()
+	s, err := supervisor.Start(system, cfg, rec)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func(ctx context.Context) {
+		Expect(s.Stop(ctx)).To(Succeed())
+		rec.Close()
+		Expect(rec.Violation()).NotTo(HaveOccurred())
+	})
+	return rec
 }
