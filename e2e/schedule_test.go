@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -421,16 +422,23 @@ func (sr *scheduleRelays) resume() {
 }
 
 // stop stops the leaves, then the relays, and checks the leaves' contract.
+// The relays are stopped whatever the leaves report: a relay left running
+// holds its watch on the sim's HTTP server, whose Close would then wait for
+// it, hiding the failure behind a hang.
 func (sr *scheduleRelays) stop(ctx context.Context) {
 	GinkgoHelper()
+	defer func() {
+		for _, one := range sr.relays {
+			one.stop(ctx)
+		}
+	}()
+	var errs []error
 	for i, s := range sr.syncers {
-		Expect(s.Stop(ctx)).To(Succeed())
+		errs = append(errs, s.Stop(ctx))
 		sr.leaves[i].Close()
-		Expect(sr.leaves[i].Violation()).NotTo(HaveOccurred())
+		errs = append(errs, sr.leaves[i].Violation())
 	}
-	for _, one := range sr.relays {
-		one.stop(ctx)
-	}
+	Expect(errors.Join(errs...)).NotTo(HaveOccurred(), "stopping the leaves")
 }
 
 func startScheduleRelay(ctx context.Context, cfg supervisor.Config, r *rand.Rand) *scheduleRelay {
